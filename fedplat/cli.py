@@ -1,0 +1,129 @@
+"""`fedplat`: the Hydra command line.
+
+`main` checks the overrides first (group names, keys, values: for a sweep, every combination),
+so a mistake costs one line on stderr and exit code 2 before Hydra, Ray or any data starts. Then
+Hydra takes over: it makes the run directory (or one per sweep job with `-m`) and calls the
+scenario's runner (`scenario.runner`, e.g. simulations.centralized.run).
+
+Exit codes: 0 done, 1 the run stopped early (`RunAborted`; results so far are kept), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from fedplat.config import CONF_DIR, compose, import_object, parse_overrides, prepare
+from fedplat.errors import RunAborted, UserError
+
+log = logging.getLogger("fedplat")
+
+#: Hydra flags that take a value as the next argument.
+_FLAGS_WITH_VALUE = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir",
+                     "--experimental-rerun", "-i", "--info"}
+#: Flags after which fedplat does not pre-check anything (help, config printing).
+_PASSTHROUGH = {"-h", "--help", "--hydra-help", "-c", "--cfg", "--resolve", "--info", "-i",
+                "--shell-completion", "-sc"}
+_MAX_CHECKED_COMBINATIONS = 256
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line on stderr and exit."""
+    print(f"fedplat: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def user_overrides(argv: Sequence[str]) -> list[str] | None:
+    """The `key=value` overrides in argv (None when a help/print flag is present)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in _PASSTHROUGH:
+            return None
+        if arg in _FLAGS_WITH_VALUE:
+            skip = True
+            continue
+        if arg.startswith("-"):
+            continue
+        out.append(arg)
+    return out
+
+
+def precheck(overrides: Sequence[str]) -> None:
+    """Compose and validate every sweep combination (up to a cap); raise UserError."""
+    plain = [o for o in overrides if not o.lstrip("~+").startswith("hydra")]
+    for combo in parse_overrides(plain)[:_MAX_CHECKED_COMBINATIONS]:
+        prepare(compose(combo))
+
+
+def format_summary(summary: Mapping[str, Any], run_dir: Path) -> str:
+    """The one-screen end-of-run report."""
+
+    def pct(x: Any) -> str:
+        return f"{100 * x:.2f}%" if isinstance(x, int | float) else "n/a"
+
+    final = summary.get("final", {})
+    best = summary.get("best", {})
+    startup = summary.get("startup_s")
+    per_round = summary.get("mean_round_time_s")
+    lines = [
+        f"fedplat run {summary['status']}: {summary['strategy']} on {summary['dataset']} "
+        f"({summary['partition']}, {summary['num_clients']} clients, model {summary['model']}, "
+        f"seed {summary['seed']})",
+        f"  rounds        {summary['rounds_completed']}/{summary['num_rounds']} in "
+        f"{summary['wall_time_s']:.1f} s"
+        + (f" (start-up {startup:.1f} s, {per_round:.2f} s/round)"
+           if startup is not None and per_round is not None else ""),
+        f"  final         accuracy {pct(final.get('accuracy'))} at round {final.get('round')} "
+        f"(mean over clients {pct(final.get('accuracy_mean'))})",
+        f"  best          accuracy {pct(best.get('accuracy'))} at round {best.get('round')} "
+        f"(round chosen by {best.get('criterion', 'n/a')})",
+        f"  failures      {summary.get('failures', 0)} client failures",
+        f"  results       {run_dir}",
+    ]
+    if summary.get("reason"):
+        lines.append(f"  stopped       {summary['reason']}")
+    return "\n".join(lines)
+
+
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
+def _hydra_entry(cfg: DictConfig) -> None:
+    try:
+        prepare(cfg)
+        run_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir).resolve()
+        runner = import_object(cfg.scenario.runner, "scenario.runner")
+        summary = runner(cfg, run_dir)
+    except UserError as exc:
+        fail(str(exc), 2)
+    except RunAborted as exc:
+        fail(f"run stopped: {exc} (results so far are in the run directory)", 1)
+    print(format_summary(summary, run_dir), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point of `fedplat`."""
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    args = list(sys.argv[1:] if argv is None else argv)
+    overrides = user_overrides(args)
+    if overrides is not None:
+        try:
+            precheck(overrides)
+        except UserError as exc:
+            fail(str(exc), 2)
+    sys.argv = [sys.argv[0], *args]
+    _hydra_entry()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""A federated view of a dataset: one train/val/test split per client.
+
+The pooled dataset (its train and test parts together) is partitioned over clients by the
+configured partitioner, and each client's share is cut into train/val/test, so a client's test
+data follows its own distribution (what personalised-FL papers evaluate). Everything is a
+function of the config and the seed, so any process (a Ray worker, a SuperNode) rebuilds the
+same partition from `partition-id` alone; within a process the result is cached.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from fedplat import seeding
+from fedplat.data import sources
+from fedplat.data.datasets import DatasetInfo, dataset_info, load_raw
+from fedplat.data.partition import get_partitioner, partition_params, split_client
+from fedplat.errors import UserError
+
+
+@dataclass(frozen=True)
+class ClientData:
+    """One client's tensors (features float32, labels int64)."""
+
+    cid: int
+    info: DatasetInfo
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @property
+    def num_train(self) -> int:
+        """Number of training samples."""
+        return len(self.y_train)
+
+    def to(self, device: torch.device) -> ClientData:
+        """A copy with every tensor on `device`."""
+        if self.x_train.device == device:
+            return self
+        return ClientData(
+            self.cid, self.info,
+            *(t.to(device) for t in (self.x_train, self.y_train, self.x_val, self.y_val,
+                                     self.x_test, self.y_test)),
+        )
+
+
+@dataclass
+class FederatedDataset:
+    """Pooled arrays plus each client's (train, val, test) index arrays."""
+
+    info: DatasetInfo
+    x: np.ndarray
+    y: np.ndarray
+    splits: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    _clients: dict[int, ClientData] = field(default_factory=dict, repr=False)
+
+    @property
+    def num_clients(self) -> int:
+        """Number of clients."""
+        return len(self.splits)
+
+    def client(self, cid: int) -> ClientData:
+        """Client `cid`'s tensors (built once, then cached)."""
+        if not 0 <= cid < self.num_clients:
+            raise UserError(f"client id {cid} is outside [0, {self.num_clients - 1}]")
+        if cid not in self._clients:
+            tensors = []
+            for idx in self.splits[cid]:
+                tensors += [torch.from_numpy(np.ascontiguousarray(self.x[idx])),
+                            torch.from_numpy(np.ascontiguousarray(self.y[idx]))]
+            self._clients[cid] = ClientData(cid, self.info, *tensors)
+        return self._clients[cid]
+
+    def label_counts(self, part: int = 0) -> np.ndarray:
+        """(num_clients, num_classes) label histogram of part 0=train, 1=val, 2=test."""
+        return np.stack([
+            np.bincount(self.y[s[part]], minlength=self.info.num_classes) for s in self.splits
+        ])
+
+
+def data_key(cfg: DictConfig) -> str:
+    """The part of the config that determines the federated data (a cache key)."""
+    keys = ("dataset", "partition", "split", "num_clients", "seed", "cache_dir")
+    return json.dumps({k: OmegaConf.to_container(cfg[k], resolve=True)
+                       if isinstance(cfg[k], DictConfig) else cfg[k] for k in keys},
+                      sort_keys=True)
+
+
+def build_federated(cfg: DictConfig) -> FederatedDataset:
+    """Load the dataset, partition it over `num_clients` and split each share."""
+    raw = load_raw(cfg.dataset, sources.cache_dir(cfg.get("cache_dir") or None))
+    x = np.concatenate([raw.x_train, raw.x_test])
+    y = np.concatenate([raw.y_train, raw.y_test])
+    n = int(cfg.num_clients)
+    if n > len(y):
+        raise UserError(f"num_clients={n} exceeds the {len(y)} samples of dataset "
+                        f"'{raw.info.name}'; use fewer clients")
+    spec = get_partitioner(str(cfg.partition.name))
+    params = partition_params(spec, OmegaConf.to_container(cfg.partition, resolve=True))
+    spec.validate(params, n, raw.info.num_classes, len(y))
+    parts = spec.fn(y, n, seeding.rng(cfg.seed, seeding.PARTITION), **params)
+    split_rng = seeding.rng(cfg.seed, seeding.SPLIT)
+    splits = [split_client(p, float(cfg.split.val), float(cfg.split.test), split_rng)
+              for p in parts]
+    for cid, (train, _, _) in enumerate(splits):
+        if len(train) == 0:
+            raise UserError(f"client {cid} gets no training samples ({len(parts[cid])} in "
+                            "total); use fewer clients, another partition or smaller "
+                            "split.val/split.test")
+    return FederatedDataset(raw.info, x, y, splits)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached(key: str) -> FederatedDataset:
+    return build_federated(OmegaConf.create(json.loads(key)))
+
+
+def load_federated(cfg: DictConfig) -> FederatedDataset:
+    """`build_federated`, cached per process: a worker loads and partitions data once."""
+    return _cached(data_key(cfg))
+
+
+def validate_data_config(cfg: DictConfig) -> None:
+    """Check dataset and partition settings without loading the data."""
+    info = dataset_info(cfg.dataset)
+    n = int(cfg.num_clients)
+    if n > info.num_samples:
+        raise UserError(f"num_clients={n} exceeds the {info.num_samples} samples of dataset "
+                        f"'{info.name}'; use fewer clients")
+    spec = get_partitioner(str(cfg.partition.name))
+    params = partition_params(spec, OmegaConf.to_container(cfg.partition, resolve=True))
+    spec.validate(params, n, info.num_classes, info.num_samples)

@@ -1,0 +1,76 @@
+"""Model registry: `model=<name>` builds a network shaped for the configured dataset."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from fedplat.config import CONF_DIR, check_int_list
+from fedplat.data.datasets import DatasetInfo, dataset_info
+from fedplat.errors import UserError
+from fedplat.models.nets import CNN, CNN1D, MLP
+
+
+def _mlp(m: DictConfig, info: DatasetInfo) -> nn.Module:
+    return MLP(math.prod(info.input_shape), list(m.hidden), info.num_classes)
+
+
+def _cnn(m: DictConfig, info: DatasetInfo) -> nn.Module:
+    return CNN(info.input_shape, list(m.channels), list(m.hidden), info.num_classes)
+
+
+def _cnn1d(m: DictConfig, info: DatasetInfo) -> nn.Module:
+    return CNN1D(math.prod(info.input_shape), list(m.channels), list(m.hidden),
+                 info.num_classes)
+
+
+#: Registered models: builder and the dataset kinds it accepts.
+MODELS: dict[str, tuple[Callable[[DictConfig, DatasetInfo], nn.Module], tuple[str, ...]]] = {
+    "mlp": (_mlp, ("vector", "image")),
+    "cnn": (_cnn, ("image",)),
+    "cnn1d": (_cnn1d, ("vector",)),
+}
+
+
+def resolve_auto_model(cfg: DictConfig) -> None:
+    """Replace `model=auto` by the model file that suits the dataset (mlp or cnn), in place."""
+    if cfg.model.get("name") != "auto":
+        return
+    name = "cnn" if dataset_info(cfg.dataset).kind == "image" else "mlp"
+    loaded = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+    struct = OmegaConf.is_struct(cfg)
+    OmegaConf.set_struct(cfg, False)
+    cfg.model = loaded
+    OmegaConf.set_struct(cfg, struct)
+
+
+def build_model(model_cfg: DictConfig, info: DatasetInfo) -> nn.Module:
+    """Instantiate the configured network for `info`'s input shape and classes."""
+    name = str(model_cfg.name)
+    if name not in MODELS:
+        raise UserError(f"unknown model '{name}' (choose from: auto, {', '.join(MODELS)})")
+    builder, kinds = MODELS[name]
+    if info.kind not in kinds:
+        raise UserError(f"model '{name}' cannot take {info.kind} data of dataset '{info.name}' "
+                        f"(it accepts: {', '.join(kinds)}); choose another model")
+    return builder(model_cfg, info)
+
+
+def validate_model_config(cfg: DictConfig) -> None:
+    """Check the model name, its sizes and that it fits the dataset."""
+    name = str(cfg.model.get("name"))
+    if name == "auto":
+        return
+    if name not in MODELS:
+        raise UserError(f"unknown model '{name}' (choose from: auto, {', '.join(MODELS)})")
+    for key in ("hidden", "channels"):
+        if key in cfg.model:
+            check_int_list(cfg, f"model.{key}", lo=1)
+    build_model(cfg.model, dataset_info(cfg.dataset))
+
+
+__all__ = ["CNN", "CNN1D", "MLP", "MODELS", "build_model", "resolve_auto_model",
+           "validate_model_config"]

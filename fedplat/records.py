@@ -1,0 +1,45 @@
+"""Conversions between torch state dicts and Flower records, and message-size accounting."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+
+#: The ConfigRecord fedplat adds to every message (client id, round, stage).
+CONTROL = "fedplat"
+
+
+def to_record(state: Mapping[str, torch.Tensor]) -> ArrayRecord:
+    """An ArrayRecord holding CPU copies of `state`'s tensors (names kept)."""
+    return ArrayRecord({k: v.detach().cpu() for k, v in state.items()})
+
+
+def from_record(record: ArrayRecord) -> dict[str, torch.Tensor]:
+    """Fresh, writable tensors from an ArrayRecord (never views of the message's buffers)."""
+    return dict(record.to_torch_state_dict())
+
+
+def payload_bytes(content: RecordDict) -> int:
+    """Bytes of tensor data (plus key names) in a message's ArrayRecords.
+
+    Config and metric records are small and left out; this is the figure that grows with the
+    model and that studies of communication cost compare.
+    """
+    return sum(rec.count_bytes() for rec in content.array_records.values())
+
+
+def metrics_of(content: RecordDict, key: str = "metrics") -> dict[str, float]:
+    """The numeric metrics a client put under `key` (empty if none)."""
+    rec = content.get(key)
+    if not isinstance(rec, MetricRecord):
+        return {}
+    return {k: float(v) for k, v in rec.items() if isinstance(v, int | float)}
+
+
+def with_control(content: RecordDict, **control: int | float | str | bool) -> RecordDict:
+    """A shallow copy of `content` plus fedplat's control record."""
+    out = RecordDict(dict(content.items()))
+    out[CONTROL] = ConfigRecord(dict(control))
+    return out

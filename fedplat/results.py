@@ -1,0 +1,181 @@
+"""The run directory: resolved config, metrics.jsonl, summary.json and plots.
+
+`metrics.jsonl` gets one line per round as soon as the round ends (flushed), and summary.json is
+rewritten after every round, so a run that crashes or is killed keeps everything up to its last
+round. Plots are drawn when the run ends, successful or not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("fedplat")
+
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.yaml"
+CLIENTS_FILE = "clients.json"
+
+
+def clean(obj: Any) -> Any:
+    """JSON-safe copy: non-finite floats become null, mapping keys become strings."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [clean(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (a reader never sees a half-written file)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(clean(obj), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of a run's metrics.jsonl (skipping a torn last line)."""
+    rows = []
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return rows
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _pick(rows: Sequence[Mapping[str, Any]], key: str) -> list[Mapping[str, Any]]:
+    return [r for r in rows if isinstance(r.get(key), int | float)]
+
+
+def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Final / best / best_test entries from the per-round rows.
+
+    * final: the last evaluated round.
+    * best: the round of highest mean validation accuracy when clients have validation data
+      (test accuracy reported at that round, the honest choice), else of highest test accuracy.
+    * best_test: the highest test accuracy over rounds (optimistic; some papers report it).
+    """
+    out: dict[str, Any] = {}
+    evaluated = _pick(rows, "test_accuracy")
+    if not evaluated:
+        return out
+
+    def entry(r: Mapping[str, Any]) -> dict[str, Any]:
+        return {"round": r["round"], "accuracy": r.get("test_accuracy"),
+                "accuracy_mean": r.get("test_accuracy_mean"), "loss": r.get("test_loss"),
+                "val_accuracy": r.get("val_accuracy")}
+
+    out["final"] = entry(evaluated[-1])
+    with_val = _pick(evaluated, "val_accuracy")
+    if with_val:
+        best = max(with_val, key=lambda r: r["val_accuracy"])  # earliest among ties
+        out["best"] = {**entry(best), "criterion": "val_accuracy"}
+    else:
+        best = max(evaluated, key=lambda r: r["test_accuracy"])
+        out["best"] = {**entry(best), "criterion": "test_accuracy"}
+    top = max(evaluated, key=lambda r: r["test_accuracy"])
+    out["best_test"] = {"round": top["round"], "accuracy": top["test_accuracy"]}
+    return out
+
+
+class RunRecorder:
+    """Writes one run's results into its directory as the run goes."""
+
+    def __init__(self, run_dir: Path, cfg: DictConfig, *, append: bool = False) -> None:
+        self.run_dir = Path(run_dir).resolve()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.cfg = cfg
+        self.rows: list[dict[str, Any]] = read_rows(self.run_dir) if append else []
+        self.status = "running"
+        self.reason: str | None = None
+        self.extra: dict[str, Any] = {}
+        self.t_start = time.perf_counter()
+        self.t_first_round: float | None = None
+        (self.run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        mode = "a" if append else "w"
+        self._metrics = (self.run_dir / METRICS_FILE).open(mode, encoding="utf-8")
+        self.label_counts: list[list[int]] = []
+        self._write_summary()
+
+    @property
+    def wall_time_s(self) -> float:
+        """Seconds since the recorder was created."""
+        return time.perf_counter() - self.t_start
+
+    def round_started(self) -> None:
+        """Mark the start of round 1 (everything before it counts as start-up)."""
+        if self.t_first_round is None:
+            self.t_first_round = time.perf_counter()
+
+    def log_clients(self, label_counts: list[list[int]], info: Mapping[str, Any]) -> None:
+        """Save the per-client label histogram (the partition) and client sizes."""
+        self.label_counts = label_counts
+        write_json(self.run_dir / CLIENTS_FILE, {"label_counts": label_counts, **info})
+
+    def log_round(self, row: dict[str, Any]) -> None:
+        """Append one round's metrics and refresh the summary."""
+        self.rows.append(row)
+        self._metrics.write(json.dumps(clean(row), sort_keys=True) + "\n")
+        self._metrics.flush()
+        self._write_summary()
+
+    def summary(self) -> dict[str, Any]:
+        """The current summary.json content."""
+        cfg = self.cfg
+        startup = (self.t_first_round - self.t_start) if self.t_first_round else None
+        round_times = [r["round_time_s"] for r in self.rows if "round_time_s" in r]
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "strategy": cfg.strategy.name,
+            "dataset": cfg.dataset.name,
+            "partition": cfg.partition.name,
+            "model": cfg.model.name,
+            "seed": cfg.seed,
+            "num_clients": cfg.num_clients,
+            "num_rounds": cfg.num_rounds,
+            "rounds_completed": len(self.rows),
+            "wall_time_s": self.wall_time_s,
+            "startup_s": startup,
+            "mean_round_time_s": sum(round_times) / len(round_times) if round_times else None,
+            "failures": sum(int(r.get("failures_train", 0)) + int(r.get("failures_evaluate", 0))
+                            for r in self.rows),
+            **summarise(self.rows),
+            **self.extra,
+        }
+
+    def _write_summary(self) -> None:
+        write_json(self.run_dir / SUMMARY_FILE, self.summary())
+
+    def finish(self, status: str, reason: str | None = None,
+               extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Close the run: final summary and plots (also after a failure)."""
+        from fedplat import plots
+
+        self.status, self.reason = status, reason
+        self.extra.update(extra or {})
+        self._metrics.close()
+        self._write_summary()
+        try:
+            plots.plot_run(self.rows, self.run_dir)
+            if self.label_counts:
+                plots.plot_label_distribution(self.label_counts,
+                                              self.run_dir / "label_distribution.png")
+        except Exception as exc:  # a plotting problem must not lose the results
+            log.warning("could not draw plots: %s", exc)
+        return self.summary()

@@ -1,0 +1,5 @@
+"""Launchers: Flower's Simulation Engine on Ray, or the inline backend."""
+
+from fedplat.runtime.simulation import launch
+
+__all__ = ["launch"]

@@ -1,0 +1,87 @@
+"""Start a run on Flower's Simulation Engine (Ray backend) or on the inline backend.
+
+The Ray path calls the engine entry that `flwr-simulation` itself uses
+(`flwr.simulation.run_simulation._run_simulation`): it is the Simulation Engine without the
+deprecation of the `run_simulation` wrapper, and it lets exceptions of the ServerApp (such as
+`RunAborted`) reach the caller. flwr is pinned (==1.41.0) because this entry is internal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flwr.clientapp import ClientApp
+from flwr.serverapp import ServerApp
+from omegaconf import DictConfig
+
+log = logging.getLogger("fedplat")
+
+
+class _DropEngineTracebacks(logging.Filter):
+    """Hide the engine's tracebacks for failing clients: fedplat logs one line per failure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        path = record.pathname.replace("\\", "/")
+        noisy = "/fleet/vce/" in path and record.levelno >= logging.ERROR
+        return not noisy
+
+
+def backend_config(cfg: DictConfig) -> dict[str, Any]:
+    """Ray backend settings from `simulation.*` (GPU shares dropped when no GPU exists)."""
+    import torch
+
+    sim = cfg.simulation
+    num_gpus = float(sim.num_gpus)
+    if num_gpus > 0 and not torch.cuda.is_available() and sim.get("ray_num_gpus") is None:
+        log.warning("simulation.num_gpus=%g but no CUDA device is visible: clients run on CPU",
+                    num_gpus)
+        num_gpus = 0.0
+    init_args: dict[str, Any] = {
+        "num_cpus": int(sim.ray_num_cpus) if sim.get("ray_num_cpus") else os.cpu_count() or 1,
+        "logging_level": "ERROR",
+        "log_to_driver": bool(sim.get("log_to_driver", False)),
+        "include_dashboard": False,
+    }
+    if sim.get("ray_num_gpus") is not None:
+        init_args["num_gpus"] = int(sim.ray_num_gpus)
+    return {
+        "client_resources": {"num_cpus": float(sim.num_cpus), "num_gpus": num_gpus},
+        "init_args": init_args,
+    }
+
+
+def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
+           num_nodes: int | None = None) -> None:
+    """Run `server_app` with `num_nodes` (default: num_clients) simulated nodes."""
+    nodes = int(cfg.num_clients if num_nodes is None else num_nodes)
+    if cfg.simulation.backend == "inline":
+        from fedplat.runtime.inline import run_inline
+
+        run_inline(server_app, client_app, nodes)
+        return
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    from flwr.simulation.run_simulation import _run_simulation
+    from flwr.supercore.telemetry import EventType
+
+    engine_filter = _DropEngineTracebacks()
+    flwr_logger = logging.getLogger("flwr")
+    flwr_logger.addFilter(engine_filter)
+    for handler in flwr_logger.handlers:
+        handler.addFilter(engine_filter)
+    try:
+        _run_simulation(
+            num_supernodes=nodes,
+            client_app=client_app,
+            server_app=server_app,
+            backend_name="ray",
+            backend_config=backend_config(cfg),
+            exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
+        )
+    finally:
+        flwr_logger.removeFilter(engine_filter)
+        for handler in flwr_logger.handlers:
+            handler.removeFilter(engine_filter)

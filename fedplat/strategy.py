@@ -1,0 +1,119 @@
+"""The server side of an algorithm, reasoning about clients (stable ids), not Flower nodes.
+
+A `Strategy` subclass lives in `strategies/<name>.py` and is named by `strategy._target_`. The
+generic ServerApp (fedplat.server) learns every client's id once, then each round asks the
+strategy which clients to train, what to send each of them (`configure_*` returns one
+RecordDict per client id), and hands back their replies keyed by client id, with failures
+listed separately. Turning those into Flower Messages for whichever nodes serve the clients is
+the server's job; strategies never see node ids.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from flwr.app import RecordDict
+from omegaconf import DictConfig
+from torch import nn
+
+from fedplat import seeding
+from fedplat.data.datasets import DatasetInfo, dataset_info
+from fedplat.models import build_model
+
+#: Stage ids mixed into the sampling seed.
+TRAIN, EVALUATE = 0, 1
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """What the server learns about a client in the set-up exchange."""
+
+    cid: int
+    num_train: int
+    num_val: int
+    num_test: int
+    label_counts: list[int] = field(default_factory=list)
+
+
+class Strategy:
+    """Base class for the server half of an algorithm.
+
+    Subclasses implement `configure_train` and `aggregate_train`, and usually
+    `configure_evaluate`. Every method is called from one thread, in round order.
+    """
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.params = cfg.strategy
+        self.seed = int(cfg.seed)
+        self.clients: dict[int, ClientInfo] = {}
+
+    @classmethod
+    def validate_config(cls, cfg: DictConfig) -> None:
+        """Check strategy-specific settings; raise `UserError` on bad values."""
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def setup(self, clients: dict[int, ClientInfo]) -> None:
+        """Called once, after the server learned which clients exist."""
+        self.clients = clients
+
+    @property
+    def dataset(self) -> DatasetInfo:
+        """Shapes and class count of the configured dataset."""
+        return dataset_info(self.cfg.dataset)
+
+    def initial_model(self) -> nn.Module:
+        """The configured model, initialised from the run's seed (same on every process)."""
+        seeding.seed_torch(self.seed, seeding.INIT)
+        return build_model(self.cfg.model, self.dataset)
+
+    # -- sampling -----------------------------------------------------------------------------
+
+    def sample(self, rnd: int, fraction: float, stage: int, minimum: int = 1) -> list[int]:
+        """ceil(fraction * N) client ids (at least `minimum`), drawn from `(seed, round, stage)`."""
+        ids = sorted(self.clients)
+        k = min(len(ids), max(minimum, math.ceil(fraction * len(ids))))
+        if k == len(ids):
+            return ids
+        chosen = seeding.rng(self.seed, seeding.SAMPLING, rnd, stage).choice(ids, k,
+                                                                             replace=False)
+        return sorted(int(c) for c in chosen)
+
+    def sample_train(self, rnd: int) -> list[int]:
+        """Clients that train in round `rnd` (`strategy.fraction_train`)."""
+        return self.sample(rnd, float(self.params.fraction_train), TRAIN,
+                           int(self.params.get("min_train_clients", 1)))
+
+    def sample_evaluate(self, rnd: int) -> list[int]:
+        """Clients that evaluate in round `rnd` (`strategy.fraction_evaluate`)."""
+        return self.sample(rnd, float(self.params.fraction_evaluate), EVALUATE)
+
+    # -- rounds -------------------------------------------------------------------------------
+
+    def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+        """What to send each training client."""
+        raise NotImplementedError
+
+    def aggregate_train(self, rnd: int, replies: dict[int, RecordDict],
+                        failures: dict[int, str]) -> dict[str, float]:
+        """Update server state from the replies; return strategy metrics for the round log.
+
+        `replies` holds at least one reply (the server stops the run when every client failed).
+        """
+        raise NotImplementedError
+
+    def configure_evaluate(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+        """What to send each evaluating client (default: nothing; clients use their state)."""
+        return {cid: RecordDict() for cid in cids}
+
+    def aggregate_evaluate(self, rnd: int, replies: dict[int, RecordDict],
+                           failures: dict[int, str]) -> dict[str, float]:
+        """Strategy-specific evaluation metrics (accuracy/loss are aggregated by the server)."""
+        return {}
+
+    def summary(self) -> dict[str, Any]:
+        """Extra entries for summary.json."""
+        return {}

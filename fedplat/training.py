@@ -1,0 +1,114 @@
+"""Local training and evaluation loops shared by clients.
+
+Batches are drawn by index from tensors already in memory (no DataLoader: for the small models of
+FL studies its per-batch overhead dominates). The batch order comes from a seeded generator, so
+a client's update is a function of (weights, data, seed, round, client id).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Mean training loss over all samples seen, sample count and optimizer steps."""
+
+    loss: float
+    num_examples: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Summed loss and correct predictions over `num_examples` samples."""
+
+    loss_sum: float
+    correct: int
+    num_examples: int
+
+    @property
+    def loss(self) -> float:
+        """Mean loss (nan when there are no samples)."""
+        return self.loss_sum / self.num_examples if self.num_examples else math.nan
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction correct (nan when there are no samples)."""
+        return self.correct / self.num_examples if self.num_examples else math.nan
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], client_cfg: DictConfig,
+                   lr: float | None = None) -> torch.optim.Optimizer:
+    """The optimizer named by `client.optimizer` (sgd with momentum/weight decay, or adam)."""
+    rate = float(client_cfg.lr if lr is None else lr)
+    if client_cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=rate, weight_decay=float(client_cfg.weight_decay))
+    return torch.optim.SGD(params, lr=rate, momentum=float(client_cfg.momentum),
+                           weight_decay=float(client_cfg.weight_decay))
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A shuffled epoch of index batches (the last one may be smaller)."""
+    perm = torch.randperm(n, generator=generator)
+    return list(perm.split(batch_size))
+
+
+def train(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+    extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+    max_grad_norm: float | None = None,
+) -> TrainResult:
+    """Run `epochs` passes of minibatch training; raise on a non-finite loss.
+
+    `extra_loss(model)` is added to every batch loss (proximal terms, regularisers).
+    A NaN/inf loss raises `FloatingPointError`, so the client's reply becomes an error reply and
+    the server never aggregates a poisoned update.
+    """
+    model.train()
+    total, seen, steps = 0.0, 0, 0
+    for _ in range(epochs):
+        for idx in batches(len(y), batch_size, generator):
+            idx = idx.to(x.device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            full = loss + extra_loss(model) if extra_loss is not None else loss
+            if not torch.isfinite(full):
+                raise FloatingPointError(f"non-finite training loss {float(full)} at step "
+                                         f"{steps}; lower client.lr")
+            full.backward()
+            if max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+            total += loss.item() * len(idx)
+            seen += len(idx)
+            steps += 1
+    return TrainResult(total / seen if seen else math.nan, seen, steps)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             batch_size: int = 256) -> EvalResult:
+    """Cross-entropy and accuracy over (x, y)."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(y), batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        logits = model(xb)
+        loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == yb).sum())
+    return EvalResult(loss_sum, correct, len(y))

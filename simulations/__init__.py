@@ -1,0 +1,1 @@
+"""Experiment drivers, selected by `scenario=<name>`."""

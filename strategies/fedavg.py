@@ -1,0 +1,61 @@
+"""FedAvg (McMahan et al., AISTATS 2017), with an optional server learning rate.
+
+w_{t+1} = w_t + server_lr * sum_k (n_k / n) (w_k - w_t), n_k = client k's training samples.
+server_lr = 1 is plain FedAvg (the weighted average of the client models).
+"""
+
+from __future__ import annotations
+
+from flwr.app import ConfigRecord, RecordDict
+from omegaconf import DictConfig
+from typing_extensions import override
+
+from fedplat import ops
+from fedplat.config import check_float
+from fedplat.records import from_record, metrics_of, to_record
+from fedplat.strategy import ClientInfo, Strategy
+
+
+def fedavg_update(global_state: ops.State, client_states: dict[int, ops.State],
+                  num_examples: dict[int, float], server_lr: float = 1.0) -> ops.State:
+    """The FedAvg step as a pure function (weights = training-sample counts)."""
+    avg = ops.weighted_average(client_states, num_examples)
+    return ops.add_scaled(global_state, ops.subtract(avg, global_state), server_lr)
+
+
+class FedAvg(Strategy):
+    """Keeps one global model; clients start from it and return their trained weights."""
+
+    @classmethod
+    @override
+    def validate_config(cls, cfg: DictConfig) -> None:
+        check_float(cfg, "strategy.server_lr", 0.0, lo_open=True)
+
+    @override
+    def setup(self, clients: dict[int, ClientInfo]) -> None:
+        super().setup(clients)
+        self.global_state = ops.clone(self.initial_model().state_dict())
+
+    def _payload(self) -> RecordDict:
+        return RecordDict({"arrays": to_record(self.global_state)})
+
+    @override
+    def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+        content = self._payload()  # one record shared by all messages of the round
+        content["config"] = ConfigRecord({"lr": float(self.cfg.client.lr)})
+        return {cid: content for cid in cids}
+
+    @override
+    def aggregate_train(self, rnd: int, replies: dict[int, RecordDict],
+                        failures: dict[int, str]) -> dict[str, float]:
+        states = {cid: from_record(rd["arrays"]) for cid, rd in replies.items()}
+        weights = {cid: metrics_of(rd)["num-examples"] for cid, rd in replies.items()}
+        new = fedavg_update(self.global_state, states, weights, float(self.params.server_lr))
+        step = ops.norm(ops.subtract(new, self.global_state))
+        self.global_state = new
+        return {"update_norm": step}
+
+    @override
+    def configure_evaluate(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+        content = self._payload()
+        return {cid: content for cid in cids}
