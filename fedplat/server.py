@@ -48,7 +48,8 @@ class Exchange:
     seconds: float = 0.0
 
 
-_EXC_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt))\s*:?(.*)$")
+#: `pkg.mod.SomeError: message` (a dotted name whose last part is CamelCase, then a colon).
+_EXC_LINE = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Z]\w*):(?: (.*))?$")
 
 
 def short_reason(reason: str) -> str:
@@ -57,7 +58,10 @@ def short_reason(reason: str) -> str:
     hits = [m for m in (_EXC_LINE.match(line) for line in text.splitlines()) if m]
     hits = [m for m in hits if "ClientAppException" not in m.group(1)
             and "RayTaskError" not in m.group(1)] or hits
-    line = hits[-1].group(0).strip() if hits else text.strip().splitlines()[0] if text else ""
+    if hits:
+        line = hits[-1].group(0).strip()
+    else:
+        line = text.strip().splitlines()[0] if text.strip() else ""
     line = line.rstrip("'>\" ")
     return line[:300]
 
@@ -184,7 +188,9 @@ class Server:
         clients = row.setdefault("per_client", {})
         for cid in sorted(payloads):
             entry = clients.setdefault(str(cid), {})
-            entry.update(per_client.get(cid, {}))
+            for key, value in per_client.get(cid, {}).items():
+                # counts differ per stage (train vs test samples): keep both
+                entry[f"{key}_{stage}" if key in COUNT_KEYS else key] = value
             entry[f"bytes_down_{stage}"] = ex.bytes_down.get(cid, 0)
             entry[f"bytes_up_{stage}"] = ex.bytes_up.get(cid, 0)
             if cid in ex.failures:

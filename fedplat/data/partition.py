@@ -69,6 +69,7 @@ def pathological(
 
     Classes are dealt round-robin over a shuffled class order, so every class is held by
     about `num_clients * k / C` clients; each class's samples are split evenly among its holders.
+    With `num_clients * k < C` some classes are held by nobody and their samples stay unused.
     """
     classes = np.unique(labels)
     k = classes_per_client

@@ -1,0 +1,97 @@
+"""End-to-end runs of the generic ServerApp/ClientApp on the inline backend (no Ray)."""
+
+import json
+
+import pytest
+
+from fedplat.app import client_app, make_server_app
+from fedplat.errors import RunAborted
+from fedplat.results import RunRecorder
+from fedplat.runtime.inline import run_inline as run_grid
+from tests.helpers import make_cfg, run_inline
+
+
+def test_two_round_run_writes_the_run_directory(tmp_path):
+    summary, rows = run_inline(tmp_path, "num_rounds=2", "num_clients=4")
+    assert [r["round"] for r in rows] == [1, 2]
+    row = rows[-1]
+    for key in ("train_loss", "test_accuracy", "test_accuracy_mean", "val_accuracy",
+                "wall_time_s", "round_time_s", "bytes_down_train", "bytes_up_train"):
+        assert isinstance(row[key], float | int), key
+    assert set(row["per_client"]) == {"0", "1", "2", "3"}
+    assert 0.0 <= row["per_client"]["2"]["test_accuracy"] <= 1.0
+    assert row["per_client"]["2"]["num-examples_train"] > row["per_client"]["2"][
+        "num-examples_evaluate"]
+    for key in ("final", "best", "rounds_completed", "wall_time_s", "strategy", "dataset", "seed"):
+        assert key in summary
+    assert summary["rounds_completed"] == 2 and summary["status"] == "completed"
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "accuracy.png", "loss.png",
+                 "label_distribution.png"):
+        assert (tmp_path / name).is_file(), name
+
+
+def test_same_config_same_metrics_other_seed_differs(tmp_path):
+    args = ("num_rounds=2", "num_clients=4", "partition=dirichlet", "strategy.fraction_train=0.5")
+    _, a = run_inline(tmp_path / "a", *args)
+    _, b = run_inline(tmp_path / "b", *args)
+    _, c = run_inline(tmp_path / "c", *args, "seed=1")
+
+    def accs(rows):
+        return [(r["test_accuracy"], {k: v["test_accuracy"] for k, v in r["per_client"].items()})
+                for r in rows]
+
+    assert accs(a) == accs(b)
+    assert accs(a) != accs(c)
+
+
+def test_learning_happens(tmp_path):
+    summary, rows = run_inline(tmp_path, "num_rounds=8")
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert summary["final"]["accuracy"] > 0.3  # 10 classes: chance is 0.1
+
+
+def test_crashing_client_is_counted_and_the_round_goes_on(tmp_path):
+    _, rows = run_inline(tmp_path, "num_rounds=2", "num_clients=4", "faults.crash_clients=[1]")
+    for row in rows:
+        assert row["failures_train"] == 1 and row["failures_evaluate"] == 0
+        assert "injected crash of client 1" in row["per_client"]["1"]["failed_train"]
+        assert "failed_train" not in row["per_client"]["0"]
+        assert isinstance(row["test_accuracy"], float)
+
+
+def test_every_client_failing_stops_the_run_and_keeps_results(tmp_path):
+    with pytest.raises(RunAborted, match=r"round 1: all 3 clients failed in train; first "
+                                         r"failure: client 0: .*injected crash"):
+        run_inline(tmp_path, "num_rounds=3", "num_clients=3", "faults.crash_prob=1.0")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "aborted" and "all 3 clients failed" in summary["reason"]
+    rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 1 and json.loads(rows[0])["failures_train"] == 3
+
+
+def test_local_clients_keep_their_model_across_rounds(tmp_path):
+    _, rows = run_inline(tmp_path, "strategy=local", "num_rounds=4", "num_clients=3")
+    losses = [r["train_loss"] for r in rows]
+    assert losses == sorted(losses, reverse=True) and losses[-1] < 0.8 * losses[0]
+    assert rows[0]["bytes_down_train"] == 0 and rows[0]["bytes_up_train"] == 0
+
+
+def test_what_goes_over_the_wire(tmp_path):
+    """FedAvg sends the global model down and the trained weights + metrics up, nothing else."""
+    cfg = make_cfg("simulation.backend=inline", "num_rounds=1", "num_clients=2")
+    seen = []
+
+    def spy(message, context):
+        reply = client_app(message, context)
+        seen.append((message.metadata.message_type, set(message.content.keys()),
+                     set(reply.content.keys()) if reply.has_content() else None))
+        return reply
+
+    run_grid(make_server_app(cfg, RunRecorder(tmp_path, cfg)), spy, 2)
+    kinds = {k for k, _, _ in seen}
+    assert kinds == {"query", "train", "evaluate"}
+    train = [(d, u) for k, d, u in seen if k == "train"]
+    assert all(d == {"arrays", "config", "fedplat"} and u == {"arrays", "metrics"}
+               for d, u in train)
+    evaluate = [(d, u) for k, d, u in seen if k == "evaluate"]
+    assert all(u == {"metrics"} for _, u in evaluate)

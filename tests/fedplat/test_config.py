@@ -1,0 +1,80 @@
+import pytest
+from omegaconf import OmegaConf
+
+from fedplat.config import CONF_DIR, available, compose, parse_overrides, prepare
+from fedplat.errors import UserError
+from tests.helpers import make_cfg
+
+
+def test_default_config_composes_and_validates():
+    cfg = make_cfg()
+    assert cfg.strategy.name == "fedavg"
+    assert cfg.dataset.name == "mnist1d"
+    assert cfg.model.name == "mlp"  # model=auto resolved for vector data
+    assert cfg.num_clients == 10
+
+
+def test_every_config_file_composes_and_validates():
+    """Each option of each group composes and validates (models with a dataset they fit)."""
+    checked = 0
+    for group in ("strategy", "dataset", "partition", "model", "client", "simulation",
+                  "scenario", "experiment"):
+        for option in available(group):
+            contexts = [[], ["dataset=digits"]] if group == "model" else [[]]
+            errors = []
+            for extra in contexts:
+                try:
+                    prepare(compose([f"{group}={option}", *extra]))
+                    break
+                except UserError as exc:
+                    errors.append(str(exc))
+            else:
+                # only datasets whose files are absent here may fail, saying where to put them
+                assert group == "dataset" and "not found" in errors[0], (group, option, errors)
+            checked += 1
+    assert checked >= 15
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["strategy=nope"], "unknown strategy 'nope' (choose from: "),
+        (["dataset=nope"], "unknown dataset 'nope'"),
+        (["partition=nope"], "unknown partition 'nope'"),
+        (["partition=dirichlet", "partition.alpha=0"], "partition.alpha=0 must be > 0"),
+        (["partition=dirichlet", "partition.alpha=-1.5"], "partition.alpha=-1.5 must be > 0"),
+        (["strategy.fraction_train=0"], "strategy.fraction_train=0 is out of range"),
+        (["strategy.fraction_train=1.5"], "must be in (0.0, 1.0]"),
+        (["strategy.fraction_evaluate=-0.1"], "strategy.fraction_evaluate=-0.1 is out of range"),
+        (["num_clients=6000"], "num_clients=6000 exceeds the 5000 samples"),
+        (["num_clients=0"], "num_clients=0 is out of range"),
+        (["num_rounds=abc"], "num_rounds='abc' must be an integer"),
+        (["client.optimizer=rmsprop"], "client.optimizer='rmsprop' is not valid"),
+        (["split.val=0.5", "split.test=0.5"], "leaves no training data"),
+        (["faults.crash_clients=[10]"], "faults.crash_clients holds 10"),
+        (["model=cnn"], "model 'cnn' cannot take vector data"),
+        (["partition=pathological", "partition.classes_per_client=11"],
+         "classes_per_client=11 must be an integer in [1, 10]"),
+        (["nonexistent_key=3"], "nonexistent_key"),
+    ],
+)
+def test_bad_values_are_one_line_user_errors(overrides, message):
+    with pytest.raises(UserError) as info:
+        prepare(compose(overrides))
+    text = str(info.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_sweep_overrides_expand_to_every_combination():
+    combos = parse_overrides(["seed=0,1,2", "partition.alpha=0.1,1.0", "num_rounds=3"])
+    assert len(combos) == 6
+    assert ["seed=0", "partition.alpha=0.1", "num_rounds=3"] in combos
+    with pytest.raises(UserError, match="unknown strategy 'fedavgg'"):
+        parse_overrides(["strategy=fedavg,fedavgg"])
+
+
+def test_conf_dir_holds_the_groups():
+    assert (CONF_DIR / "config.yaml").is_file()
+    assert "fedavg" in available("strategy") and "local" in available("strategy")
+    assert OmegaConf.load(CONF_DIR / "config.yaml").seed == 0

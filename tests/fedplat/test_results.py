@@ -1,0 +1,39 @@
+import json
+import math
+
+from fedplat.results import RunRecorder, read_rows, summarise
+from tests.helpers import make_cfg
+
+
+def test_summarise_final_best_by_validation_and_best_test():
+    rows = [
+        {"round": 1, "test_accuracy": 0.5, "val_accuracy": 0.6},
+        {"round": 2, "train_loss": 1.0},  # not evaluated
+        {"round": 3, "test_accuracy": 0.9, "val_accuracy": 0.55},
+        {"round": 4, "test_accuracy": 0.7, "val_accuracy": 0.6},
+    ]
+    s = summarise(rows)
+    assert s["final"]["round"] == 4 and s["final"]["accuracy"] == 0.7
+    assert s["best"] == {**s["best"], "round": 1, "accuracy": 0.5, "criterion": "val_accuracy"}
+    assert s["best_test"] == {"round": 3, "accuracy": 0.9}
+    no_val = summarise([{"round": 1, "test_accuracy": 0.2}, {"round": 2, "test_accuracy": 0.4}])
+    assert no_val["best"]["round"] == 2 and no_val["best"]["criterion"] == "test_accuracy"
+
+
+def test_recorder_writes_files_and_survives_nan_and_torn_lines(tmp_path):
+    cfg = make_cfg("num_rounds=2")
+    rec = RunRecorder(tmp_path, cfg)
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "running"
+    rec.log_clients([[1, 2], [3, 4]], {"num_train": [3, 7]})
+    rec.log_round({"round": 1, "test_accuracy": 0.5, "test_loss": math.nan, "round_time_s": 1.0})
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["rounds_completed"] == 1 and summary["final"]["accuracy"] == 0.5
+    assert json.loads((tmp_path / "metrics.jsonl").read_text())["test_loss"] is None
+    out = rec.finish("completed")
+    assert out["status"] == "completed"
+    for name in ("config.yaml", "accuracy.png", "loss.png", "label_distribution.png",
+                 "clients.json"):
+        assert (tmp_path / name).is_file(), name
+    with (tmp_path / "metrics.jsonl").open("a") as fh:
+        fh.write('{"round": 2, "test_acc')  # a run killed mid-write
+    assert [r["round"] for r in read_rows(tmp_path)] == [1]

@@ -1,0 +1,43 @@
+import math
+
+import pytest
+
+from fedplat.server import aggregate_metrics, progress_line, short_reason
+
+
+def test_short_reason_extracts_the_exception_line():
+    reason = ("<class 'ray.exceptions.RayTaskError(ClientAppException)'>:<'\x1b[36mray::"
+              "ClientAppActor.run()\x1b[39m (pid=5535)\n  File \"/x/fedplat/app.py\", line 71,"
+              " in maybe_crash\n    raise InjectedFault(f\"injected crash\")\n"
+              "fedplat.app.InjectedFault: injected crash of client 3 (faults.crash_clients)\n\n"
+              "The above exception was the direct cause of the following exception:\n\n"
+              "  File \"/x/ray_actor.py\", line 65, in run\n    raise ClientAppException(str(ex))"
+              " from ex\nflwr.clientapp.client_app.ClientAppException: \nException "
+              "ClientAppException occurred. Message: injected crash of client 3'>")
+    assert short_reason(reason) == ("fedplat.app.InjectedFault: injected crash of client 3 "
+                                    "(faults.crash_clients)")
+    inline = "<class 'fedplat.app.InjectedFault'>:<'injected crash'>\nTraceback...\n" \
+             "fedplat.app.InjectedFault: injected crash"
+    assert short_reason(inline) == "fedplat.app.InjectedFault: injected crash"
+    assert short_reason("plain text") == "plain text"
+
+
+def test_aggregate_metrics_pooled_and_mean():
+    per_client = {
+        0: {"num-examples": 10, "num-val-examples": 1, "test_accuracy": 0.5, "val_accuracy": 1.0},
+        1: {"num-examples": 30, "num-val-examples": 3, "test_accuracy": 0.9, "val_accuracy": 0.0},
+        2: {"num-examples": 5, "test_accuracy": math.nan},
+    }
+    out = aggregate_metrics(per_client)
+    assert out["test_accuracy"] == pytest.approx((0.5 * 10 + 0.9 * 30) / 40)
+    assert out["test_accuracy_mean"] == pytest.approx(0.7)
+    assert out["val_accuracy"] == pytest.approx(0.25)  # weighted by num-val-examples
+    assert "num-examples" not in out
+
+
+def test_progress_line():
+    line = progress_line({"round": 3, "train_loss": 0.5, "test_accuracy": 0.81234,
+                          "num_train_clients": 10, "failures_train": 1, "late_train": 0,
+                          "round_time_s": 1.234}, 30)
+    assert line.startswith("round  3/30") and "test_acc 0.8123" in line
+    assert "clients 9/10" in line and line.endswith("1.23 s")

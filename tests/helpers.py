@@ -1,0 +1,41 @@
+"""Helpers for tests: compose configs as the CLI does, run small inline experiments."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def make_cfg(*overrides: str) -> Any:
+    """Compose and validate a config as the CLI does."""
+    from fedplat.config import compose, prepare
+
+    return prepare(compose(list(overrides)))
+
+
+def run_inline(tmp_path: Path, *overrides: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run a small experiment on the inline backend; return (summary, metrics rows)."""
+    from simulations.centralized import run
+
+    cfg = make_cfg("simulation.backend=inline", *overrides)
+    summary = run(cfg, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    return summary, rows
+
+
+def write_idx_images(path: Path, images: np.ndarray, compress: bool = True) -> None:
+    """Write an IDX images file (magic 2051), gzip-compressed by default."""
+    n, r, c = images.shape
+    raw = struct.pack(">IIII", 2051, n, r, c) + images.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+
+
+def write_idx_labels(path: Path, labels: Any, compress: bool = True) -> None:
+    """Write an IDX labels file (magic 2049), gzip-compressed by default."""
+    raw = struct.pack(">II", 2049, len(labels)) + np.asarray(labels, np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if compress else raw)
