@@ -88,7 +88,7 @@ def train(
             loss = F.cross_entropy(model(x[idx]), y[idx])
             full = loss + extra_loss(model) if extra_loss is not None else loss
             if not torch.isfinite(full):
-                raise FloatingPointError(f"non-finite training loss {float(full)} at step "
+                raise FloatingPointError(f"non-finite training loss {full.item()} at step "
                                          f"{steps}; lower client.lr")
             full.backward()
             if max_grad_norm is not None:
