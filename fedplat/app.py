@@ -151,16 +151,28 @@ def _evaluate(msg: Message, context: Context) -> Message:
 # Server side
 
 
+def _artifacts(server: Server, recorder: RunRecorder) -> None:
+    if server.strategy is None:
+        return
+    try:
+        server.strategy.write_artifacts(recorder.run_dir, recorder.rows)
+    except Exception as exc:  # an artefact problem must not lose the results
+        log.warning("strategy could not write its artifacts: %s", exc)
+
+
 def execute(grid: Grid, cfg: DictConfig, recorder: RunRecorder) -> dict[str, Any]:
     """Run the server loop; close the recorder whatever happens; return the summary."""
+    server = Server(grid, cfg, recorder)
     try:
-        strategy = Server(grid, cfg, recorder).run()
+        strategy = server.run()
     except RunAborted as exc:
+        _artifacts(server, recorder)
         recorder.finish("aborted", str(exc))
         raise
     except BaseException as exc:
         recorder.finish("failed", f"{type(exc).__name__}: {exc}")
         raise
+    _artifacts(server, recorder)
     return recorder.finish("completed", extra={"strategy_summary": strategy.summary()})
 
 

@@ -94,6 +94,7 @@ class Server:
         self.recorder = recorder
         self.node_of: dict[int, int] = {}
         self.cid_of: dict[int, int] = {}
+        self.strategy: Strategy | None = None
         timeout = cfg.simulation.get("round_timeout")
         self.timeout: float | None = float(timeout) if timeout is not None else None
 
@@ -219,6 +220,7 @@ class Server:
         strategy_cls = import_object(cfg.strategy._target_, "strategy._target_")
         strategy: Strategy = strategy_cls(cfg)
         strategy.setup(clients)
+        self.strategy = strategy
         num_rounds, every = int(cfg.num_rounds), int(cfg.eval_every)
         for rnd in range(1, num_rounds + 1):
             self.recorder.round_started()

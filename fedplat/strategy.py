@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flwr.app import RecordDict
@@ -117,3 +118,10 @@ class Strategy:
     def summary(self) -> dict[str, Any]:
         """Extra entries for summary.json."""
         return {}
+
+    def write_artifacts(self, run_dir: Path, rows: list[dict[str, Any]]) -> None:
+        """Write strategy-specific files (plots, matrices) into the run directory at the end.
+
+        Called once after the last round (also when the run stopped early); `rows` are the
+        metrics.jsonl rows so far.
+        """
