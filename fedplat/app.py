@@ -28,7 +28,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from omegaconf import DictConfig
 
-from fedplat import seeding
+from fedplat import faults, seeding
 from fedplat.client import Client, ClientState
 from fedplat.config import compose, from_json, import_object, prepare
 from fedplat.data import ClientData, FederatedDataset, load_federated
@@ -41,10 +41,6 @@ log = logging.getLogger("fedplat")
 
 # --------------------------------------------------------------------------------------------
 # Client side
-
-
-class InjectedFault(RuntimeError):
-    """A crash requested by the `faults` config (robustness experiments)."""
 
 
 @dataclass
@@ -63,16 +59,6 @@ class Worker:
     def data(self, cid: int) -> ClientData:
         """Client `cid`'s tensors on this worker's device."""
         return self.federated.client(cid).to(self.device)
-
-    def maybe_crash(self, cid: int, rnd: int) -> None:
-        """Raise if the `faults` config asks this client to crash in this round."""
-        faults = self.cfg.faults
-        if cid in list(faults.crash_clients):
-            raise InjectedFault(f"injected crash of client {cid} (faults.crash_clients)")
-        p = float(faults.crash_prob)
-        if p > 0 and seeding.rng(int(self.cfg.seed), seeding.FAULTS, rnd, cid).random() < p:
-            raise InjectedFault(f"injected crash of client {cid} in round {rnd} "
-                                f"(faults.crash_prob={p})")
 
 
 @functools.lru_cache(maxsize=4)
@@ -129,7 +115,7 @@ def _handle(msg: Message, context: Context, method: str) -> Message:
     control = msg.content[CONTROL]
     cid, rnd = int(control["cid"]), int(control["round"])
     if method == "fit":
-        worker.maybe_crash(cid, rnd)
+        faults.before_fit(worker.cfg, cid, rnd)
     client = worker.client_cls(cid, worker.data(cid), worker.cfg, worker.device)
     payload = RecordDict({k: v for k, v in msg.content.items() if k != CONTROL})
     seeding.seed_torch(int(worker.cfg.seed), seeding.CLIENT, rnd, cid, 0 if method == "fit" else 1)

@@ -232,6 +232,10 @@ def _validate_core(cfg: DictConfig) -> None:
                         "keep their sum below 1")
     check_int_list(cfg, "faults.crash_clients", lo=0, hi=n - 1)
     check_float(cfg, "faults.crash_prob", 0.0, 1.0)
+    check_float(cfg, "faults.dropout_prob", 0.0, 1.0)
+    check_int_list(cfg, "faults.slow_clients", lo=0, hi=n - 1)
+    check_float(cfg, "faults.slow_prob", 0.0, 1.0)
+    check_float(cfg, "faults.slow_delay_s", 0.0)
 
     check_int(cfg, "client.local_epochs", lo=1)
     check_int(cfg, "client.batch_size", lo=1)

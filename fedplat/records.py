@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
@@ -43,3 +44,28 @@ def with_control(content: RecordDict, **control: int | float | str | bool) -> Re
     out = RecordDict(dict(content.items()))
     out[CONTROL] = ConfigRecord(dict(control))
     return out
+
+
+def non_finite(content: RecordDict) -> str | None:
+    """Name the first array entry holding NaN/inf values (None if all are finite)."""
+    for name, rec in content.array_records.items():
+        for key, arr in rec.items():
+            values = arr.numpy()
+            if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+                return f"non-finite values in {name}/{key}"
+    return None
+
+
+def mismatch(record: object, reference: Mapping[str, torch.Tensor], name: str) -> str | None:
+    """Why `record` does not match `reference`'s names and shapes (None if it does)."""
+    if not isinstance(record, ArrayRecord):
+        return f"no array record '{name}' in the reply"
+    if set(record.keys()) != set(reference):
+        missing = sorted(set(reference) - set(record.keys()))
+        extra = sorted(set(record.keys()) - set(reference))
+        return f"'{name}' has wrong entries (missing {missing[:3]}, unexpected {extra[:3]})"
+    for key, ref in reference.items():
+        shape = tuple(record[key].shape)
+        if shape != tuple(ref.shape):
+            return f"'{name}/{key}' has shape {shape}, expected {tuple(ref.shape)}"
+    return None

@@ -24,6 +24,7 @@ from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 from omegaconf import DictConfig
 
+from fedplat import faults
 from fedplat.config import import_object, to_json
 from fedplat.errors import RunAborted
 from fedplat.records import CONTROL, metrics_of, payload_bytes, with_control
@@ -172,21 +173,40 @@ class Server:
 
     # -- the run --------------------------------------------------------------------------------
 
-    def _stage(self, strategy: Strategy, stage: str, rnd: int, cids: list[int],
-               row: dict[str, Any]) -> Exchange:
+    def _stage(self, strategy: Strategy, stage: str, rnd: int, sampled: list[int],
+               offline: list[int], row: dict[str, Any]) -> Exchange:
+        cids = [c for c in sampled if c not in offline]
+        row[f"num_{stage}_clients"] = len(sampled)
+        row[f"dropped_{stage}"] = len(sampled) - len(cids)
+        if not cids:
+            self._record(row)
+            raise RunAborted(f"round {rnd}: all {len(sampled)} sampled clients were offline "
+                             f"for {stage} (faults.dropout_prob)")
         if stage == MessageType.TRAIN:
             payloads = strategy.configure_train(rnd, cids)
         else:
             payloads = strategy.configure_evaluate(rnd, cids)
         ex = self.exchange(payloads, stage, rnd)
+        rejected = 0
+        for cid in sorted(ex.replies):
+            problem = strategy.check_reply(stage, cid, ex.replies[cid])
+            if problem is not None:
+                del ex.replies[cid]
+                ex.failures[cid] = f"rejected reply: {problem}"
+                rejected += 1
+                log.warning("round %d: rejected the %s reply of client %d: %s", rnd, stage,
+                            cid, problem)
         per_client = {cid: metrics_of(rd) for cid, rd in ex.replies.items()}
         row.update(aggregate_metrics(per_client))
-        row[f"num_{stage}_clients"] = len(payloads)
         row[f"failures_{stage}"] = len(ex.failures)
+        row[f"rejected_{stage}"] = rejected
         row[f"late_{stage}"] = len(ex.late)
         row[f"bytes_down_{stage}"] = sum(ex.bytes_down.values())
         row[f"bytes_up_{stage}"] = sum(ex.bytes_up.values())
         clients = row.setdefault("per_client", {})
+        for cid in sampled:
+            if cid in offline:
+                clients.setdefault(str(cid), {})[f"dropped_{stage}"] = True
         for cid in sorted(payloads):
             entry = clients.setdefault(str(cid), {})
             for key, value in per_client.get(cid, {}).items():
@@ -226,11 +246,13 @@ class Server:
             self.recorder.round_started()
             t0 = time.perf_counter()
             row: dict[str, Any] = {"round": rnd}
-            train = self._stage(strategy, MessageType.TRAIN, rnd, strategy.sample_train(rnd), row)
+            sampled = strategy.sample_train(rnd)
+            offline = faults.dropped(cfg, rnd, sorted(self.node_of))
+            train = self._stage(strategy, MessageType.TRAIN, rnd, sampled, offline, row)
             extra = strategy.aggregate_train(rnd, train.replies, train.failures)
             if rnd % every == 0 or rnd == num_rounds:
                 ev = self._stage(strategy, MessageType.EVALUATE, rnd,
-                                 strategy.sample_evaluate(rnd), row)
+                                 strategy.sample_evaluate(rnd), offline, row)
                 extra = {**extra, **strategy.aggregate_evaluate(rnd, ev.replies, ev.failures)}
             clash = set(extra) & set(row)
             if clash:
@@ -250,7 +272,8 @@ def progress_line(row: Mapping[str, Any], num_rounds: int) -> str:
         if isinstance(row.get(key), int | float):
             parts.append(f"{label} {row[key]:.4f}")
     n = row.get("num_train_clients", 0)
-    ok = n - row.get("failures_train", 0) - row.get("late_train", 0)
+    ok = (n - row.get("failures_train", 0) - row.get("late_train", 0)
+          - row.get("dropped_train", 0))
     parts.append(f"clients {ok}/{n}")
     parts.append(f"{row.get('round_time_s', 0.0):.2f} s")
     return "  ".join(parts)

@@ -19,7 +19,7 @@ from flwr.app import RecordDict
 from omegaconf import DictConfig
 from torch import nn
 
-from fedplat import seeding
+from fedplat import records, seeding
 from fedplat.data.datasets import DatasetInfo, dataset_info
 from fedplat.models import build_model
 
@@ -114,6 +114,15 @@ class Strategy:
                            failures: dict[int, str]) -> dict[str, float]:
         """Strategy-specific evaluation metrics (accuracy/loss are aggregated by the server)."""
         return {}
+
+    def check_reply(self, stage: str, cid: int, content: RecordDict) -> str | None:
+        """Why a client's reply must not be used (None = accept it).
+
+        The default rejects non-finite values in any array; strategies add shape checks
+        against what they expect (see `records.mismatch`). A rejected reply counts as a failure
+        of that client in that round; the round goes on with the others.
+        """
+        return records.non_finite(content)
 
     def summary(self) -> dict[str, Any]:
         """Extra entries for summary.json."""

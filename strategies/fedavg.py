@@ -6,11 +6,11 @@ server_lr = 1 is plain FedAvg (the weighted average of the client models).
 
 from __future__ import annotations
 
-from flwr.app import ConfigRecord, RecordDict
+from flwr.app import ConfigRecord, MessageType, RecordDict
 from omegaconf import DictConfig
 from typing_extensions import override
 
-from fedplat import ops
+from fedplat import ops, records
 from fedplat.config import check_float
 from fedplat.records import from_record, metrics_of, to_record
 from fedplat.strategy import ClientInfo, Strategy
@@ -54,6 +54,13 @@ class FedAvg(Strategy):
         step = ops.norm(ops.subtract(new, self.global_state))
         self.global_state = new
         return {"update_norm": step}
+
+    @override
+    def check_reply(self, stage: str, cid: int, content: RecordDict) -> str | None:
+        problem = super().check_reply(stage, cid, content)
+        if problem is None and stage == MessageType.TRAIN:
+            problem = records.mismatch(content.get("arrays"), self.global_state, "arrays")
+        return problem
 
     @override
     def configure_evaluate(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:

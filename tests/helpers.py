@@ -39,3 +39,28 @@ def write_idx_labels(path: Path, labels: Any, compress: bool = True) -> None:
     """Write an IDX labels file (magic 2049), gzip-compressed by default."""
     raw = struct.pack(">II", 2049, len(labels)) + np.asarray(labels, np.uint8).tobytes()
     path.write_bytes(gzip.compress(raw) if compress else raw)
+
+
+# -- test doubles: clients that misbehave on the wire ------------------------------------------
+
+from flwr.app import RecordDict  # noqa: E402
+
+from clients.fedavg import FedAvgClient  # noqa: E402
+from fedplat.client import ClientState  # noqa: E402
+from fedplat.records import from_record, to_record  # noqa: E402
+
+
+class BadReplyClient(FedAvgClient):
+    """Client 1 sends a truncated weight tensor, client 2 sends NaN weights; others are fine."""
+
+    def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+        reply = super().fit(payload, state, rnd)
+        if self.cid in (1, 2):
+            weights = from_record(reply["arrays"])
+            name = next(iter(weights))
+            if self.cid == 1:
+                weights[name] = weights[name][:1]
+            else:
+                weights[name] = weights[name] * float("nan")
+            reply["arrays"] = to_record(weights)
+        return reply

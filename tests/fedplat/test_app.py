@@ -95,3 +95,22 @@ def test_what_goes_over_the_wire(tmp_path):
                for d, u in train)
     evaluate = [(d, u) for k, d, u in seen if k == "evaluate"]
     assert all(u == {"metrics"} for _, u in evaluate)
+
+
+def test_replies_with_wrong_shapes_or_nan_are_rejected_and_the_round_goes_on(tmp_path):
+    _, rows = run_inline(tmp_path, "num_rounds=2", "num_clients=4",
+                         "strategy.client_target=tests.helpers.BadReplyClient")
+    for row in rows:
+        assert row["rejected_train"] == 2 and row["failures_train"] == 2
+        assert "has shape (1, 40), expected (100, 40)" in row["per_client"]["1"]["failed_train"]
+        assert "non-finite values in arrays/" in row["per_client"]["2"]["failed_train"]
+        assert isinstance(row["test_accuracy"], float)  # the global model stayed finite
+
+
+def test_offline_clients_are_not_contacted(tmp_path):
+    _, rows = run_inline(tmp_path, "num_rounds=4", "num_clients=6", "faults.dropout_prob=0.5")
+    assert sum(r["dropped_train"] for r in rows) > 0
+    for r in rows:
+        offline = {k for k, c in r["per_client"].items() if c.get("dropped_train")}
+        assert r["dropped_train"] == len(offline)
+        assert all("train_loss" not in r["per_client"][k] for k in offline)
