@@ -28,7 +28,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from omegaconf import DictConfig
 
-from fedplat import faults, seeding
+from fedplat import checkpoint, faults, seeding
 from fedplat.client import Client, ClientState
 from fedplat.config import compose, from_json, import_object, prepare
 from fedplat.data import ClientData, FederatedDataset, load_federated
@@ -91,12 +91,35 @@ def worker_for(context: Context, config_json: str) -> Worker:
 client_app = ClientApp()
 
 
+def _node_dir(context: Context, server_dir: str) -> Path:
+    """Where this node keeps checkpoints: its `checkpoint-dir` node config, else the server's."""
+    root = context.node_config.get("checkpoint-dir")
+    return Path(str(root)) / Path(server_dir).name if root else Path(server_dir)
+
+
 @client_app.query()
+def _query(msg: Message, context: Context) -> Message:
+    """Set-up (config, data sizes, resumed state) and checkpoint requests from the server."""
+    control = msg.content[CONTROL]
+    stage = str(control["stage"])
+    if stage == "setup":
+        return _setup(msg, context)
+    if stage == "checkpoint":
+        saved = checkpoint.save_client_states(context.state,
+                                              _node_dir(context, str(control["dir"])))
+        return Message(RecordDict({"info": ConfigRecord({"saved": saved})}), reply_to=msg)
+    raise ValueError(f"unknown fedplat query stage {stage!r}")
+
+
 def _setup(msg: Message, context: Context) -> Message:
     """Receive the run config, load this client's data, report id and sizes."""
-    config_json = str(msg.content[CONTROL]["config"])
+    control = msg.content[CONTROL]
+    config_json = str(control["config"])
     context.state[CONTROL] = ConfigRecord({"config": config_json})
     cid = int(context.node_config["partition-id"])
+    resume_dir = str(control.get("resume-dir", ""))
+    if resume_dir:
+        checkpoint.restore_client_state(context.state, _node_dir(context, resume_dir), cid)
     worker = worker_for(context, config_json)
     data = worker.federated.client(cid)
     counts = torch.bincount(data.y_train, minlength=data.info.num_classes).tolist()

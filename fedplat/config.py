@@ -224,6 +224,15 @@ def _validate_core(cfg: DictConfig) -> None:
     n = check_int(cfg, "num_clients", lo=1)
     check_int(cfg, "num_rounds", lo=1)
     check_int(cfg, "eval_every", lo=1)
+    check_int(cfg, "checkpoint_every", lo=0)
+    resume = cfg.get("resume") or ""
+    if resume:
+        run_dir = Path(str(resume)).expanduser()
+        if not (run_dir / "config.yaml").is_file():
+            raise UserError(f"resume={resume}: no run directory there (no config.yaml)")
+        if not (run_dir / "checkpoint" / "latest.json").is_file():
+            raise UserError(f"resume={resume}: the run has no checkpoint; it must have been "
+                            "started with checkpoint_every=N")
     val = check_float(cfg, "split.val", 0.0, 1.0, hi_open=True)
     test = check_float(cfg, "split.test", 0.0, 1.0, hi_open=True)
     assert val is not None and test is not None

@@ -96,19 +96,25 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 class RunRecorder:
     """Writes one run's results into its directory as the run goes."""
 
-    def __init__(self, run_dir: Path, cfg: DictConfig, *, append: bool = False) -> None:
+    def __init__(self, run_dir: Path, cfg: DictConfig, *, resume_round: int | None = None
+                 ) -> None:
+        """Start a run directory; with `resume_round`, keep its rows up to that round."""
         self.run_dir = Path(run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.cfg = cfg
-        self.rows: list[dict[str, Any]] = read_rows(self.run_dir) if append else []
+        self.rows: list[dict[str, Any]] = []
+        if resume_round is not None:
+            self.rows = [r for r in read_rows(self.run_dir) if r["round"] <= resume_round]
         self.status = "running"
         self.reason: str | None = None
         self.extra: dict[str, Any] = {}
         self.t_start = time.perf_counter()
         self.t_first_round: float | None = None
         (self.run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        mode = "a" if append else "w"
-        self._metrics = (self.run_dir / METRICS_FILE).open(mode, encoding="utf-8")
+        self._metrics = (self.run_dir / METRICS_FILE).open("w", encoding="utf-8")
+        for row in self.rows:  # a resumed run rewrites the rows it keeps
+            self._metrics.write(json.dumps(clean(row), sort_keys=True) + "\n")
+        self._metrics.flush()
         self.label_counts: list[list[int]] = []
         self._write_summary()
 

@@ -18,13 +18,14 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 from omegaconf import DictConfig
 
-from fedplat import faults
+from fedplat import checkpoint, faults
 from fedplat.config import import_object, to_json
 from fedplat.errors import RunAborted
 from fedplat.records import CONTROL, metrics_of, payload_bytes, with_control
@@ -113,14 +114,17 @@ class Server:
                                  "num_clients")
             time.sleep(0.05)
 
-    def handshake(self) -> dict[int, ClientInfo]:
-        """Send the config to every node; learn client ids and data sizes."""
+    def handshake(self, resume_dir: Path | None = None) -> dict[int, ClientInfo]:
+        """Send the config to every node; learn client ids and data sizes.
+
+        With `resume_dir`, clients also restore their private state from that checkpoint.
+        """
         expected = int(self.cfg.num_clients)
         nodes = self._wait_for_nodes(expected, float(self.cfg.simulation.get("node_wait_s",
                                                                              120.0)))
-        config_json = to_json(self.cfg)
-        msgs = [Message(RecordDict({CONTROL: ConfigRecord({"stage": "setup",
-                                                           "config": config_json})}),
+        control = {"stage": "setup", "config": to_json(self.cfg),
+                   "resume-dir": str(resume_dir or "")}
+        msgs = [Message(RecordDict({CONTROL: ConfigRecord(control)}),
                         dst_node_id=n, message_type=MessageType.QUERY) for n in nodes]
         infos: dict[int, ClientInfo] = {}
         for rep in self.grid.send_and_receive(msgs, timeout=self.timeout):
@@ -228,10 +232,28 @@ class Server:
         row["wall_time_s"] = self.recorder.wall_time_s
         self.recorder.log_round(row)
 
+    def save_checkpoint(self, rnd: int, strategy: Strategy) -> bool:
+        """Ask every node to save its clients' state, then save the server's (see checkpoint)."""
+        directory = checkpoint.round_dir(self.recorder.run_dir, rnd)
+        msgs = [Message(RecordDict({CONTROL: ConfigRecord({"stage": "checkpoint",
+                                                           "dir": str(directory)})}),
+                        dst_node_id=n, message_type=MessageType.QUERY)
+                for n in sorted(self.cid_of)]
+        replies = list(self.grid.send_and_receive(msgs, timeout=self.timeout))
+        bad = [short_reason(r.error.reason) for r in replies if r.has_error()]
+        if bad or len(replies) < len(msgs):
+            log.warning("round %d: checkpoint skipped (%d of %d nodes saved their clients' "
+                        "state%s)", rnd, len(replies) - len(bad), len(msgs),
+                        f"; {bad[0]}" if bad else "")
+            return False
+        checkpoint.save_server(self.recorder.run_dir, rnd, strategy.state_dict())
+        return True
+
     def run(self) -> Strategy:
         """Set up, then run `num_rounds` rounds; return the strategy (for its summary)."""
         cfg = self.cfg
-        clients = self.handshake()
+        resumed = checkpoint.latest(self.recorder.run_dir) if cfg.get("resume") else None
+        clients = self.handshake(resumed[1] if resumed else None)
         self.recorder.log_clients(
             [clients[c].label_counts for c in sorted(clients)],
             {"num_train": [clients[c].num_train for c in sorted(clients)],
@@ -241,8 +263,14 @@ class Server:
         strategy: Strategy = strategy_cls(cfg)
         strategy.setup(clients)
         self.strategy = strategy
+        first = 1
+        if resumed is not None:
+            strategy.load_state_dict(checkpoint.load_server(resumed[1])["strategy"])
+            first = resumed[0] + 1
+            log.info("resuming after round %d from %s", resumed[0], resumed[1])
         num_rounds, every = int(cfg.num_rounds), int(cfg.eval_every)
-        for rnd in range(1, num_rounds + 1):
+        save_every = int(cfg.get("checkpoint_every", 0))
+        for rnd in range(first, num_rounds + 1):
             self.recorder.round_started()
             t0 = time.perf_counter()
             row: dict[str, Any] = {"round": rnd}
@@ -261,6 +289,8 @@ class Server:
             row["round_time_s"] = time.perf_counter() - t0
             self._record(row)
             log.info("%s", progress_line(row, num_rounds))
+            if save_every and rnd % save_every == 0 and rnd < num_rounds:
+                self.save_checkpoint(rnd, strategy)
         return strategy
 
 

@@ -124,6 +124,22 @@ class Strategy:
         """
         return records.non_finite(content)
 
+    #: Attributes that are configuration, not state (rebuilt from the config on resume).
+    _NOT_STATE = frozenset({"cfg", "params", "seed", "clients"})
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the strategy keeps between rounds, for checkpoints.
+
+        The default takes every attribute except the configuration: models, optimizers (saved
+        together with the parameters they reference), per-client tables. Override when an
+        attribute cannot be pickled.
+        """
+        return {k: v for k, v in vars(self).items() if k not in self._NOT_STATE}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned (after `setup`)."""
+        vars(self).update(state)
+
     def summary(self) -> dict[str, Any]:
         """Extra entries for summary.json."""
         return {}

@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from fedplat import checkpoint
 from fedplat.app import client_app, make_server_app
 from fedplat.data import load_federated
 from fedplat.results import RunRecorder
@@ -21,6 +22,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     inside every worker.
     """
     load_federated(cfg)
-    recorder = RunRecorder(run_dir, cfg)
+    resumed = checkpoint.latest(run_dir) if cfg.get("resume") else None
+    recorder = RunRecorder(run_dir, cfg, resume_round=resumed[0] if resumed else None)
     launch(cfg, make_server_app(cfg, recorder), client_app)
     return recorder.summary()
