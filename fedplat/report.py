@@ -53,7 +53,9 @@ def _load(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _distinct(configs: Sequence[Mapping[str, Any]], key: str) -> int:
-    return len({json.dumps(c.get(key), sort_keys=True) for c in configs})
+    """Distinct values of `key` among the runs that have it (runs made by older versions of
+    fedplat may lack newer keys; that alone does not make a key vary)."""
+    return len({json.dumps(c[key], sort_keys=True) for c in configs if key in c})
 
 
 def _varying(configs: Sequence[Mapping[str, Any]]) -> list[str]:
