@@ -53,8 +53,11 @@ def _load(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _distinct(configs: Sequence[Mapping[str, Any]], key: str) -> int:
-    """Distinct values of `key` among the runs that have it (runs made by older versions of
-    fedplat may lack newer keys; that alone does not make a key vary)."""
+    """Distinct values of `key` among the runs that have it.
+
+    Runs made by older versions of fedplat may lack newer keys; that alone does not make a key
+    vary.
+    """
     return len({json.dumps(c[key], sort_keys=True) for c in configs if key in c})
 
 
