@@ -38,8 +38,10 @@ class LocalExecutor:
         self.blocks: dict[int, Block] = {}
 
     def start(self, setups: list[ShardSetup], threads: int = 1) -> None:
-        """Build the shards; torch uses `threads` threads until `close` (tiny per-node models
-        run much faster on one thread than on several competing ones)."""
+        """Build the shards; torch uses `threads` threads until `close`.
+
+        Tiny per-node models run much faster on one thread than on several competing ones.
+        """
         import torch
 
         self._threads = torch.get_num_threads()

@@ -95,8 +95,8 @@ def test_a_worker_lost_mid_round_loses_its_nodes_only(tmp_path):
 
 
 def test_snapshot_results_do_not_depend_on_how_nodes_are_spread(tmp_path):
-    one, m1 = models_after(_cfg("p2p.num_workers=1"), tmp_path / "a")
-    three, m3 = models_after(_cfg("p2p.num_workers=3"), tmp_path / "b")
+    _, m1 = models_after(_cfg("p2p.num_workers=1"), tmp_path / "a")
+    _, m3 = models_after(_cfg("p2p.num_workers=3"), tmp_path / "b")
     assert sorted(m1) == sorted(m3) == list(range(8))
     for v in m1:
         np.testing.assert_array_equal(m1[v], m3[v])
