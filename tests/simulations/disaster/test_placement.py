@@ -66,7 +66,7 @@ def test_relay_data_discard_or_redistribute():
 
 
 def test_too_much_data_per_node_is_a_user_error():
-    with pytest.raises(UserError, match="placement.per_node=500 x 10 nodes = 5000"):
+    with pytest.raises(UserError, match=r"placement\.per_node=500 x 10 nodes = 5000"):
         place_data(_cfg("dataset=digits", "placement.per_node=500"), frozenset())
 
 
