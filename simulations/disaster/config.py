@@ -72,6 +72,8 @@ def validate(cfg: DictConfig) -> None:
     check_int(cfg, "p2p.max_missed_rounds", lo=1)
     check_float(cfg, "p2p.round_timeout", 0.0, lo_open=True, allow_none=True)
     _bool(cfg, "p2p.plots")
+    _bool(cfg, "p2p.batched")
+    check_int(cfg, "p2p.batch_nodes", lo=1)
     exit_round = OmegaConf.select(cfg, "p2p.worker_exit.round")
     if exit_round is not None:
         check_int(cfg, "p2p.worker_exit.round", lo=1, hi=int(cfg.num_rounds))

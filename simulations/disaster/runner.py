@@ -63,6 +63,8 @@ def shard_settings(cfg: DictConfig, owner: np.ndarray) -> dict[str, Any]:
         "weights": str(cfg.strategy.weights),
         "zero_data_fallback": str(cfg.strategy.zero_data_fallback),
         "order": str(cfg.p2p.order),
+        "batched": bool(cfg.p2p.batched),
+        "batch_nodes": int(cfg.p2p.batch_nodes),
         "on_failure": str(cfg.p2p.on_failure),
         "max_missed_rounds": int(cfg.p2p.max_missed_rounds),
         "crash_clients": list(_plain(cfg, "faults.crash_clients") or []),

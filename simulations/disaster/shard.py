@@ -159,6 +159,7 @@ class Shard:
         self.missed: dict[int, int] = {}
         self.ever_sent: set[int] = set()
         self.dead: set[int] = set()
+        self._stacks: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
         self.hard_exit = False  # set by the Ray wrapper: an injected exit kills the process
 
     # ---------------------------------------------------------------------------------------
@@ -178,6 +179,21 @@ class Shard:
                         < self.crash_prob)
         return False
 
+    def _failure(self, node: int, why: str, report: StepReport) -> bool:
+        """Record a failed training; the node keeps its post-aggregation model.
+
+        Returns False if the node gives up (on_failure=drop after max_missed_rounds failures
+        in a row).
+        """
+        report.failed[node] = why
+        self.missed[node] = self.missed.get(node, 0) + 1
+        if (self.settings.get("on_failure") == "drop"
+                and self.missed[node] >= int(self.settings.get("max_missed_rounds", 1))):
+            self.dead.add(node)
+            report.died.append(node)
+            return False
+        return True
+
     def _train(self, rnd: int, node: int, report: StepReport) -> bool:
         """Train `node`; on failure keep its post-aggregation model. False if it died."""
         t0 = time.perf_counter()
@@ -194,16 +210,79 @@ class Shard:
             report.train_loss[node] = res.loss
             self.missed[node] = 0
         except Exception as exc:  # the node keeps its post-aggregation model
-            report.failed[node] = f"{type(exc).__name__}: {exc}"
-            self.missed[node] = self.missed.get(node, 0) + 1
-            if (self.settings.get("on_failure") == "drop"
-                    and self.missed[node] >= int(self.settings.get("max_missed_rounds", 1))):
-                self.dead.add(node)
-                report.died.append(node)
-                report.t_train += time.perf_counter() - t0
-                return False
+            alive = self._failure(node, f"{type(exc).__name__}: {exc}", report)
+            report.t_train += time.perf_counter() - t0
+            return alive
         report.t_train += time.perf_counter() - t0
         return True
+
+    @property
+    def batched(self) -> bool:
+        """Train and evaluate many nodes at once (p2p.batched, SGD only)."""
+        return bool(self.settings.get("batched")) and self.client_cfg.optimizer == "sgd"
+
+    def _train_many(self, rnd: int, nodes: list[int], report: StepReport) -> None:
+        """Train `nodes` in groups of equal data size with one vmapped model per group."""
+        from simulations.disaster.batched import train_sgd
+
+        t0 = time.perf_counter()
+        groups: dict[int, list[int]] = {}
+        for v in nodes:
+            if self._fails(rnd, v):
+                self._failure(v, f"RuntimeError: injected training failure (faults) of node "
+                                 f"{v}", report)
+            else:
+                groups.setdefault(len(self.data[v][1]), []).append(v)
+        chunk = int(self.settings.get("batch_nodes", 256))
+        c = self.client_cfg
+        used: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        for members in groups.values():
+            for start in range(0, len(members), chunk):
+                part = members[start:start + chunk]
+                key = tuple(part)  # stacked data is reused while the group is unchanged
+                if key not in self._stacks:
+                    self._stacks[key] = (torch.stack([self.data[v][0] for v in part]),
+                                         torch.stack([self.data[v][1] for v in part]))
+                used[key] = self._stacks[key]
+                x, y = used[key]
+                flat = torch.stack([self.models[v] for v in part])
+                gens = [seeding.torch_generator(self.seed, seeding.CLIENT, rnd, v) for v in part]
+                new, losses, finite = train_sgd(
+                    self.model, flat, x, y, gens, epochs=int(c.local_epochs),
+                    batch_size=int(c.batch_size), lr=float(c.lr), momentum=float(c.momentum),
+                    weight_decay=float(c.weight_decay))
+                for i, v in enumerate(part):
+                    if bool(finite[i]):
+                        self.models[v] = new[i].clone()
+                        report.train_loss[v] = float(losses[i])
+                        self.missed[v] = 0
+                    else:
+                        self._failure(v, "FloatingPointError: non-finite training loss; "
+                                         "lower client.lr", report)
+        self._stacks = used
+        report.t_train += time.perf_counter() - t0
+
+    def _evaluate(self, nodes: list[int], report: StepReport) -> None:
+        t0 = time.perf_counter()
+        bs = int(self.client_cfg.eval_batch_size)
+        if self.batched and nodes:
+            from simulations.disaster.batched import evaluate_many
+
+            chunk = int(self.settings.get("batch_nodes", 256))
+            for start in range(0, len(nodes), chunk):
+                part = nodes[start:start + chunk]
+                acc, loss = evaluate_many(self.model, torch.stack([self.models[v] for v in part]),
+                                          self.x_test, self.y_test, bs)
+                for i, v in enumerate(part):
+                    report.accuracy[v] = float(acc[i])
+                    report.loss[v] = float(loss[i])
+        else:
+            for v in nodes:
+                _load_vector(self.model, self.models[v])
+                res = evaluate(self.model, self.x_test, self.y_test, bs)
+                report.accuracy[v] = res.accuracy
+                report.loss[v] = res.loss
+        report.t_eval = time.perf_counter() - t0
 
     def _row(self, plan: RoundPlan, node: int, available: list[int]) -> Any:
         s = self.settings
@@ -225,14 +304,7 @@ class Shard:
             self._step_snapshot(plan, nodes, inbox, report)
         alive = [v for v in nodes if v not in self.dead]
         if plan.evaluate:
-            t0 = time.perf_counter()
-            for v in alive:
-                _load_vector(self.model, self.models[v])
-                res = evaluate(self.model, self.x_test, self.y_test,
-                               int(self.client_cfg.eval_batch_size))
-                report.accuracy[v] = res.accuracy
-                report.loss[v] = res.loss
-            report.t_eval = time.perf_counter() - t0
+            self._evaluate(alive, report)
         report.sent = alive
         self.ever_sent.update(alive)
         models = (torch.stack([self.models[v] for v in alive]).numpy() if alive
@@ -265,8 +337,11 @@ class Shard:
         self.models.update(new)
         report.t_exchange = time.perf_counter() - t0
         self._maybe_exit(plan.round)
-        for v in nodes:
-            if self.sizes[v] > 0:
+        holders = [v for v in nodes if self.sizes[v] > 0]
+        if self.batched:
+            self._train_many(plan.round, holders, report)
+        else:
+            for v in holders:
                 self._train(plan.round, v, report)
 
     def _step_live(self, plan: RoundPlan, nodes: list[int], report: StepReport) -> None:

@@ -146,3 +146,15 @@ def test_gauss_seidel_runs_end_to_end_on_one_worker(tmp_path):
     summary = run(_cfg("p2p.order=gauss_seidel", "p2p.num_workers=2"), tmp_path)
     assert summary["workers"] == 1 and summary["order"] == "gauss_seidel"
     assert summary["rounds_completed"] == 4
+
+
+def test_batched_training_equals_the_sequential_path_up_to_rounding(tmp_path):
+    _, seq = models_after(_cfg("p2p.batched=false", "client.momentum=0.5",
+                               "client.weight_decay=0.001"), tmp_path / "seq")
+    _, vec = models_after(_cfg("p2p.batched=true", "client.momentum=0.5",
+                               "client.weight_decay=0.001"), tmp_path / "vec")
+    for v in seq:
+        np.testing.assert_allclose(vec[v], seq[v], rtol=1e-4, atol=1e-5)
+    a, b = _rows(tmp_path / "seq"), _rows(tmp_path / "vec")
+    assert [r["train_loss"] for r in a] == pytest.approx([r["train_loss"] for r in b], rel=1e-4)
+    assert [r["acc_mean"] for r in a] == pytest.approx([r["acc_mean"] for r in b], abs=0.01)
