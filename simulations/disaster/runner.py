@@ -258,10 +258,13 @@ class DisasterRun:
                 raise RunAborted(f"every worker was lost by round {t}")
             end = h.subgraph([v for v in h.nodes if v not in self.dead])
             comps = M.components(end)
+            tc = time.perf_counter()
             consensus = self._consensus(executor, comps) if evaluate and comps else None
+            tc = time.perf_counter() - tc
             row = self._row(t, end, list(reports.values()), len(lost), len(present),
                             time.perf_counter() - t0, recorder.wall_time_s, consensus,
                             by_round.get(t, []))
+            row["time_consensus_s"] = tc
             recorder.log_round(row)
             self.rows.append(row)
             for line in by_round.get(t, []):

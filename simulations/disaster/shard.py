@@ -366,31 +366,34 @@ class Shard:
 
     # --- consensus distance ---------------------------------------------------------------
 
+    def _labelled(self, labels: Mapping[int, int]) -> tuple[list[int], torch.Tensor]:
+        nodes = [v for v in self.nodes if v in labels and v not in self.dead]
+        stack = (torch.stack([self.models[v] for v in nodes]).to(torch.float64) if nodes
+                 else torch.zeros(0, 0, dtype=torch.float64))
+        return nodes, stack
+
     def consensus_sums(self, labels: Mapping[int, int]) -> dict[int, tuple[int, np.ndarray]]:
         """Per label: (count, float64 sum of the models) over this shard's labelled nodes."""
+        nodes, stack = self._labelled(labels)
         out: dict[int, tuple[int, np.ndarray]] = {}
-        for v in self.nodes:
-            lab = labels.get(v)
-            if lab is None or v in self.dead:
-                continue
-            vec = self.models[v].to(torch.float64).numpy()
-            if lab in out:
-                c, s = out[lab]
-                out[lab] = (c + 1, s + vec)
-            else:
-                out[lab] = (1, vec.copy())
+        labs = [labels[v] for v in nodes]
+        for lab in sorted(set(labs)):
+            rows = [i for i, x in enumerate(labs) if x == lab]
+            out[lab] = (len(rows), stack[rows].sum(dim=0).numpy())
         return out
 
     def consensus_distances(self, labels: Mapping[int, int],
                             means: Mapping[int, np.ndarray]) -> dict[int, float]:
         """Per label: Σ ||w_i - mean_label||_2 over this shard's labelled nodes."""
+        nodes, stack = self._labelled(labels)
         out: dict[int, float] = {}
-        for v in self.nodes:
-            lab = labels.get(v)
-            if lab is None or v in self.dead or lab not in means:
+        labs = [labels[v] for v in nodes]
+        for lab in sorted(set(labs)):
+            if lab not in means:
                 continue
-            d = float(np.linalg.norm(self.models[v].to(torch.float64).numpy() - means[lab]))
-            out[lab] = out.get(lab, 0.0) + d
+            rows = [i for i, x in enumerate(labs) if x == lab]
+            diff = stack[rows] - torch.from_numpy(np.asarray(means[lab], dtype=np.float64))
+            out[lab] = float(torch.linalg.vector_norm(diff, dim=1).sum())
         return out
 
     def get_models(self) -> dict[int, np.ndarray]:
