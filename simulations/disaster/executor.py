@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -117,8 +118,12 @@ def _ray_shard_class() -> Any:
             for v in plan.nodes:
                 wanted.update(int(self.owner[j]) for j in plan.neighbours.get(v, []))
             sids = sorted(s for s in wanted if s in refs)
+            t0 = time.perf_counter()
             blocks = dict(zip(sids, ray.get([refs[s] for s in sids]))) if sids else {}
-            return self.shard.step(plan, blocks)
+            fetch = time.perf_counter() - t0
+            report, block = self.shard.step(plan, blocks)
+            report.t_exchange += fetch  # reading the neighbours' blocks is exchange too
+            return report, block
 
         def consensus_sums(self, labels: Labels) -> dict[int, tuple[int, np.ndarray]]:
             return self.shard.consensus_sums(labels)
