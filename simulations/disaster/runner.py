@@ -172,6 +172,8 @@ class DisasterRun:
         dist = executor.consensus_distances(labels_all, means)
         total = sum(d.get(0, 0.0) for d in dist)
         overall = total / counts[0] if counts.get(0) else math.nan
+        if len(comps) == 1:  # one component: it is the whole network
+            return overall, {0: overall}
         labels = {v: k for k, comp in enumerate(comps) if len(comp) > 1 for v in comp}
         per: dict[int, float] = {}
         if labels:

@@ -160,6 +160,7 @@ class Shard:
         self.ever_sent: set[int] = set()
         self.dead: set[int] = set()
         self._stacks: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._consensus_cache: tuple[Any, list[tuple[int, torch.Tensor]]] | None = None
         self.hard_exit = False  # set by the Ray wrapper: an injected exit kills the process
 
     # ---------------------------------------------------------------------------------------
@@ -366,34 +367,43 @@ class Shard:
 
     # --- consensus distance ---------------------------------------------------------------
 
-    def _labelled(self, labels: Mapping[int, int]) -> tuple[list[int], torch.Tensor]:
+    def _labelled(self, labels: Mapping[int, int]
+                  ) -> list[tuple[int, torch.Tensor]]:
+        """(label, stacked float32 models) per label of this shard's labelled live nodes.
+
+        The stack is kept until the next call with other labels, so the distance pass reuses
+        the sum pass's copy (stacking is most of the cost at 1,000 nodes).
+        """
         nodes = [v for v in self.nodes if v in labels and v not in self.dead]
-        stack = (torch.stack([self.models[v] for v in nodes]).to(torch.float64) if nodes
-                 else torch.zeros(0, 0, dtype=torch.float64))
-        return nodes, stack
+        key = tuple((v, labels[v]) for v in nodes)
+        if self._consensus_cache is not None and self._consensus_cache[0] == key:
+            return self._consensus_cache[1]
+        groups: list[tuple[int, torch.Tensor]] = []
+        if nodes:
+            labs = np.array([labels[v] for v in nodes])
+            order = np.argsort(labs, kind="stable")
+            stack = torch.stack([self.models[nodes[i]] for i in order])
+            cuts = np.flatnonzero(np.diff(labs[order])) + 1
+            for chunk in np.split(np.arange(len(nodes)), cuts):
+                groups.append((int(labs[order][chunk[0]]),
+                               stack[int(chunk[0]):int(chunk[-1]) + 1]))
+        self._consensus_cache = (key, groups)
+        return groups
 
     def consensus_sums(self, labels: Mapping[int, int]) -> dict[int, tuple[int, np.ndarray]]:
         """Per label: (count, float64 sum of the models) over this shard's labelled nodes."""
-        nodes, stack = self._labelled(labels)
-        out: dict[int, tuple[int, np.ndarray]] = {}
-        labs = [labels[v] for v in nodes]
-        for lab in sorted(set(labs)):
-            rows = [i for i, x in enumerate(labs) if x == lab]
-            out[lab] = (len(rows), stack[rows].sum(dim=0).numpy())
-        return out
+        return {lab: (len(g), g.sum(dim=0).to(torch.float64).numpy())
+                for lab, g in self._labelled(labels)}
 
     def consensus_distances(self, labels: Mapping[int, int],
                             means: Mapping[int, np.ndarray]) -> dict[int, float]:
         """Per label: Σ ||w_i - mean_label||_2 over this shard's labelled nodes."""
-        nodes, stack = self._labelled(labels)
         out: dict[int, float] = {}
-        labs = [labels[v] for v in nodes]
-        for lab in sorted(set(labs)):
-            if lab not in means:
-                continue
-            rows = [i for i, x in enumerate(labs) if x == lab]
-            diff = stack[rows] - torch.from_numpy(np.asarray(means[lab], dtype=np.float64))
-            out[lab] = float(torch.linalg.vector_norm(diff, dim=1).sum())
+        for lab, g in self._labelled(labels):
+            if lab in means:
+                mean = torch.from_numpy(np.asarray(means[lab], dtype=np.float32))
+                out[lab] = float(torch.linalg.vector_norm(g - mean, dim=1).sum())
+        self._consensus_cache = None
         return out
 
     def get_models(self) -> dict[int, np.ndarray]:

@@ -102,9 +102,9 @@ def test_snapshot_results_do_not_depend_on_how_nodes_are_spread(tmp_path):
         np.testing.assert_array_equal(m1[v], m3[v])
     a, b = _rows(tmp_path / "a"), _rows(tmp_path / "b")
     assert [r["acc_mean"] for r in a] == [r["acc_mean"] for r in b]
-    # sums over workers associate differently: equal up to float64 rounding
+    # float32 sums over workers associate differently: equal up to rounding
     assert [r["consensus_distance"] for r in a] == pytest.approx(
-        [r["consensus_distance"] for r in b], rel=1e-12)
+        [r["consensus_distance"] for r in b], rel=1e-6)
 
 
 def _relay_shard(order):
