@@ -127,6 +127,9 @@ def report(arms: list[str], out: Path) -> str:
                      for a in arms if a in data}, out / "arms.png", event_round=td,
                     title=f"DecAvg on BA(n={any_s['num_clients']}, m=2), IID MNIST: mean "
                           "accuracy over alive nodes (± std over seeds)")
+    if "a0" in data:
+        plots.plot_arm_differences({ARMS.get(a, a): data[a] for a in arms if a in data},
+                                   ARMS["a0"], out / "arms_diff.png", event_round=td)
     return table
 
 

@@ -105,9 +105,14 @@ def plot_topology(timeline: Timeline, relays: Iterable[int], lost: Iterable[int]
             nx.draw_networkx_nodes(g, pos, nodelist=rel, node_color="tab:orange",
                                    node_size=size * 1.3, ax=ax, label="relay (no data)")
         if g is after and gone:
-            xy = np.array([pos[v] for v in gone])
-            ax.scatter(xy[:, 0], xy[:, 1], marker="x", color="red", s=size * 0.8,
-                       label="dropped", zorder=3)
+            for group, color, label in (([v for v in gone if v not in relay_set], "red",
+                                         "dropped data holder"),
+                                        ([v for v in gone if v in relay_set], "darkorange",
+                                         "dropped relay")):
+                if group:
+                    xy = np.array([pos[v] for v in group])
+                    ax.scatter(xy[:, 0], xy[:, 1], marker="x", color=color, s=size * 0.8,
+                               label=label, zorder=3)
         comps = nx.number_connected_components(g) if g.number_of_nodes() else 0
         ax.set_title(f"{title}: {g.number_of_nodes()} nodes, {g.number_of_edges()} links, "
                      f"{comps} component(s)")
@@ -124,8 +129,9 @@ def plot_arms(arms: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], path: P
               title: str = "Mean accuracy over alive nodes") -> None:
     """Side-by-side panels, one per arm (mean ± std over seeds), plus all arms overlaid."""
     names = list(arms)
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(3.6 * (len(names) + 1), 3.8),
-                             sharey=True)
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(3.6 * (len(names) + 1), 3.8))
+    for ax in axes[1:-1]:
+        ax.sharey(axes[0])
     for k, name in enumerate(names):
         curves = [_series(rows, key) for rows in arms[name]]
         curves = [c for c in curves if len(c[0])]
@@ -145,9 +151,62 @@ def plot_arms(arms: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], path: P
         ax.grid(alpha=0.3)
         ax.set_xlabel("round")
     axes[0].set_ylabel(key.replace("_", " "))
-    axes[-1].set_title("all arms", fontsize=9)
+    axes[-1].set_title("all arms" + (" (zoom after the disruption)" if event_round else ""),
+                       fontsize=9)
+    if event_round is not None:  # the effects are a few points: zoom on the rounds around it
+        lo = [_series(r, key) for runs in arms.values() for r in runs]
+        tail = [y[x >= event_round - 5] for x, y in lo if len(x)]
+        if tail:
+            ymin = min(float(t.min()) for t in tail if len(t))
+            ymax = max(float(t.max()) for t in tail if len(t))
+            pad = 0.1 * (ymax - ymin + 1e-9)
+            axes[-1].set_xlim(event_round - 5, None)
+            axes[-1].set_ylim(ymin - pad, ymax + pad)
     axes[-1].legend(fontsize=7, loc="lower right")
     fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_arm_differences(arms: Mapping[str, Mapping[int, Sequence[Mapping[str, Any]]]],
+                         reference: str, path: Path, event_round: int | None = None,
+                         key: str = "acc_mean") -> None:
+    """Paired differences arm - reference (same seed) over rounds, mean ± std over seeds.
+
+    Seeds change the graph and the data, which moves every arm together; the paired
+    difference removes that shared noise and shows what the disruption itself costs.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ref = arms[reference]
+    for k, (name, runs) in enumerate(arms.items()):
+        if name == reference:
+            continue
+        diffs = []
+        for seed, rows in runs.items():
+            if seed not in ref:
+                continue
+            xa, ya = _series(rows, key)
+            xr, yr = _series(ref[seed], key)
+            common = np.intersect1d(xa, xr)
+            if len(common):
+                diffs.append((common, ya[np.isin(xa, common)] - yr[np.isin(xr, common)]))
+        if not diffs:
+            continue
+        n = min(len(d[0]) for d in diffs)
+        x = diffs[0][0][:n]
+        d = np.stack([dd[1][:n] for dd in diffs]) * 100
+        m, s = d.mean(axis=0), d.std(axis=0)
+        ax.plot(x, m, color=f"C{k}", label=f"{name} (n={len(diffs)})")
+        ax.fill_between(x, m - s, m + s, color=f"C{k}", alpha=0.15)
+    ax.axhline(0, color="black", lw=0.8)
+    if event_round is not None:
+        ax.axvline(event_round, color="crimson", ls="--", lw=1, label="disruption")
+    ax.set_xlabel("round")
+    ax.set_ylabel(f"{key.replace('_', ' ')} - {reference} (points)")
+    ax.set_title(f"Accuracy difference to {reference}, same seed (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
