@@ -158,3 +158,16 @@ def test_batched_training_equals_the_sequential_path_up_to_rounding(tmp_path):
     a, b = _rows(tmp_path / "seq"), _rows(tmp_path / "vec")
     assert [r["train_loss"] for r in a] == pytest.approx([r["train_loss"] for r in b], rel=1e-4)
     assert [r["acc_mean"] for r in a] == pytest.approx([r["acc_mean"] for r in b], abs=0.01)
+
+
+def test_tiny_networks_and_a_network_that_empties(tmp_path):
+    one = run(_cfg("num_clients=1", "topology.type=complete", "num_rounds=2"), tmp_path / "one")
+    assert one["rounds_completed"] == 2 and one["final"]["accuracy"] is not None
+    two = run(_cfg("num_clients=2", "topology.type=ring", "num_rounds=2"), tmp_path / "two")
+    assert _rows(tmp_path / "two")[1]["messages_received"] == 2
+    assert two["status"] == "completed"
+    gone = run(_cfg("num_rounds=3", "disruption.allow_empty=true",
+                    "disruption.events=[{round: 2, type: node_drop, select: random, "
+                    "fraction: 1.0}]"), tmp_path / "gone")
+    assert gone["status"] == "completed" and gone["rounds_completed"] == 1
+    assert gone["reason"] == "no node left at round 2"
