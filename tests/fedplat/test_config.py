@@ -21,6 +21,8 @@ def test_every_config_file_composes_and_validates():
                   "scenario", "experiment"):
         for option in available(group):
             contexts = [[], ["dataset=digits"]] if group == "model" else [[]]
+            if group == "strategy":  # peer-to-peer strategies run in their own scenario
+                contexts = [[], ["scenario=disaster"]]
             errors = []
             for extra in contexts:
                 try:

@@ -1,0 +1,10 @@
+"""Decentralized (peer-to-peer) learning on disrupted networks: `fedplat scenario=disaster`.
+
+Flower has no peer-to-peer mode, so this package runs on Ray directly: a pool of Ray actors
+(shards) each owns a subset of the nodes, and models travel between them through Ray's object
+store. See docs/disaster.md.
+"""
+
+from simulations.disaster.runner import run
+
+__all__ = ["run"]
