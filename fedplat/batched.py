@@ -1,21 +1,24 @@
-"""Train many clients' copies of one architecture at once with `torch.func` (issue: throughput).
+"""Train many copies of one architecture at once (stacked parameters, `torch.func.vmap`).
 
 Small FL models leave a CPU core mostly idle: one client's minibatch step is a few tiny matrix
-products. Stacking the parameters of C clients along a leading dimension and `vmap`-ing the
-per-client gradient turns C small steps into one batched step.
+products, and Python/dispatch overhead dominates. Stacking the parameters of k clients (or
+peer-to-peer nodes) along a leading dimension and vmapping the forward pass turns k small steps
+into one batched step; one backward pass over the sum of the per-client mean losses gives every
+client its own gradient (the sum separates by client).
 
 The result equals sequential training (`fedplat.training.train` with `torch.optim.SGD`) up to
-floating-point reassociation:
+floating-point reassociation (tested):
 
 * each client draws its batch order from its own generator exactly as the sequential loop does
   (one `randperm` per epoch), so batch contents match;
-* clients with fewer batches simply stop stepping (masked updates); short last batches are padded
-  and masked, and each client's loss is the mean over its real samples;
+* clients may hold different numbers of samples: short last batches are padded and masked, each
+  client's loss is the mean over its real samples, and a client whose batches are used up stops
+  stepping (masked update);
 * SGD follows PyTorch's rule: g += wd * p; buf = momentum * buf + g (buf starts at g);
   p -= lr * buf.
 
 Only models without buffers (no BatchNorm running statistics) and without randomness in the
-forward pass (no dropout) qualify; `supports_batching` says whether a model does.
+forward pass (no dropout) qualify: see `supports_batching`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
 from fedplat.training import TrainResult
@@ -41,8 +44,8 @@ def supports_batching(model: nn.Module) -> bool:
     return not has_buffers and not has_dropout
 
 
-def stack(states: Sequence[dict[str, torch.Tensor]]) -> Params:
-    """{name: tensor} per client -> {name: (C, *shape) tensor}."""
+def stack(states: Sequence[Params]) -> Params:
+    """{name: tensor} per client -> {name: (k, *shape) tensor}."""
     return {k: torch.stack([s[k] for s in states]) for k in states[0]}
 
 
@@ -52,6 +55,122 @@ def unstack(stacked: Params) -> list[Params]:
     return [{k: v[i].clone() for k, v in stacked.items()} for i in range(n)]
 
 
+def unflatten(model: nn.Module, flat: torch.Tensor) -> Params:
+    """(k, P) stacked parameter vectors -> {name: (k, *shape)} views, in parameter order."""
+    out: Params = {}
+    offset = 0
+    for name, p in model.named_parameters():
+        n = p.numel()
+        out[name] = flat[:, offset:offset + n].reshape(flat.shape[0], *p.shape)
+        offset += n
+    return out
+
+
+def flatten(stacked: Params) -> torch.Tensor:
+    """Inverse of `unflatten`: {name: (k, *shape)} -> (k, P)."""
+    k = next(iter(stacked.values())).shape[0]
+    return torch.cat([v.reshape(k, -1) for v in stacked.values()], dim=1)
+
+
+def _forward(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
+    return vmap(lambda p, xb: functional_call(model, p, (xb,)), randomness="error")(params, x)
+
+
+def train_sgd_stacked(
+    model: nn.Module,
+    params: Params,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    counts: Sequence[int],
+    generators: Sequence[torch.Generator],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+) -> tuple[Params, torch.Tensor, torch.Tensor]:
+    """Minibatch SGD for k stacked models at once.
+
+    params: {name: (k, *shape)}; x: (k, n_max, ...) and y: (k, n_max) each client's data padded
+    to the largest client; counts[i]: client i's real samples; generators[i]: its batch order.
+    Returns the trained stacked parameters, each client's mean training loss over the samples
+    it saw, and a mask of clients whose loss stayed finite (the others keep their start values
+    and get a NaN loss).
+    """
+    if not supports_batching(model):
+        raise ValueError("batched training needs a model without buffers or dropout")
+    k = len(counts)
+    device = x.device
+    start = {n: p.detach() for n, p in params.items()}
+    leaves = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
+    bufs: dict[str, torch.Tensor] = {}
+    # Per epoch, row i holds client i's permutation (as the sequential loop draws it) padded to
+    # the largest client; column chunks of `batch_size` are then client i's batches in order.
+    # A client with fewer samples idles (masked, no update) in the trailing chunks of an epoch,
+    # which changes when it steps but not what it computes.
+    n_max = int(x.shape[1])
+    chunks = math.ceil(n_max / batch_size) if n_max else 0
+    width = chunks * batch_size
+    valid = torch.arange(width)[None, :] < torch.as_tensor(list(counts))[:, None]  # (k, width)
+    perms = torch.zeros((epochs, k, width), dtype=torch.long)
+    for e in range(epochs):
+        for i, (c, g) in enumerate(zip(counts, generators)):
+            perms[e, i, :c] = torch.randperm(int(c), generator=g)
+    index = perms.reshape(epochs, k, chunks, batch_size).permute(0, 2, 1, 3).reshape(
+        epochs * chunks, k, batch_size).to(device)
+    mask = valid.float().reshape(k, chunks, batch_size).permute(1, 0, 2).repeat(
+        epochs, 1, 1).to(device)
+    total_steps = epochs * chunks
+    rows = torch.arange(k, device=device)[:, None]
+    loss_sum = torch.zeros(k, dtype=torch.float64)
+    seen = torch.zeros(k, dtype=torch.float64)
+    finite = torch.ones(k, dtype=torch.bool)
+    for t in range(total_steps):
+        m = mask[t]
+        n_real = m.sum(dim=1)
+        active = n_real > 0
+        logits = _forward(model, leaves, x[rows, index[t]])  # (k, b, classes)
+        per_sample = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                     y[rows, index[t]].reshape(-1), reduction="none")
+        losses = (per_sample.reshape(k, -1) * m).sum(dim=1) / n_real.clamp(min=1.0)
+        ok = torch.isfinite(losses.detach())
+        finite &= ok.cpu() | ~active.cpu()
+        use = active & ok & finite.to(device)
+        all_in = bool(use.all())
+        objective = losses.sum() if all_in else torch.where(use, losses, 0.0).sum()
+        grads = torch.autograd.grad(objective, list(leaves.values()))
+        with torch.no_grad():
+            for (name, p), g in zip(leaves.items(), grads):
+                if weight_decay:
+                    g = g.add(p, alpha=weight_decay)
+                if all_in:  # every client steps: plain in-place SGD (the common case)
+                    if momentum:
+                        buf = bufs.get(name)
+                        if buf is None:
+                            bufs[name] = buf = g.clone()
+                        else:
+                            buf.mul_(momentum).add_(g)
+                        g = buf
+                    p.sub_(g, alpha=lr)
+                    continue
+                u = use.view((k,) + (1,) * (p.dim() - 1))
+                if momentum:
+                    buf = bufs.get(name)
+                    buf = g.clone() if buf is None else torch.where(u, momentum * buf + g, buf)
+                    bufs[name] = buf
+                    g = buf
+                p.copy_(torch.where(u, p - lr * g, p))
+            used = use.to(torch.float64).cpu()
+            loss_sum += (losses.detach() * n_real).to(torch.float64).cpu() * used
+            seen += n_real.to(torch.float64).cpu() * used
+    out = {n: torch.where(finite.to(device).view((k,) + (1,) * (p.dim() - 1)), p.detach(),
+                          start[n]) for n, p in leaves.items()}
+    mean = torch.where(seen > 0, loss_sum / seen.clamp(min=1.0), torch.nan)
+    mean[~finite] = math.nan
+    return out, mean, finite
+
+
 @dataclass(frozen=True)
 class ClientBatchData:
     """One client's training tensors and its batch-order generator."""
@@ -59,18 +178,6 @@ class ClientBatchData:
     x: torch.Tensor
     y: torch.Tensor
     generator: torch.Generator
-
-
-def _schedules(data: Sequence[ClientBatchData], epochs: int,
-               batch_size: int) -> list[list[torch.Tensor]]:
-    """Each client's sequence of index batches over all epochs (as the sequential loop draws)."""
-    out = []
-    for d in data:
-        seq: list[torch.Tensor] = []
-        for _ in range(epochs):
-            seq.extend(torch.randperm(len(d.y), generator=d.generator).split(batch_size))
-        out.append(seq)
-    return out
 
 
 def train_sgd(
@@ -83,11 +190,11 @@ def train_sgd(
     lr: float,
     momentum: float = 0.0,
     weight_decay: float = 0.0,
-) -> tuple[list[Params], list[TrainResult]]:
+) -> tuple[list[Params], list[TrainResult], list[bool]]:
     """Train one copy of `model` per client from `start[i]` on `data[i]`, all at once.
 
-    Returns the trained parameters and a TrainResult per client (mean loss over samples seen,
-    samples, steps), as `fedplat.training.train` would for each client alone.
+    Returns each client's trained parameters, a TrainResult per client (as
+    `fedplat.training.train` would report for it alone) and whether its loss stayed finite.
     """
     if not supports_batching(model):
         raise ValueError("batched training needs a model without buffers or dropout")
@@ -95,63 +202,37 @@ def train_sgd(
         raise ValueError("need one start state per client and at least one client")
     device = next(model.parameters()).device
     names = [n for n, _ in model.named_parameters()]
-    params = stack([{n: s[n].to(device) for n in names} for s in start])
-    buf = {n: torch.zeros_like(p) for n, p in params.items()}
-    schedules = _schedules(data, epochs, batch_size)
-    steps = [len(s) for s in schedules]
-    feat_shape = data[0].x.shape[1:]
-    clients = len(data)
-
-    def loss_fn(p: Params, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        logits = functional_call(model, p, (x,))
-        per_sample = F.cross_entropy(logits, y, reduction="none")
-        return (per_sample * m).sum() / m.sum().clamp(min=1.0)
-
-    step_fn = vmap(grad_and_value(loss_fn), randomness="error")
-    # Gather every step's batches with one indexing op: pad each client's data to the largest
-    # client, and precompute (steps, clients, batch) index and mask tensors.
-    longest = max(len(d.y) for d in data)
-    x_all = torch.zeros((clients, longest, *feat_shape), dtype=data[0].x.dtype, device=device)
-    y_all = torch.zeros((clients, longest), dtype=torch.long, device=device)
+    counts = [len(d.y) for d in data]
+    longest = max(counts)
+    x = torch.zeros((len(data), longest, *data[0].x.shape[1:]), dtype=data[0].x.dtype,
+                    device=device)
+    y = torch.zeros((len(data), longest), dtype=torch.long, device=device)
     for i, d in enumerate(data):
-        x_all[i, :len(d.y)] = d.x.to(device)
-        y_all[i, :len(d.y)] = d.y.to(device)
-    total = max(steps)
-    index = torch.zeros((total, clients, batch_size), dtype=torch.long)
-    mask = torch.zeros((total, clients, batch_size), dtype=torch.float32)
-    for i, seq in enumerate(schedules):
-        for t, idx in enumerate(seq):
-            index[t, i, :len(idx)] = idx
-            mask[t, i, :len(idx)] = 1.0
-    index, mask = index.to(device), mask.to(device)
-    rows = torch.arange(clients, device=device)[:, None]
-    loss_sum = torch.zeros(clients, dtype=torch.float64)
-    seen = torch.zeros(clients, dtype=torch.long)
-    model.train()
-    for t in range(total):
-        xb, yb, mb = x_all[rows, index[t]], y_all[rows, index[t]], mask[t]
-        active = torch.tensor([t < n for n in steps])
-        grads, losses = step_fn(params, xb, yb, mb)
-        if not torch.isfinite(losses[active]).all():
-            bad = [i for i in range(clients) if active[i] and not torch.isfinite(losses[i])]
-            raise FloatingPointError(f"non-finite training loss for clients {bad} at step {t}; "
-                                     "lower client.lr")
-        act = active.to(device)
-        counts = mb.sum(dim=1)
-        loss_sum += (losses.detach() * counts).to(torch.float64).cpu() * active
-        seen += counts.long().cpu() * active
-        with torch.no_grad():
-            for n in names:
-                shape = (clients,) + (1,) * (params[n].dim() - 1)
-                a = act.view(shape)
-                g = grads[n]
-                if weight_decay:
-                    g = g + weight_decay * params[n]
-                if momentum:
-                    new_buf = momentum * buf[n] + g
-                    buf[n] = torch.where(a, new_buf, buf[n])
-                    g = buf[n]
-                params[n] = torch.where(a, params[n] - lr * g, params[n])
-    results = [TrainResult(float(loss_sum[i] / seen[i]) if seen[i] else math.nan,
-                           int(seen[i]), steps[i]) for i in range(clients)]
-    return unstack({k: v.detach() for k, v in params.items()}), results
+        x[i, :counts[i]] = d.x.to(device)
+        y[i, :counts[i]] = d.y.to(device)
+    params = stack([{n: s[n].to(device) for n in names} for s in start])
+    out, losses, finite = train_sgd_stacked(
+        model, params, x, y, counts, [d.generator for d in data], epochs=epochs,
+        batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    per_step = [math.ceil(c / batch_size) * epochs for c in counts]
+    results = [TrainResult(float(losses[i]), counts[i] * epochs, per_step[i])
+               for i in range(len(data))]
+    return unstack(out), results, [bool(f) for f in finite]
+
+
+@torch.no_grad()
+def evaluate_many(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor,
+                  batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accuracy and mean cross-entropy of k stacked models on one shared test set."""
+    k = next(iter(params.values())).shape[0]
+    correct = torch.zeros(k, dtype=torch.int64)
+    loss_sum = torch.zeros(k, dtype=torch.float64)
+    for start in range(0, len(y), batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        logits = vmap(lambda p, xs: functional_call(model, p, (xs,)),
+                      in_dims=(0, None))(params, xb)  # (k, b, classes)
+        correct += (logits.argmax(dim=2) == yb[None]).sum(dim=1).cpu()
+        loss_sum += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.repeat(k),
+                                    reduction="none").reshape(k, -1).sum(dim=1).double().cpu()
+    n = max(len(y), 1)
+    return correct.to(torch.float64) / n, loss_sum / n

@@ -35,7 +35,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from fedplat import seeding
+from fedplat import batched, seeding
 from fedplat.data import DatasetInfo
 from fedplat.models import build_model
 from fedplat.training import evaluate, make_optimizer, train
@@ -224,8 +224,6 @@ class Shard:
 
     def _train_many(self, rnd: int, nodes: list[int], report: StepReport) -> None:
         """Train `nodes` in groups of equal data size with one vmapped model per group."""
-        from simulations.disaster.batched import train_sgd
-
         t0 = time.perf_counter()
         groups: dict[int, list[int]] = {}
         for v in nodes:
@@ -248,10 +246,12 @@ class Shard:
                 x, y = used[key]
                 flat = torch.stack([self.models[v] for v in part])
                 gens = [seeding.torch_generator(self.seed, seeding.CLIENT, rnd, v) for v in part]
-                new, losses, finite = train_sgd(
-                    self.model, flat, x, y, gens, epochs=int(c.local_epochs),
+                trained, losses, finite = batched.train_sgd_stacked(
+                    self.model, batched.unflatten(self.model, flat), x, y,
+                    [len(y[0])] * len(part), gens, epochs=int(c.local_epochs),
                     batch_size=int(c.batch_size), lr=float(c.lr), momentum=float(c.momentum),
                     weight_decay=float(c.weight_decay))
+                new = batched.flatten(trained)
                 for i, v in enumerate(part):
                     if bool(finite[i]):
                         self.models[v] = new[i].clone()
@@ -267,13 +267,13 @@ class Shard:
         t0 = time.perf_counter()
         bs = int(self.client_cfg.eval_batch_size)
         if self.batched and nodes:
-            from simulations.disaster.batched import evaluate_many
-
             chunk = int(self.settings.get("batch_nodes", 256))
             for start in range(0, len(nodes), chunk):
                 part = nodes[start:start + chunk]
-                acc, loss = evaluate_many(self.model, torch.stack([self.models[v] for v in part]),
-                                          self.x_test, self.y_test, bs)
+                stacked = batched.unflatten(self.model,
+                                            torch.stack([self.models[v] for v in part]))
+                acc, loss = batched.evaluate_many(self.model, stacked, self.x_test, self.y_test,
+                                                  bs)
                 for i, v in enumerate(part):
                     report.accuracy[v] = float(acc[i])
                     report.loss[v] = float(loss[i])

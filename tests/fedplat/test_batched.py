@@ -40,11 +40,12 @@ def test_batched_sgd_matches_sequential(momentum, weight_decay, epochs):
                     generator=torch.Generator().manual_seed(100 + i))
         expected.append(ops.clone(m.state_dict()))
         exp_res.append(res)
-    got, res = batched.train_sgd(
+    got, res, finite = batched.train_sgd(
         _model(), starts,
         [batched.ClientBatchData(x, y, torch.Generator().manual_seed(100 + i))
          for i, (x, y) in enumerate(data)],
         epochs=epochs, batch_size=10, lr=0.1, momentum=momentum, weight_decay=weight_decay)
+    assert finite == [True] * len(data)
     for e, g, er, r in zip(expected, got, exp_res, res):
         for k in e:
             assert torch.allclose(e[k], g[k], atol=1e-5, rtol=1e-5), k
@@ -64,3 +65,34 @@ def test_stack_unstack_round_trip():
     stacked = batched.stack(states)
     assert stacked["w"].shape == (4, 2, 3)
     assert all(torch.equal(a["w"], b["w"]) for a, b in zip(states, batched.unstack(stacked)))
+
+
+def test_a_diverging_client_is_flagged_and_keeps_its_start_values():
+    data = _clients([20, 20])
+    model = _model()
+    start = ops.clone(dict(model.named_parameters()))
+    bad = {k: v.clone() for k, v in start.items()}
+    bad["0.weight"][0, 0] = float("nan")
+    got, res, finite = batched.train_sgd(
+        _model(), [start, bad],
+        [batched.ClientBatchData(x, y, torch.Generator().manual_seed(i))
+         for i, (x, y) in enumerate(data)], epochs=1, batch_size=8, lr=0.1)
+    assert finite == [True, False]
+    assert res[1].loss != res[1].loss  # NaN
+    assert torch.isnan(got[1]["0.weight"][0, 0]) and torch.equal(got[1]["2.bias"], bad["2.bias"])
+    assert not torch.equal(got[0]["2.bias"], start["2.bias"])
+
+
+def test_flatten_unflatten_and_evaluate_many():
+    model = _model()
+    flat = torch.stack([torch.cat([p.detach().reshape(-1) for p in model.parameters()])] * 3)
+    stacked = batched.unflatten(model, flat)
+    assert stacked["0.weight"].shape == (3, 16, 6)
+    assert torch.equal(batched.flatten(stacked), flat)
+    x, y = _clients([30])[0]
+    acc, loss = batched.evaluate_many(model, stacked, x, y, batch_size=7)
+    from fedplat.training import evaluate
+
+    ref = evaluate(model, x, y)
+    assert torch.allclose(acc, torch.full((3,), ref.accuracy, dtype=torch.float64))
+    assert torch.allclose(loss, torch.full((3,), ref.loss, dtype=torch.float64), rtol=1e-5)
