@@ -131,10 +131,15 @@ class Client:
         """The configured model on this client's device, initialised from `(seed, *stream)`.
 
         The default stream is the one the server uses for the initial global model, so a
-        client that starts alone (Local) starts from the same weights as FedAvg.
+        client that starts alone (Local) starts from the same weights as FedAvg. The global
+        RNG that dropout draws from is left as it was.
         """
-        seeding.seed_torch(int(self.cfg.seed), *init_stream)
-        return build_model(self.cfg.model, self.data.info).to(self.device)
+        # Fork the global RNG: the app seeded it for this client and round (dropout), and
+        # re-seeding it here would give every round and client the same dropout masks.
+        with torch.random.fork_rng(devices=[]):
+            seeding.seed_torch(int(self.cfg.seed), *init_stream)
+            model = build_model(self.cfg.model, self.data.info)
+        return model.to(self.device)
 
     def load(self, model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
         """Load weights (any device) into `model`."""

@@ -56,8 +56,7 @@ def metis_disjoint(edge_index: np.ndarray, num_nodes: int, num_clients: int,
                    metis_seed: int) -> GraphPartition:
     """One METIS part per client."""
     part = metis(edge_index, num_nodes, num_clients, metis_seed)
-    nodes = [np.flatnonzero(part == k) for k in range(num_clients)]
-    return GraphPartition(nodes, list(range(num_clients)))
+    return GraphPartition([np.flatnonzero(part == k) for k in range(num_clients)])
 
 
 def metis_overlapping(edge_index: np.ndarray, num_nodes: int, num_clients: int,

@@ -32,7 +32,8 @@ def _gcn(m: DictConfig, info: DatasetInfo, masked: bool) -> nn.Module:
     return GCN(math.prod(info.input_shape), list(m.hidden), info.num_classes,
                dropout=float(m.get("dropout", 0.5)), masked=masked,
                mask_init=str(m.get("mask_init", "ones")),
-               prune_threshold=float(m.get("prune_threshold") or 0.0))
+               prune_threshold=float(m.get("prune_threshold") or 0.0),
+               classifier_init=str(m.get("classifier_init", "xavier")))
 
 
 #: Registered models: builder and the dataset kinds it accepts.
@@ -83,6 +84,7 @@ def validate_model_config(cfg: DictConfig) -> None:
     if name in ("gcn", "masked_gcn"):
         check_int_list(cfg, "model.hidden", lo=1, allow_empty=False)
         check_float(cfg, "model.dropout", 0.0, 1.0, hi_open=True)
+        check_choice(cfg, "model.classifier_init", ["xavier", "linear"])
     if name == "masked_gcn":
         check_choice(cfg, "model.mask_init", ["ones", "xavier"])
         check_float(cfg, "model.prune_threshold", 0.0)

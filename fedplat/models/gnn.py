@@ -17,6 +17,7 @@ Parameter names: `conv{i}.lin.weight`, `conv{i}.mask`, `conv{i}.bias`, `clsif.we
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -87,16 +88,30 @@ class GraphConv(nn.Module):
 
 
 class Classifier(nn.Module):
-    """(W ⊙ M) h + b; the bias has shape (1, out) and is Xavier-initialised, as released."""
+    """(W ⊙ M) h + b, with the bias stored as shape (1, out).
+
+    `init="xavier"`: Xavier-uniform weight *and* bias, as FED-PUB's released MaskedLinear
+    (an unusually large random bias). `init="linear"`: PyTorch's `nn.Linear` default
+    (Kaiming-uniform weight, uniform(±1/sqrt(in)) bias), as the released code's plain GCN
+    used by its FedAvg baseline. The choice changes that baseline by several points.
+    """
 
     def __init__(self, in_features: int, out_features: int, masked: bool,
-                 mask_init: str = "ones", prune_threshold: float = 0.0) -> None:
+                 mask_init: str = "ones", prune_threshold: float = 0.0,
+                 init: str = "xavier") -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        nn.init.xavier_uniform_(self.weight)
-        self.mask = _new_mask(self.weight.shape, mask_init) if masked else None
         self.bias = nn.Parameter(torch.empty(1, out_features))
-        nn.init.xavier_uniform_(self.bias)
+        if init == "xavier":
+            nn.init.xavier_uniform_(self.weight)
+            nn.init.xavier_uniform_(self.bias)
+        elif init == "linear":
+            nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+            bound = 1 / math.sqrt(in_features)
+            nn.init.uniform_(self.bias, -bound, bound)
+        else:
+            raise ValueError(f"unknown classifier init {init!r}")
+        self.mask = _new_mask(self.weight.shape, mask_init) if masked else None
         self.prune_threshold = prune_threshold
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -123,14 +138,15 @@ class GCN(nn.Module):
 
     def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int, *,
                  dropout: float = 0.5, masked: bool = False, mask_init: str = "ones",
-                 prune_threshold: float = 0.0) -> None:
+                 prune_threshold: float = 0.0, classifier_init: str = "xavier") -> None:
         super().__init__()
         widths = [in_features, *hidden]
         for i in range(len(hidden)):
             self.add_module(f"conv{i + 1}", GraphConv(widths[i], widths[i + 1], masked,
                                                       mask_init, prune_threshold))
         self.num_layers = len(hidden)
-        self.clsif = Classifier(widths[-1], num_classes, masked, mask_init, prune_threshold)
+        self.clsif = Classifier(widths[-1], num_classes, masked, mask_init, prune_threshold,
+                                classifier_init)
         self.dropout = dropout
         self.masked = masked
 

@@ -57,3 +57,17 @@ def test_post_fit_metrics_off_by_default():
     assert cfg.model.name == "gcn"
     client = Client(0, load_federated(cfg).client(0), cfg, torch.device("cpu"))
     assert client.post_fit_metrics(client.new_model()) == {}
+
+
+def test_new_model_leaves_the_dropout_rng_alone():
+    """Re-seeding the global RNG for weight init would repeat the same dropout masks in every
+    round and client (the app seeds it per client and round before calling fit)."""
+    cfg = make_cfg("dataset=sbm", "partition=metis_disjoint", "num_clients=4",
+                   "dataset.nodes_per_block=60")
+    client = Client(0, load_federated(cfg).client(0), cfg, torch.device("cpu"))
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = client.new_model()
+    assert torch.equal(torch.get_rng_state(), before)
+    b = client.new_model()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
