@@ -166,3 +166,18 @@ def test_masks_cost_bandwidth_only_as_released(tmp_path):
     _, paper = run_inline(tmp_path / "p", *SBM, "num_rounds=1")
     _, released = run_inline(tmp_path / "r", *SBM, "num_rounds=1", "strategy.as_released=true")
     assert released[0]["bytes_up_train"] > 1.8 * paper[0]["bytes_up_train"]
+
+
+@pytest.mark.ray
+def test_fedpub_on_ray_equals_inline(tmp_path):
+    """Masks and Adam state live in Context.state on Ray too: 2 rounds, identical numbers."""
+    from simulations.centralized import run
+
+    args = (*SBM, "num_rounds=2", "num_clients=4")
+    _, inline_rows = run_inline(tmp_path / "inline", *args)
+    run(make_cfg(*args, "simulation.backend=ray", "simulation.num_cpus=1"), tmp_path / "ray")
+    ray_rows = [json.loads(x) for x in (tmp_path / "ray" / "metrics.jsonl").read_text().split(
+        "\n") if x]
+    for a, b in zip(inline_rows, ray_rows, strict=True):
+        assert a["similarity"] == b["similarity"]
+        assert a["test_accuracy_mean"] == b["test_accuracy_mean"]
