@@ -32,6 +32,9 @@ def _fedplat(*args, cwd):
          "partition.alpha=0 must be > 0"),
         (["num_client=3"], "Could not override 'num_client'"),
         (["dataset=cifar10"], "CIFAR-10 not found"),
+        (["experiment=fedpub_sbm", "strategy.tau=0"], "strategy.tau=0.0 must be > 0"),
+        (["dataset=sbm", "partition=metis_disjoint", "num_clients=5000"],
+         "nodes of the graph; use fewer clients"),
     ],
 )
 def test_bad_input_one_line_exit_2(args, message, capsys, monkeypatch):

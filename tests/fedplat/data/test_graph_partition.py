@@ -197,3 +197,17 @@ def test_cora_disjoint_sizes_match_the_reference_ranges(tmp_path, k, lo, hi, kep
     assert lo <= min(sizes) and max(sizes) <= hi
     inside = sum(fed.client(c).edge_index.shape[1] for c in range(k))
     assert inside / fed.graph.edge_index.shape[1] == pytest.approx(kept, abs=0.02)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["num_clients=5000"], "num_clients=5000 exceeds the"),
+    (["num_clients=40", "dataset.split_train=0.01"], "has no training nodes"),
+    (["partition=metis_overlapping", "num_clients=12"], "is not a multiple of"),
+])
+def test_graph_bad_input_stops_at_validation(overrides, message):
+    """The CLI validates with the same call (prepare): exit 2 before anything starts."""
+    from tests.helpers import make_cfg
+
+    with pytest.raises(UserError) as info:
+        make_cfg("dataset=sbm", "partition=metis_disjoint", *overrides)
+    assert message in str(info.value) and "\n" not in str(info.value)
