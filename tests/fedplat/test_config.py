@@ -19,7 +19,8 @@ def test_every_config_file_composes_and_validates():
     checked = 0
     graph = ["dataset=sbm", "partition=metis_disjoint"]
     extra_contexts = {"model": [["dataset=digits"], graph], "partition": [["dataset=sbm"]],
-                      "dataset": [["partition=metis_disjoint"]], "strategy": [graph]}
+                      "dataset": [["partition=metis_disjoint"]],
+                      "strategy": [graph, [*graph, "model=masked_gcn"]]}
     for group in ("strategy", "dataset", "partition", "model", "client", "simulation",
                   "scenario", "experiment"):
         for option in available(group):
