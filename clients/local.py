@@ -6,7 +6,7 @@ from flwr.app import RecordDict
 from torch import nn
 from typing_extensions import override
 
-from fedplat.client import Client, ClientState, eval_reply, train_reply
+from fedplat.client import Client, ClientState, eval_reply
 
 
 class LocalClient(Client):
@@ -20,9 +20,9 @@ class LocalClient(Client):
     @override
     def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
         model = self._model(state)
-        result = self.train_model(model, rnd)
+        result = self.train_model(model, rnd, state=state)
         state.set_tensors("model", model.state_dict())
-        return train_reply(result)
+        return self.fit_reply(result, model)
 
     @override
     def evaluate(self, payload: RecordDict, state: ClientState,

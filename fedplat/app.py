@@ -31,7 +31,13 @@ from omegaconf import DictConfig
 from fedplat import checkpoint, faults, seeding
 from fedplat.client import Client, ClientState
 from fedplat.config import compose, from_json, import_object, prepare
-from fedplat.data import ClientData, FederatedDataset, load_federated
+from fedplat.data import (
+    ClientData,
+    FederatedDataset,
+    FederatedGraph,
+    GraphClientData,
+    load_federated,
+)
 from fedplat.errors import RunAborted
 from fedplat.records import CONTROL
 from fedplat.results import RunRecorder
@@ -52,12 +58,12 @@ class Worker:
     client_cls: type[Client]
 
     @property
-    def federated(self) -> FederatedDataset:
+    def federated(self) -> FederatedDataset | FederatedGraph:
         """The partitioned dataset (built once per process)."""
         return load_federated(self.cfg)
 
-    def data(self, cid: int) -> ClientData:
-        """Client `cid`'s tensors on this worker's device."""
+    def data(self, cid: int) -> ClientData | GraphClientData:
+        """Client `cid`'s tensors (or subgraph) on this worker's device."""
         return self.federated.client(cid).to(self.device)
 
 

@@ -75,6 +75,7 @@ def format_summary(summary: Mapping[str, Any], run_dir: Path) -> str:
 
     final = summary.get("final", {})
     best = summary.get("best", {})
+    best_mean = summary.get("best_mean", {})
     startup = summary.get("startup_s")
     per_round = summary.get("mean_round_time_s")
     lines = [
@@ -89,6 +90,9 @@ def format_summary(summary: Mapping[str, Any], run_dir: Path) -> str:
         f"(mean over clients {pct(final.get('accuracy_mean'))})",
         f"  best          accuracy {pct(best.get('accuracy'))} at round {best.get('round')} "
         f"(round chosen by {best.get('criterion', 'n/a')})",
+        *([f"  best (mean)   mean accuracy over clients {pct(best_mean.get('accuracy_mean'))} "
+           f"at round {best_mean.get('round')} (round chosen by mean validation accuracy)"]
+          if best_mean else []),
         f"  failures      {summary.get('failures', 0)} client failures",
         f"  results       {run_dir}",
     ]

@@ -18,10 +18,17 @@ from omegaconf import DictConfig
 from torch import nn
 
 from fedplat import seeding
-from fedplat.data import ClientData
+from fedplat.data import ClientData, GraphClientData
 from fedplat.models import build_model
 from fedplat.records import from_record, to_record
-from fedplat.training import TrainResult, evaluate, make_optimizer, train
+from fedplat.training import (
+    TrainResult,
+    evaluate,
+    evaluate_graph,
+    make_optimizer,
+    train,
+    train_graph,
+)
 
 
 class ClientState:
@@ -64,6 +71,34 @@ class ClientState:
         """Names of everything this client keeps."""
         return [k[len(self._prefix):] for k in self._store if k.startswith(self._prefix)]
 
+    def set_optimizer(self, name: str, optimizer: torch.optim.Optimizer) -> None:
+        """Save an optimizer's per-parameter state (e.g. Adam's moments and step counts).
+
+        Hyperparameters (param_groups) are not saved: they come from the config each round.
+        """
+        tensors = {f"{idx}.{key}": value
+                   for idx, entry in optimizer.state_dict()["state"].items()
+                   for key, value in entry.items() if isinstance(value, torch.Tensor)}
+        self.set_tensors(name, tensors)
+
+    def load_optimizer(self, name: str, optimizer: torch.optim.Optimizer) -> bool:
+        """Restore state saved by `set_optimizer` into `optimizer`; False if none (or stale)."""
+        saved = self.get_tensors(name)
+        if not saved:
+            return False
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in saved.items():
+            idx, _, field_name = key.partition(".")
+            state.setdefault(int(idx), {})[field_name] = value
+        current = optimizer.state_dict()
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        for idx, entry in state.items():
+            if idx >= len(params) or any(v.dim() > 0 and v.shape != params[idx].shape
+                                         for v in entry.values()):
+                return False  # saved for another model: start afresh
+        optimizer.load_state_dict({"state": state, "param_groups": current["param_groups"]})
+        return True
+
 
 class Client:
     """Base class for the client half of an algorithm.
@@ -73,7 +108,7 @@ class Client:
     client's val and test splits.
     """
 
-    def __init__(self, cid: int, data: ClientData, cfg: DictConfig,
+    def __init__(self, cid: int, data: ClientData | GraphClientData, cfg: DictConfig,
                  device: torch.device) -> None:
         self.cid = cid
         self.data = data
@@ -96,10 +131,15 @@ class Client:
         """The configured model on this client's device, initialised from `(seed, *stream)`.
 
         The default stream is the one the server uses for the initial global model, so a
-        client that starts alone (Local) starts from the same weights as FedAvg.
+        client that starts alone (Local) starts from the same weights as FedAvg. The global
+        RNG that dropout draws from is left as it was.
         """
-        seeding.seed_torch(int(self.cfg.seed), *init_stream)
-        return build_model(self.cfg.model, self.data.info).to(self.device)
+        # Fork the global RNG: the app seeded it for this client and round (dropout), and
+        # re-seeding it here would give every round and client the same dropout masks.
+        with torch.random.fork_rng(devices=[]):
+            seeding.seed_torch(int(self.cfg.seed), *init_stream)
+            model = build_model(self.cfg.model, self.data.info)
+        return model.to(self.device)
 
     def load(self, model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
         """Load weights (any device) into `model`."""
@@ -111,16 +151,49 @@ class Client:
         return seeding.torch_generator(int(self.cfg.seed), seeding.CLIENT, rnd, self.cid, *extra)
 
     def train_model(self, model: nn.Module, rnd: int, *, lr: float | None = None,
-                    epochs: int | None = None, **kwargs: Any) -> TrainResult:
-        """Train on the local training split with the `client` config's optimizer."""
+                    epochs: int | None = None, state: ClientState | None = None,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    **kwargs: Any) -> TrainResult:
+        """Train on the local training split with the `client` config's optimizer.
+
+        Graph data trains full-batch (one step per epoch on the whole subgraph). With
+        `client.persist_optimizer_state=true` and a `state`, the optimizer's state (Adam
+        moments, momentum buffers) is restored before and saved after training, so it carries
+        over between rounds as in a long-lived client process.
+        """
         c = self.cfg.client
-        opt = make_optimizer(model.parameters(), c, lr=lr)
-        return train(model, self.data.x_train, self.data.y_train, opt,
-                     epochs=int(c.local_epochs if epochs is None else epochs),
-                     batch_size=int(c.batch_size), generator=self.generator(rnd), **kwargs)
+        opt = optimizer if optimizer is not None else make_optimizer(model.parameters(), c,
+                                                                     lr=lr)
+        persist = state is not None and bool(c.get("persist_optimizer_state", False))
+        if persist:
+            assert state is not None
+            state.load_optimizer("optimizer", opt)
+        n_epochs = int(c.local_epochs if epochs is None else epochs)
+        data = self.data
+        if isinstance(data, GraphClientData):
+            result = train_graph(model, data.x, data.edge_index, data.y, data.train_idx, opt,
+                                 epochs=n_epochs, **kwargs)
+        else:
+            result = train(model, data.x_train, data.y_train, opt, epochs=n_epochs,
+                           batch_size=int(c.batch_size), generator=self.generator(rnd),
+                           **kwargs)
+        if persist:
+            assert state is not None
+            state.set_optimizer("optimizer", opt)
+        return result
 
     def eval_metrics(self, model: nn.Module) -> dict[str, float]:
         """test/val loss and accuracy; `num-examples` is the test count (Flower's weighting)."""
+        data = self.data
+        if isinstance(data, GraphClientData):
+            val, test = evaluate_graph(model, data.x, data.edge_index, data.y, data.val_idx,
+                                       data.test_idx)
+            out = {"num-examples": test.num_examples, "test_loss": test.loss,
+                   "test_accuracy": test.accuracy}
+            if val.num_examples:
+                out.update({"num-val-examples": val.num_examples, "val_loss": val.loss,
+                            "val_accuracy": val.accuracy})
+            return out
         bs = int(self.cfg.client.eval_batch_size)
         test = evaluate(model, self.data.x_test, self.data.y_test, bs)
         out = {"num-examples": test.num_examples, "test_loss": test.loss,
@@ -130,6 +203,25 @@ class Client:
             out.update({"num-val-examples": val.num_examples, "val_loss": val.loss,
                         "val_accuracy": val.accuracy})
         return out
+
+    def post_fit_metrics(self, model: nn.Module) -> dict[str, float]:
+        """Evaluation right after local training, for the train reply (or {} if not asked).
+
+        With `client.eval_after_fit=true` a client reports val/test metrics of the model it
+        just trained (personalised-FL protocols such as FED-PUB's "local accuracy after local
+        training"); the test count is sent as `num-test-examples` so that `num-examples`
+        stays the training count that aggregation weights by.
+        """
+        if not bool(self.cfg.client.get("eval_after_fit", False)):
+            return {}
+        out = self.eval_metrics(model)
+        out["num-test-examples"] = out.pop("num-examples")
+        return out
+
+    def fit_reply(self, result: TrainResult, model: nn.Module,
+                  arrays: Mapping[str, torch.Tensor] | None = None, **extra: float) -> RecordDict:
+        """`train_reply` plus the post-training evaluation when `client.eval_after_fit`."""
+        return train_reply(result, arrays, **self.post_fit_metrics(model), **extra)
 
 
 def train_reply(result: TrainResult, arrays: Mapping[str, torch.Tensor] | None = None,

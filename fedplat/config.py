@@ -266,7 +266,7 @@ def _validate_core(cfg: DictConfig) -> None:
 
     strategy = cfg.strategy
     check_float(cfg, "strategy.fraction_train", 0.0, 1.0, lo_open=True)
-    check_float(cfg, "strategy.fraction_evaluate", 0.0, 1.0, lo_open=True)
+    check_float(cfg, "strategy.fraction_evaluate", 0.0, 1.0)  # 0: no evaluation stage
     check_int(cfg, "strategy.min_train_clients", lo=1, hi=n)
     for key in ("_target_", "client_target"):
         if key not in strategy:

@@ -69,6 +69,9 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     * best: the round of highest mean validation accuracy when clients have validation data
       (test accuracy reported at that round, the honest choice), else of highest test accuracy.
     * best_test: the highest test accuracy over rounds (optimistic; some papers report it).
+    * best_mean: the round of highest *unweighted mean over clients* of validation accuracy,
+      with the mean test accuracy over clients at that round (the "local accuracy @ best val"
+      of personalised-FL papers such as FED-PUB); present when clients report validation data.
     """
     out: dict[str, Any] = {}
     evaluated = _pick(rows, "test_accuracy")
@@ -90,6 +93,11 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         out["best"] = {**entry(best), "criterion": "test_accuracy"}
     top = max(evaluated, key=lambda r: r["test_accuracy"])
     out["best_test"] = {"round": top["round"], "accuracy": top["test_accuracy"]}
+    with_mean_val = _pick(evaluated, "val_accuracy_mean")
+    if with_mean_val:
+        bm = max(with_mean_val, key=lambda r: r["val_accuracy_mean"])  # earliest among ties
+        out["best_mean"] = {**entry(bm), "val_accuracy_mean": bm["val_accuracy_mean"],
+                            "criterion": "val_accuracy_mean"}
     return out
 
 

@@ -35,7 +35,7 @@ from fedplat.strategy import ClientInfo, Strategy
 log = logging.getLogger("fedplat")
 
 #: Keys of a round's row written by the server; strategy metrics may not reuse them.
-COUNT_KEYS = ("num-examples", "num-val-examples")
+COUNT_KEYS = ("num-examples", "num-val-examples", "num-test-examples")
 
 
 @dataclass
@@ -71,13 +71,21 @@ def short_reason(reason: str) -> str:
 def aggregate_metrics(per_client: Mapping[int, Mapping[str, float]]) -> dict[str, float]:
     """Pooled (sample-weighted) and `_mean` (unweighted over clients) of every metric.
 
-    `val_*` metrics are weighted by `num-val-examples`, all others by `num-examples`.
+    `val_*` metrics are weighted by `num-val-examples`; `test_*` metrics by `num-test-examples`
+    when a client reports it (test results sent with a train reply, whose `num-examples` is the
+    training count), else by `num-examples`; all others by `num-examples`.
     """
     out: dict[str, float] = {}
     keys = sorted({k for m in per_client.values() for k in m if k not in COUNT_KEYS})
     for key in keys:
-        weight_key = "num-val-examples" if key.startswith("val_") else "num-examples"
-        vals = [(m[key], float(m.get(weight_key, 1.0))) for _, m in sorted(per_client.items())
+        def weight_of(m: Mapping[str, float], key: str = key) -> float:
+            if key.startswith("val_"):
+                return float(m.get("num-val-examples", 1.0))
+            if key.startswith("test_") and "num-test-examples" in m:
+                return float(m["num-test-examples"])
+            return float(m.get("num-examples", 1.0))
+
+        vals = [(m[key], weight_of(m)) for _, m in sorted(per_client.items())
                 if key in m and m[key] == m[key]]  # skip NaN
         if not vals:
             continue
@@ -278,9 +286,9 @@ class Server:
             offline = faults.dropped(cfg, rnd, sorted(self.node_of))
             train = self._stage(strategy, MessageType.TRAIN, rnd, sampled, offline, row)
             extra = strategy.aggregate_train(rnd, train.replies, train.failures)
-            if rnd % every == 0 or rnd == num_rounds:
-                ev = self._stage(strategy, MessageType.EVALUATE, rnd,
-                                 strategy.sample_evaluate(rnd), offline, row)
+            eval_cids = strategy.sample_evaluate(rnd)  # empty: fraction_evaluate=0
+            if eval_cids and (rnd % every == 0 or rnd == num_rounds):
+                ev = self._stage(strategy, MessageType.EVALUATE, rnd, eval_cids, offline, row)
                 extra = {**extra, **strategy.aggregate_evaluate(rnd, ev.replies, ev.failures)}
             clash = set(extra) & set(row)
             if clash:

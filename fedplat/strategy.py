@@ -89,8 +89,15 @@ class Strategy:
                            int(self.params.get("min_train_clients", 1)))
 
     def sample_evaluate(self, rnd: int) -> list[int]:
-        """Clients that evaluate in round `rnd` (`strategy.fraction_evaluate`)."""
-        return self.sample(rnd, float(self.params.fraction_evaluate), EVALUATE)
+        """Clients that evaluate in round `rnd` (`strategy.fraction_evaluate`).
+
+        `fraction_evaluate=0` means no evaluation stage at all: clients then report their
+        metrics with the train reply (`client.eval_after_fit`).
+        """
+        fraction = float(self.params.fraction_evaluate)
+        if fraction == 0:
+            return []
+        return self.sample(rnd, fraction, EVALUATE)
 
     # -- rounds -------------------------------------------------------------------------------
 
@@ -99,9 +106,11 @@ class Strategy:
         raise NotImplementedError
 
     def aggregate_train(self, rnd: int, replies: dict[int, RecordDict],
-                        failures: dict[int, str]) -> dict[str, float]:
+                        failures: dict[int, str]) -> dict[str, Any]:
         """Update server state from the replies; return strategy metrics for the round log.
 
+        Values are numbers, or JSON-serialisable structures (e.g. a similarity matrix as a
+        list of lists) that go into metrics.jsonl as they are.
         `replies` holds at least one reply (the server stops the run when every client failed).
         """
         raise NotImplementedError

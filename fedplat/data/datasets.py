@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from omegaconf import DictConfig
@@ -23,6 +24,9 @@ from omegaconf import DictConfig
 from fedplat.data import sources
 from fedplat.data.idx import read_idx
 from fedplat.errors import UserError
+
+if TYPE_CHECKING:
+    from fedplat.data.graphs import GraphDataset
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,8 @@ class DatasetInfo:
     name: str
     input_shape: tuple[int, ...]
     num_classes: int
-    kind: str  # "vector" (flat features) or "image" (C, H, W)
-    num_samples: int  # train + test parts together
+    kind: str  # "vector" (flat features), "image" (C, H, W) or "graph" (node features)
+    num_samples: int  # train + test parts together (graphs: number of nodes)
 
 
 @dataclass(frozen=True)
@@ -49,11 +53,15 @@ class RawDataset:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """How to describe, find and load one dataset."""
+    """How to describe, find and load one dataset.
+
+    `load` returns a `RawDataset` (samples) or, for `info.kind == "graph"`, a `GraphDataset`
+    (one global graph; see fedplat.data.graphs).
+    """
 
     info: Callable[[DictConfig], DatasetInfo]
     check: Callable[[DictConfig], None]
-    load: Callable[[DictConfig, Path], RawDataset]
+    load: Callable[[DictConfig, Path], RawDataset | GraphDataset]
 
 
 def _standardise(x_train: np.ndarray, x_test: np.ndarray, per_channel: bool = False
@@ -304,6 +312,12 @@ DATASETS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec(_cifar_info, _check_via_info(_cifar_info), _cifar_load),
 }
 
+# Graph datasets (node classification). Imported here, not at the top: graphs.py uses the
+# classes above.
+from fedplat.data.graphs import GRAPH_DATASETS  # noqa: E402
+
+DATASETS.update(GRAPH_DATASETS)
+
 
 def get_spec(name: str) -> DatasetSpec:
     """The spec registered under `name`, or a `UserError` listing the valid names."""
@@ -319,7 +333,7 @@ def dataset_info(ds: DictConfig) -> DatasetInfo:
     return get_spec(str(ds.name)).info(ds)
 
 
-def load_raw(ds: DictConfig, cache: Path) -> RawDataset:
+def load_raw(ds: DictConfig, cache: Path) -> RawDataset | GraphDataset:
     """Load the configured dataset's arrays."""
     spec = get_spec(str(ds.name))
     spec.check(ds)

@@ -5,6 +5,11 @@ configured partitioner, and each client's share is cut into train/val/test, so a
 data follows its own distribution (what personalised-FL papers evaluate). Everything is a
 function of the config and the seed, so any process (a Ray worker, a SuperNode) rebuilds the
 same partition from `partition-id` alone; within a process the result is cached.
+
+Graph datasets (`DatasetInfo.kind == "graph"`) take another builder with the same interface:
+the global graph carries a global node split, a subgraph partitioner gives each client a set
+of nodes, and each client gets its induced subgraph (`GraphClientData`: one full batch, with
+train/val/test node masks inherited from the global split).
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from fedplat import seeding
 from fedplat.data import sources
-from fedplat.data.datasets import DatasetInfo, dataset_info, load_raw
-from fedplat.data.partition import get_partitioner, partition_params, split_client
+from fedplat.data.datasets import DatasetInfo, RawDataset, dataset_info, load_raw
+from fedplat.data.graph_partition import get_graph_partitioner, graph_partition_params
+from fedplat.data.graphs import GraphDataset, induced_subgraph, is_graph
+from fedplat.data.partition import PARTITIONERS, get_partitioner, partition_params, split_client
 from fedplat.errors import UserError
 
 
@@ -87,6 +94,124 @@ class FederatedDataset:
         ])
 
 
+@dataclass(frozen=True)
+class GraphClientData:
+    """One client's subgraph: node features, local edges, labels and split node indices.
+
+    Offers the interface of `ClientData` that the generic apps use (`num_train`, `y_train`,
+    `y_val`, `y_test`, `info`, `to`); training and evaluation use the whole subgraph as one
+    batch (`fedplat.training.train_graph`). `global_ids` maps local to global node ids.
+    """
+
+    cid: int
+    info: DatasetInfo
+    x: torch.Tensor  # (n, F) float32
+    edge_index: torch.Tensor  # (2, E) int64, local ids, both directions
+    y: torch.Tensor  # (n,) int64
+    train_idx: torch.Tensor
+    val_idx: torch.Tensor
+    test_idx: torch.Tensor
+    global_ids: torch.Tensor
+
+    @property
+    def num_nodes(self) -> int:
+        """Nodes in this client's subgraph."""
+        return len(self.y)
+
+    @property
+    def num_train(self) -> int:
+        """Number of training nodes."""
+        return len(self.train_idx)
+
+    @property
+    def y_train(self) -> torch.Tensor:
+        """Labels of the training nodes."""
+        return self.y[self.train_idx]
+
+    @property
+    def y_val(self) -> torch.Tensor:
+        """Labels of the validation nodes."""
+        return self.y[self.val_idx]
+
+    @property
+    def y_test(self) -> torch.Tensor:
+        """Labels of the test nodes."""
+        return self.y[self.test_idx]
+
+    def to(self, device: torch.device) -> GraphClientData:
+        """A copy with every tensor on `device`."""
+        if self.x.device == device:
+            return self
+        return GraphClientData(
+            self.cid, self.info,
+            *(t.to(device) for t in (self.x, self.edge_index, self.y, self.train_idx,
+                                     self.val_idx, self.test_idx, self.global_ids)))
+
+
+@dataclass
+class FederatedGraph:
+    """The global graph plus each client's node set (same interface as FederatedDataset)."""
+
+    info: DatasetInfo
+    graph: GraphDataset
+    nodes: list[np.ndarray]
+    community: list[int] | None = None
+    _clients: dict[int, GraphClientData] = field(default_factory=dict, repr=False)
+
+    @property
+    def num_clients(self) -> int:
+        """Number of clients."""
+        return len(self.nodes)
+
+    def client(self, cid: int) -> GraphClientData:
+        """Client `cid`'s induced subgraph (built once, then cached)."""
+        if not 0 <= cid < self.num_clients:
+            raise UserError(f"client id {cid} is outside [0, {self.num_clients - 1}]")
+        if cid not in self._clients:
+            g, nodes = self.graph, self.nodes[cid]
+            split = g.split[nodes]
+            edges = induced_subgraph(g.edge_index, nodes, g.num_nodes)
+            self._clients[cid] = GraphClientData(
+                cid, self.info, torch.from_numpy(np.ascontiguousarray(g.x[nodes])),
+                torch.from_numpy(np.ascontiguousarray(edges)),
+                torch.from_numpy(np.ascontiguousarray(g.y[nodes])),
+                *(torch.from_numpy(np.flatnonzero(split == s)) for s in (0, 1, 2)),
+                torch.from_numpy(nodes.astype(np.int64)))
+        return self._clients[cid]
+
+    def client_groups(self) -> list[int] | None:
+        """A known community per client, for evaluating methods that should find them.
+
+        Synthetic graphs: the planted block holding most of the client's nodes. Otherwise the
+        METIS community of the overlapping setting; None when there is no such ground truth.
+        """
+        block = self.graph.block
+        if block is not None:
+            return [int(np.bincount(block[n]).argmax()) for n in self.nodes]
+        return None if self.community is None else list(self.community)
+
+    def label_counts(self, part: int = 0) -> np.ndarray:
+        """(num_clients, num_classes) label histogram of part 0=train, 1=val, 2=test nodes."""
+        g = self.graph
+        return np.stack([np.bincount(g.y[n[g.split[n] == part]],
+                                     minlength=self.info.num_classes) for n in self.nodes])
+
+
+def build_federated_graph(cfg: DictConfig, graph: GraphDataset) -> FederatedGraph:
+    """Cut the global graph into client subgraphs with the configured subgraph partitioner."""
+    n = int(cfg.num_clients)
+    spec = get_graph_partitioner(str(cfg.partition.name), graph.info.name)
+    params = graph_partition_params(spec, OmegaConf.to_container(cfg.partition, resolve=True))
+    spec.validate(params, n, graph.num_nodes)
+    part = spec.fn(graph.edge_index, graph.num_nodes, n, **params)
+    for cid, nodes in enumerate(part.nodes):
+        if not np.any(graph.split[nodes] == 0):
+            raise UserError(f"client {cid} has no training nodes ({len(nodes)} nodes in its "
+                            f"subgraph) with partition '{cfg.partition.name}' and "
+                            f"{n} clients; use fewer clients or a larger dataset.split_train")
+    return FederatedGraph(graph.info, graph, part.nodes, part.community)
+
+
 def data_key(cfg: DictConfig) -> str:
     """The part of the config that determines the federated data (a cache key)."""
     keys = ("dataset", "partition", "split", "num_clients", "seed", "cache_dir")
@@ -95,9 +220,12 @@ def data_key(cfg: DictConfig) -> str:
                       sort_keys=True)
 
 
-def build_federated(cfg: DictConfig) -> FederatedDataset:
+def build_federated(cfg: DictConfig) -> FederatedDataset | FederatedGraph:
     """Load the dataset, partition it over `num_clients` and split each share."""
     raw = load_raw(cfg.dataset, sources.cache_dir(cfg.get("cache_dir") or None))
+    if isinstance(raw, GraphDataset):
+        return build_federated_graph(cfg, raw)
+    assert isinstance(raw, RawDataset)
     x = np.concatenate([raw.x_train, raw.x_test])
     y = np.concatenate([raw.y_train, raw.y_test])
     n = int(cfg.num_clients)
@@ -120,11 +248,11 @@ def build_federated(cfg: DictConfig) -> FederatedDataset:
 
 
 @functools.lru_cache(maxsize=2)
-def _cached(key: str) -> FederatedDataset:
+def _cached(key: str) -> FederatedDataset | FederatedGraph:
     return build_federated(OmegaConf.create(json.loads(key)))
 
 
-def load_federated(cfg: DictConfig) -> FederatedDataset:
+def load_federated(cfg: DictConfig) -> FederatedDataset | FederatedGraph:
     """`build_federated`, cached per process: a worker loads and partitions data once."""
     return _cached(data_key(cfg))
 
@@ -133,6 +261,17 @@ def validate_data_config(cfg: DictConfig) -> None:
     """Check dataset and partition settings without loading the data."""
     info = dataset_info(cfg.dataset)
     n = int(cfg.num_clients)
+    name = str(cfg.partition.name)
+    if is_graph(info):
+        # Building is cheap for graphs (one METIS call) and finds every data problem up front,
+        # e.g. a client without training nodes; the result is cached for the run.
+        get_graph_partitioner(name, info.name)
+        load_federated(cfg)
+        return
+    if name not in PARTITIONERS:
+        raise UserError(f"partition '{name}' needs a graph dataset (dataset=sbm, cora, ...); "
+                        f"for dataset '{info.name}' choose from: "
+                        f"{', '.join(sorted(PARTITIONERS))}")
     if n > info.num_samples:
         raise UserError(f"num_clients={n} exceeds the {info.num_samples} samples of dataset "
                         f"'{info.name}'; use fewer clients")

@@ -23,7 +23,7 @@ def _fedplat(*args, cwd):
     ("args", "message"),
     [
         (["strategy=fedavgg"], "unknown strategy 'fedavgg' (choose from: "),
-        (["dataset=imagenet"], "unknown dataset 'imagenet' (choose from: cifar10, digits"),
+        (["dataset=imagenet"], "unknown dataset 'imagenet' (choose from: cifar10, "),
         (["partition=random"], "unknown partition 'random' (choose from: dirichlet, iid"),
         (["partition=dirichlet", "partition.alpha=0"], "partition.alpha=0 must be > 0"),
         (["num_clients=5001"], "num_clients=5001 exceeds the 5000 samples of dataset"),
@@ -32,6 +32,9 @@ def _fedplat(*args, cwd):
          "partition.alpha=0 must be > 0"),
         (["num_client=3"], "Could not override 'num_client'"),
         (["dataset=cifar10"], "CIFAR-10 not found"),
+        (["experiment=fedpub_sbm", "strategy.tau=0"], "strategy.tau=0.0 must be > 0"),
+        (["dataset=sbm", "partition=metis_disjoint", "num_clients=5000"],
+         "nodes of the graph; use fewer clients"),
     ],
 )
 def test_bad_input_one_line_exit_2(args, message, capsys, monkeypatch):

@@ -37,3 +37,19 @@ def test_recorder_writes_files_and_survives_nan_and_torn_lines(tmp_path):
     with (tmp_path / "metrics.jsonl").open("a") as fh:
         fh.write('{"round": 2, "test_acc')  # a run killed mid-write
     assert [r["round"] for r in read_rows(tmp_path)] == [1]
+
+
+def test_summarise_best_mean_picks_the_round_of_best_mean_validation():
+    rows = [
+        {"round": 1, "test_accuracy": 0.5, "test_accuracy_mean": 0.4, "val_accuracy": 0.9,
+         "val_accuracy_mean": 0.5},
+        {"round": 2, "test_accuracy": 0.6, "test_accuracy_mean": 0.8, "val_accuracy": 0.7,
+         "val_accuracy_mean": 0.7},
+        {"round": 3, "test_accuracy": 0.7, "test_accuracy_mean": 0.6, "val_accuracy": 0.8,
+         "val_accuracy_mean": 0.7},  # tie: the earliest round wins
+    ]
+    s = summarise(rows)
+    assert s["best"]["round"] == 1  # pooled validation
+    assert s["best_mean"]["round"] == 2 and s["best_mean"]["accuracy_mean"] == 0.8
+    assert s["best_mean"]["criterion"] == "val_accuracy_mean"
+    assert "best_mean" not in summarise([{"round": 1, "test_accuracy": 0.2}])

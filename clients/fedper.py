@@ -1,0 +1,39 @@
+"""FedPer client: the received base layers plus its own head (kept in its private state)."""
+
+from __future__ import annotations
+
+from flwr.app import RecordDict
+from torch import nn
+from typing_extensions import override
+
+from fedplat.client import Client, ClientState, eval_reply
+from fedplat.records import from_record
+
+
+class FedPerClient(Client):
+    """Head in `state['head']`; starts from the global initial head like every client."""
+
+    def _model(self, payload: RecordDict, state: ClientState) -> tuple[nn.Module, str]:
+        prefix = str(payload["head"]["prefix"])
+        model = self.new_model()
+        weights = model.state_dict()
+        weights.update(from_record(payload["arrays"]))
+        head = state.get_tensors("head")
+        if head is not None:
+            weights.update(head)
+        return self.load(model, weights), prefix
+
+    @override
+    def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+        model, prefix = self._model(payload, state)
+        lr = float(payload["config"]["lr"]) if "config" in payload else None
+        result = self.train_model(model, rnd, lr=lr, state=state)
+        trained = model.state_dict()
+        state.set_tensors("head", {k: v for k, v in trained.items() if k.startswith(prefix)})
+        base = {k: v for k, v in trained.items() if not k.startswith(prefix)}
+        return self.fit_reply(result, model, base)
+
+    @override
+    def evaluate(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+        model, _ = self._model(payload, state)
+        return eval_reply(self.eval_metrics(model))

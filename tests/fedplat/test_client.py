@@ -1,0 +1,73 @@
+"""Client helpers: optimizer state across rounds, evaluation sent with the train reply."""
+
+import torch
+from flwr.app import RecordDict
+
+from fedplat.client import Client, ClientState
+from fedplat.data import load_federated
+from fedplat.records import metrics_of
+from tests.helpers import make_cfg
+
+
+def test_optimizer_state_round_trips_through_client_state():
+    store = RecordDict()
+    state = ClientState(store, 3)
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.ones(1, 3)).sum().backward()
+        opt.step()
+    state.set_optimizer("opt", opt)
+    fresh = torch.optim.Adam(model.parameters(), lr=0.1)
+    assert state.load_optimizer("opt", fresh)
+    a, b = opt.state_dict()["state"], fresh.state_dict()["state"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert float(b[k]["step"]) == 2.0
+        assert torch.equal(a[k]["exp_avg"], b[k]["exp_avg"])
+    other = torch.optim.Adam(torch.nn.Linear(5, 2).parameters())  # another model: ignored
+    assert not state.load_optimizer("opt", other)
+    assert not ClientState(store, 4).load_optimizer("opt", fresh)  # nothing saved
+
+
+def test_graph_client_trains_full_batch_persists_adam_and_reports_after_fit():
+    cfg = make_cfg("dataset=sbm", "partition=metis_disjoint", "num_clients=4", "client=graph",
+                   "dataset.nodes_per_block=60")
+    data = load_federated(cfg).client(1)
+    client = Client(1, data, cfg, torch.device("cpu"))
+    state = ClientState(RecordDict(), 1)
+    model = client.new_model()
+    for rnd in (1, 2, 3):
+        result = client.train_model(model, rnd, state=state)
+        assert result.steps == 1 and result.num_examples == data.num_train
+    opt = torch.optim.Adam(model.parameters())
+    assert state.load_optimizer("optimizer", opt)
+    assert {float(v["step"]) for v in opt.state_dict()["state"].values()} == {3.0}
+    reply = client.fit_reply(result, model)
+    m = metrics_of(reply)
+    assert m["num-examples"] == data.num_train
+    assert m["num-test-examples"] == len(data.test_idx) and 0 <= m["test_accuracy"] <= 1
+    assert m["num-val-examples"] == len(data.val_idx) and "val_accuracy" in m
+
+
+def test_post_fit_metrics_off_by_default():
+    cfg = make_cfg("dataset=sbm", "partition=metis_disjoint", "num_clients=4",
+                   "dataset.nodes_per_block=60")
+    assert cfg.model.name == "gcn"
+    client = Client(0, load_federated(cfg).client(0), cfg, torch.device("cpu"))
+    assert client.post_fit_metrics(client.new_model()) == {}
+
+
+def test_new_model_leaves_the_dropout_rng_alone():
+    """Re-seeding the global RNG for weight init would repeat the same dropout masks in every
+    round and client (the app seeds it per client and round before calling fit)."""
+    cfg = make_cfg("dataset=sbm", "partition=metis_disjoint", "num_clients=4",
+                   "dataset.nodes_per_block=60")
+    client = Client(0, load_federated(cfg).client(0), cfg, torch.device("cpu"))
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = client.new_model()
+    assert torch.equal(torch.get_rng_state(), before)
+    b = client.new_model()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))

@@ -1,0 +1,61 @@
+"""FedPer: the head stays on the clients, only the base is averaged."""
+
+import pytest
+import torch
+from flwr.app import RecordDict
+
+from clients.fedper import FedPerClient
+from fedplat.client import ClientState
+from fedplat.data import load_federated
+from fedplat.errors import UserError
+from fedplat.records import from_record
+from strategies.fedper import FedPer, head_prefix, split_head
+from tests.helpers import make_cfg, run_inline
+
+pytest.importorskip("pymetis")
+
+GRAPH = ("dataset=sbm", "dataset.nodes_per_block=60", "partition=metis_disjoint",
+         "num_clients=4", "client=graph", "strategy=fedper", "strategy.fraction_evaluate=0",
+         "model=gcn", "model.hidden=[16,16]", "simulation.torch_threads=1")
+
+
+def test_head_prefix_auto_and_split():
+    assert head_prefix(["conv1.lin.weight", "clsif.weight", "clsif.bias"], "auto") == "clsif."
+    assert head_prefix(["net.1.weight", "net.3.weight", "net.3.bias"], "auto") == "net.3."
+    assert head_prefix(["a.weight"], "fc.") == "fc."
+    base, head = split_head({"a.w": torch.ones(1), "h.w": torch.zeros(1)}, "h.")
+    assert list(base) == ["a.w"] and list(head) == ["h.w"]
+
+
+def test_server_sends_and_averages_only_the_base():
+    s = FedPer(make_cfg(*GRAPH))
+    s.setup({})
+    assert s.prefix == "clsif." and not any(k.startswith("clsif.") for k in s.global_state)
+    payload = s.configure_train(1, [0])[0]
+    assert not any(k.startswith("clsif.") for k in from_record(payload["arrays"]))
+
+
+def test_client_keeps_its_head_and_uploads_the_base():
+    cfg = make_cfg(*GRAPH)
+    s = FedPer(cfg)
+    s.setup({})
+    client = FedPerClient(0, load_federated(cfg).client(0), cfg, torch.device("cpu"))
+    state = ClientState(RecordDict(), 0)
+    reply = client.fit(s.configure_train(1, [0])[0], state, 1)
+    assert not any(k.startswith("clsif.") for k in from_record(reply["arrays"]))
+    head = state.get_tensors("head")
+    assert head is not None and set(head) == {"clsif.weight", "clsif.bias"}
+    reply2 = client.fit(s.configure_train(2, [0])[0], state, 2)
+    assert not torch.equal(state.get_tensors("head")["clsif.weight"], head["clsif.weight"])
+    assert "test_accuracy" in reply2["metrics"]
+
+
+def test_fedper_graph_run(tmp_path):
+    summary, rows = run_inline(tmp_path, *GRAPH, "num_rounds=3")
+    assert summary["status"] == "completed" and len(rows) == 3
+    assert all(0 <= r["test_accuracy_mean"] <= 1 for r in rows)
+
+
+def test_bad_head_prefix():
+    with pytest.raises(UserError, match="must match some but not all"):
+        FedPer(make_cfg(*GRAPH, "strategy.head_prefix=nothing.")).setup({})
