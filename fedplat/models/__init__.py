@@ -8,10 +8,10 @@ from collections.abc import Callable
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from fedplat.config import CONF_DIR, check_int_list
+from fedplat.config import CONF_DIR, check_int, check_int_list
 from fedplat.data.datasets import DatasetInfo, dataset_info
 from fedplat.errors import UserError
-from fedplat.models.nets import CNN, CNN1D, MLP
+from fedplat.models.nets import CNN, CNN1D, MLP, HyperFLCNN, LeNet
 
 
 def _mlp(m: DictConfig, info: DatasetInfo) -> nn.Module:
@@ -27,11 +27,30 @@ def _cnn1d(m: DictConfig, info: DatasetInfo) -> nn.Module:
                  info.num_classes)
 
 
+def _sized(build: Callable[[], nn.Module], name: str, info: DatasetInfo) -> nn.Module:
+    try:
+        return build()
+    except ValueError as exc:
+        raise UserError(f"model '{name}' cannot take the {'x'.join(map(str, info.input_shape))} "
+                        f"inputs of dataset '{info.name}': {exc}; choose another model") from None
+
+
+def _lenet(m: DictConfig, info: DatasetInfo) -> nn.Module:
+    return _sized(lambda: LeNet(info.input_shape, info.num_classes, int(m.n_kernels)), "lenet",
+                  info)
+
+
+def _hyperfl_cnn(m: DictConfig, info: DatasetInfo) -> nn.Module:
+    return _sized(lambda: HyperFLCNN(info.input_shape, info.num_classes), "hyperfl_cnn", info)
+
+
 #: Registered models: builder and the dataset kinds it accepts.
 MODELS: dict[str, tuple[Callable[[DictConfig, DatasetInfo], nn.Module], tuple[str, ...]]] = {
     "mlp": (_mlp, ("vector", "image")),
     "cnn": (_cnn, ("image",)),
     "cnn1d": (_cnn1d, ("vector",)),
+    "lenet": (_lenet, ("image",)),
+    "hyperfl_cnn": (_hyperfl_cnn, ("image",)),
 }
 
 
@@ -69,8 +88,10 @@ def validate_model_config(cfg: DictConfig) -> None:
     for key in ("hidden", "channels"):
         if key in cfg.model:
             check_int_list(cfg, f"model.{key}", lo=1)
+    if "n_kernels" in cfg.model:
+        check_int(cfg, "model.n_kernels", lo=1)
     build_model(cfg.model, dataset_info(cfg.dataset))
 
 
-__all__ = ["CNN", "CNN1D", "MLP", "MODELS", "build_model", "resolve_auto_model",
-           "validate_model_config"]
+__all__ = ["CNN", "CNN1D", "MLP", "MODELS", "HyperFLCNN", "LeNet", "build_model",
+           "resolve_auto_model", "validate_model_config"]
