@@ -55,10 +55,25 @@ MODELS: dict[str, tuple[Callable[[DictConfig, DatasetInfo], nn.Module], tuple[st
 
 
 def resolve_auto_model(cfg: DictConfig) -> None:
-    """Replace `model=auto` by the model file that suits the dataset (mlp or cnn), in place."""
+    """Replace `model=auto` by the model file that suits the dataset, in place.
+
+    Default: cnn for images, mlp for vectors. A strategy may name its own choice per data kind
+    in `strategy.auto_model` (e.g. hypernetwork methods prefer the papers' small LeNet to the
+    wider default CNN, whose hypernetwork would be 100x larger); it is used when it fits the
+    dataset, else the default.
+    """
     if cfg.model.get("name") != "auto":
         return
-    name = "cnn" if dataset_info(cfg.dataset).kind == "image" else "mlp"
+    info = dataset_info(cfg.dataset)
+    name = "cnn" if info.kind == "image" else "mlp"
+    preferred = (cfg.strategy.get("auto_model") or {}).get(info.kind) if "strategy" in cfg \
+        else None
+    if preferred:
+        try:
+            build_model(OmegaConf.load(CONF_DIR / "model" / f"{preferred}.yaml"), info)
+            name = str(preferred)
+        except (UserError, OSError):
+            pass
     loaded = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
     struct = OmegaConf.is_struct(cfg)
     OmegaConf.set_struct(cfg, False)

@@ -187,3 +187,49 @@ def check_size_limit(spec: TargetSpec, embed_dim: int, hidden: int, n_hidden: in
                         f"{prefix}.max_params={max_params:,}; choose a smaller target model "
                         f"(e.g. model=lenet) or a smaller {prefix}.hidden")
     return size
+
+
+class GeneratedModel(nn.Module):
+    """A target network running on given tensors, usable wherever a model is expected.
+
+    `GeneratedModel(target, params)(x)` is `functional_forward(target, params, x)`: evaluation
+    loops that call `model(x)` (fedplat.training.evaluate) work on generated weights without
+    copying them into the target. `logit_mask`, if given, is applied to the logits (e.g. to
+    hide classes a client does not hold; see `mask_logits`).
+    """
+
+    def __init__(self, target: nn.Module, params: Mapping[str, torch.Tensor],
+                 logit_mask: torch.Tensor | None = None, mask_mode: str = "none") -> None:
+        super().__init__()
+        self.target = target
+        self.params = dict(params)
+        self.logit_mask = logit_mask
+        self.mask_mode = mask_mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the target with the given tensors (masked if a mask was given)."""
+        logits = functional_forward(self.target, self.params, x)
+        if self.logit_mask is None:
+            return logits
+        return mask_logits(logits, self.logit_mask, self.mask_mode)
+
+
+#: Logit given to masked classes in `neg_inf` mode: never predicted, finite loss.
+MASKED_LOGIT = -1e9
+
+
+def mask_logits(logits: torch.Tensor, present: torch.Tensor, mode: str) -> torch.Tensor:
+    """Hide classes a client does not hold (`present` is a 0/1 or bool vector over classes).
+
+    `neg_inf`: absent classes get a logit of -1e9 and are never predicted. `multiply`: logits
+    are multiplied by the 0/1 indicator (PeFLL's released code), so an absent class gets logit 0
+    and still wins when every present class scores below 0. `none`: unchanged.
+    """
+    if mode == "none":
+        return logits
+    keep = present.to(logits.device).bool()
+    if mode == "multiply":
+        return logits * keep.to(logits.dtype)
+    if mode == "neg_inf":
+        return logits.masked_fill(~keep, MASKED_LOGIT)
+    raise ValueError(f"unknown mask mode {mode!r}")
