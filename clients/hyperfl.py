@@ -238,7 +238,8 @@ class HyperFLClient(Client):
                                                    dict[str, nn.Parameter]]:
         """Target module, embedding v and classifier phi (from state, else the initial model)."""
         per_client = bool(self.cfg.strategy.per_client_init)
-        target, v0, _ = initial_model(self.cfg, self.cid if per_client else None)
+        target, v0, _ = initial_model(self.cfg, self.cid if per_client else None,
+                                      with_hypernet=False)
         target = target.to(self.device)
         names = [n for n, _ in target.named_parameters() if n not in body_spec(target).names]
         saved_v = state.get_tensors("embedding")

@@ -49,13 +49,14 @@ def body_spec(target: nn.Module) -> TargetSpec:
     return TargetSpec.of(target, head_names(target))
 
 
-def initial_model(cfg: DictConfig, cid: int | None = None
+def initial_model(cfg: DictConfig, cid: int | None = None, with_hypernet: bool = True
                   ) -> tuple[nn.Module, torch.Tensor, HyperNetwork | None]:
     """The run's one initial model: target (for its head), embedding v, hypernetwork.
 
     Built in that order from one seeded stream, so the server's hypernetwork and every client's
     (v, head) come from the same construction (HyperFL deep-copies one model to all clients).
-    Clients pass `cid` only with `strategy.per_client_init=true`; they skip the hypernetwork.
+    Clients pass `cid` only with `strategy.per_client_init=true`, and skip the hypernetwork
+    (`with_hypernet=False`: it is built last, so skipping it changes nothing before it).
     """
     p = cfg.strategy
     stream = (seeding.INIT, HYPERFL_INIT) + ((cid,) if cid is not None else ())
@@ -63,7 +64,7 @@ def initial_model(cfg: DictConfig, cid: int | None = None
     target = build_model(cfg.model, dataset_info(cfg.dataset))
     v = nn.Embedding(1, int(p.hypernet.embed_dim)).weight.detach()[0].clone()
     hnet = None
-    if cid is None:
+    if with_hypernet:
         hnet = HyperNetwork(body_spec(target), int(p.hypernet.embed_dim), int(p.hypernet.hidden),
                             int(p.hypernet.n_hidden), relu_out=True)
     return target, v, hnet
