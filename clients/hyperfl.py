@@ -32,7 +32,13 @@ from torch.nn import functional as F
 from typing_extensions import override
 
 from fedplat.client import Client, ClientState, eval_reply, train_reply
-from fedplat.models.hypernet import GeneratedModel, HyperNetwork, functional_forward
+from fedplat.models.hypernet import (
+    GeneratedModel,
+    HyperNetwork,
+    functional_forward,
+    head_names,
+    skeleton,
+)
 from fedplat.records import from_record
 from fedplat.training import TrainResult, batches, evaluate
 from strategies.hyperfl import body_spec, initial_model
@@ -236,18 +242,19 @@ class HyperFLClient(Client):
 
     def private(self, state: ClientState) -> tuple[nn.Module, nn.Parameter,
                                                    dict[str, nn.Parameter]]:
-        """Target module, embedding v and classifier phi (from state, else the initial model)."""
-        per_client = bool(self.cfg.strategy.per_client_init)
-        target, v0, _ = initial_model(self.cfg, self.cid if per_client else None,
-                                      with_hypernet=False)
-        target = target.to(self.device)
-        names = [n for n, _ in target.named_parameters() if n not in body_spec(target).names]
+        """Target structure, embedding v and classifier phi (from state, else the initial model)."""
+        target = skeleton(self.cfg.model, self.data.info)
         saved_v = state.get_tensors("embedding")
         saved_head = state.get_tensors("classifier")
-        v = nn.Parameter((saved_v["v"] if saved_v else v0).clone().to(self.device))
-        head = {n: nn.Parameter((saved_head[n] if saved_head else
-                                 dict(target.named_parameters())[n].detach()).clone()
-                                .to(self.device)) for n in names}
+        if saved_v is None or saved_head is None:
+            per_client = bool(self.cfg.strategy.per_client_init)
+            init, v0, _ = initial_model(self.cfg, self.cid if per_client else None,
+                                        with_hypernet=False)
+            saved_v = {"v": v0}
+            saved_head = {n: p.detach() for n, p in init.named_parameters()
+                          if n in head_names(init)}
+        v = nn.Parameter(saved_v["v"].clone().to(self.device))
+        head = {n: nn.Parameter(t.clone().to(self.device)) for n, t in saved_head.items()}
         return target, v, head
 
     def hypernet(self, target: nn.Module, payload: RecordDict) -> HyperNetwork:

@@ -24,11 +24,12 @@ from fedplat.models.hypernet import GeneratedModel
 from fedplat.records import from_record, to_record
 from strategies.pefll import (
     EmbeddingNet,
-    build_vnet,
     client_vnet_gradient,
     descriptor,
     descriptor_indices,
+    embed_kind,
 )
+from strategies.pfedhn import embed_dim_of
 
 #: Sub-stream of the client generator for descriptor batches (apart from inner-loop batches).
 DESCRIPTOR_STREAM = 7
@@ -38,10 +39,13 @@ class PeFLLClient(PFedHNClient):
     """Keeps only the current round's descriptor batch (and the classes seen at evaluation)."""
 
     def vnet(self, payload: RecordDict) -> EmbeddingNet:
-        """The received embedding network."""
-        net = build_vnet(self.cfg, self.data.info).to(self.device)
+        """The received embedding network (allocated without initialisation, then loaded)."""
+        with torch.device("meta"):
+            net = EmbeddingNet(self.data.info, embed_dim_of(self.cfg),
+                               embed_kind(self.cfg, self.data.info),
+                               bool(self.cfg.strategy.use_labels))
         net.load_state_dict({k: v.to(self.device) for k, v in
-                             from_record(payload["vnet"]).items()})
+                             from_record(payload["vnet"]).items()}, assign=True)
         return net
 
     @override

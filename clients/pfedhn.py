@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from typing_extensions import override
 
 from fedplat.client import Client, ClientState, eval_reply, train_reply
-from fedplat.models.hypernet import GeneratedModel, functional_forward
+from fedplat.models.hypernet import GeneratedModel, functional_forward, skeleton
 from fedplat.records import from_record
 from fedplat.training import TrainResult
 
@@ -88,8 +88,8 @@ class PFedHNClient(Client):
     """Stateless (pFedHN-PC keeps a private head, see clients/pfedhn_pc.py)."""
 
     def target(self) -> nn.Module:
-        """The target network (its own weights are never used for generated tensors)."""
-        return self.new_model()
+        """The target network's structure (every tensor comes from the server or the state)."""
+        return skeleton(self.cfg.model, self.data.info)
 
     def head(self, state: ClientState, config: Mapping[str, object]
              ) -> tuple[dict[str, nn.Parameter], torch.optim.Optimizer | None]:

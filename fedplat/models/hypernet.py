@@ -13,13 +13,17 @@ given target-space vector back with `vjp`.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from fedplat.data.datasets import DatasetInfo
 from fedplat.errors import UserError
 
 #: Default ceiling on hypernetwork parameters (one fp32 copy = 4 bytes each). Beyond it a run
@@ -59,6 +63,28 @@ def head_names(target: nn.Module) -> list[str]:
         if own:
             last = [f"{mod_name}.{n}" if mod_name else n for n in own]
     return last
+
+
+@functools.lru_cache(maxsize=16)
+def _skeleton(model_json: str, info_json: str) -> nn.Module:
+    from fedplat.models import build_model
+
+    info = json.loads(info_json)
+    info["input_shape"] = tuple(info["input_shape"])
+    with torch.device("meta"):
+        model = build_model(OmegaConf.create(json.loads(model_json)), DatasetInfo(**info))
+    return model.eval()
+
+
+def skeleton(model_cfg: DictConfig, info: DatasetInfo) -> nn.Module:
+    """The configured model's structure on the meta device: no memory, no initialisation.
+
+    A function for `functional_forward` when every tensor is supplied (generated weights plus
+    a private head), cached per process, so a client does not build and initialise a model
+    for every message.
+    """
+    return _skeleton(json.dumps(OmegaConf.to_container(model_cfg, resolve=True),
+                                sort_keys=True), json.dumps(asdict(info), sort_keys=True))
 
 
 def auto_embed_dim(num_clients: int) -> int:

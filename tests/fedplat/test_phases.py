@@ -48,7 +48,8 @@ def _run(tmp_path, *extra):
     CALLS.clear()
     return run_inline(tmp_path, "strategy._target_=tests.fedplat.test_phases.PhasedFedAvg",
                       "strategy.client_target=tests.fedplat.test_phases.PhasedClient",
-                      "num_rounds=2", "num_clients=3", "simulation.torch_threads=1", *extra)
+                      "num_rounds=2", "num_clients=3", "simulation.torch_threads=1",
+                      "model=mlp", "model.hidden=[8]", *extra)
 
 
 def test_phases_run_in_order_and_their_bytes_add_up(tmp_path):
