@@ -169,3 +169,23 @@ def test_client_uses_the_two_phase_settings_it_is_sent():
     got = from_record(reply["arrays"])
     for k, t in hnet.state_dict().items():
         torch.testing.assert_close(got[k], t, rtol=1e-4, atol=1e-6)
+
+
+def test_stale_eval_flag_evaluates_the_last_phase_b_extractor():
+    """compat: the released code evaluates the extractor of the last phase-B forward pass."""
+    from flwr.app import ConfigRecord
+
+    cfg = _cfg("strategy.stale_eval=true")
+    client = HyperFLClient(0, _data(0), cfg, torch.device("cpu"))
+    _, _, hnet = initial_model(cfg)
+    payload = RecordDict({"arrays": to_record(hnet.state_dict()),
+                          "config": local_config(cfg.strategy)})
+    store = RecordDict()
+    client.fit(payload, ClientState(store, 0), rnd=1)
+    state = ClientState(store, 0)
+    assert "last_theta" in state.names()
+    stale = client.evaluate(payload, state, 1)["metrics"]["test_loss"]
+    fresh_cfg = ConfigRecord({**dict(payload["config"]), "stale_eval": False})
+    fresh = client.evaluate(RecordDict({"arrays": payload["arrays"], "config": fresh_cfg}),
+                            state, 1)["metrics"]["test_loss"]
+    assert stale != fresh  # regenerated h(v; varphi) differs from the stale extractor
