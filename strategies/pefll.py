@@ -98,10 +98,11 @@ class EmbeddingNet(nn.Module):
 
 
 def embed_kind(cfg: DictConfig, info: DatasetInfo) -> str:
-    """`strategy.embed_model`, with auto = cnn for images, mlp for vectors."""
+    """`strategy.embed_model`; auto = cnn for images of at least 16x16 pixels, else mlp."""
     kind = str(cfg.strategy.embed_model)
     if kind == "auto":
-        return "cnn" if info.kind == "image" else "mlp"
+        big = info.kind == "image" and min(info.input_shape[1:]) >= 16
+        return "cnn" if big else "mlp"
     return kind
 
 
