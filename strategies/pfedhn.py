@@ -17,7 +17,7 @@ client's embedding row alone is fitted by the same protocol (plain SGD at `novel
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -82,7 +82,7 @@ def server_optimizer(model: EmbeddedHyperNetwork, kind: str, lr: float, embed_lr
         lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
-def hypernet_gradients(model: nn.Module, generate: Any,
+def hypernet_gradients(generate: Callable[[int], Mapping[str, torch.Tensor]],
                        deltas: Mapping[int, Mapping[str, torch.Tensor]],
                        params: list[torch.Tensor]) -> list[torch.Tensor]:
     """Mean over clients of (d theta_i / d params)^T delta_i, theta_i = generate(i)."""
@@ -109,7 +109,7 @@ def pfedhn_step(model: EmbeddedHyperNetwork, optimizer: torch.optim.Optimizer,
                 deltas: Mapping[int, Mapping[str, torch.Tensor]], clip: float) -> float:
     """One hypernetwork step from the clients' delta-theta (averaged when several)."""
     params = list(model.parameters())
-    grads = hypernet_gradients(model, model, deltas, params)
+    grads = hypernet_gradients(model, deltas, params)
     return apply_gradients(params, grads, optimizer, clip)
 
 

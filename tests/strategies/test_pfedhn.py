@@ -83,9 +83,9 @@ def test_cohort_gradient_is_the_mean_of_single_client_vjps():
     model = _model()
     params = list(model.parameters())
     d0, d2 = _delta(model, 0, seed=3), _delta(model, 2, seed=4)
-    both = hypernet_gradients(model, model, {0: d0, 2: d2}, params)
-    one = hypernet_gradients(model, model, {0: d0}, params)
-    two = hypernet_gradients(model, model, {2: d2}, params)
+    both = hypernet_gradients(model, {0: d0, 2: d2}, params)
+    one = hypernet_gradients(model, {0: d0}, params)
+    two = hypernet_gradients(model, {2: d2}, params)
     for b, x, y in zip(both, one, two):
         torch.testing.assert_close(b, (x + y) / 2)
 
