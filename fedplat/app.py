@@ -143,12 +143,18 @@ def _handle(msg: Message, context: Context, method: str) -> Message:
     worker = worker_for(context, str(stored["config"]))
     control = msg.content[CONTROL]
     cid, rnd = int(control["cid"]), int(control["round"])
-    if method == "fit":
+    phase = str(control.get("phase", ""))
+    if method == "fit" and not phase:
         faults.before_fit(worker.cfg, cid, rnd)
     client = worker.client_cls(cid, worker.data(cid), worker.cfg, worker.device)
     payload = RecordDict({k: v for k, v in msg.content.items() if k != CONTROL})
     seeding.seed_torch(int(worker.cfg.seed), seeding.CLIENT, rnd, cid, 0 if method == "fit" else 1)
-    content = getattr(client, method)(payload, ClientState(context.state, cid), rnd)
+    state = ClientState(context.state, cid)
+    if phase:
+        stage = "train" if method == "fit" else "evaluate"
+        content = client.phase(stage, phase, payload, state, rnd)
+    else:
+        content = getattr(client, method)(payload, state, rnd)
     return Message(content, reply_to=msg)
 
 

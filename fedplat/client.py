@@ -125,6 +125,14 @@ class Client:
         """Evaluate for round `rnd`; return metrics (see `eval_metrics`)."""
         raise NotImplementedError
 
+    def phase(self, stage: str, name: str, payload: RecordDict, state: ClientState,
+              rnd: int) -> RecordDict:
+        """An extra exchange of a multi-message protocol (`Strategy.phases`).
+
+        `stage` is "train" or "evaluate", `name` the phase the strategy named.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no {stage} phase '{name}'")
+
     # -- helpers ------------------------------------------------------------------------------
 
     def new_model(self, init_stream: tuple[int, ...] = (seeding.INIT,)) -> nn.Module:

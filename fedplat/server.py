@@ -25,7 +25,7 @@ from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 from omegaconf import DictConfig
 
-from fedplat import checkpoint, faults
+from fedplat import checkpoint, faults, records
 from fedplat.config import import_object, to_json
 from fedplat.errors import RunAborted
 from fedplat.records import CONTROL, metrics_of, payload_bytes, with_control
@@ -156,12 +156,13 @@ class Server:
     # -- one exchange ---------------------------------------------------------------------------
 
     def exchange(self, payloads: Mapping[int, RecordDict], message_type: str,
-                 rnd: int) -> Exchange:
+                 rnd: int, phase: str = "") -> Exchange:
         """Send each client its payload; collect replies, failures and late clients."""
         ex = Exchange()
         msgs = []
+        extra = {"phase": phase} if phase else {}
         for cid in sorted(payloads):
-            content = with_control(payloads[cid], cid=cid, round=rnd)
+            content = with_control(payloads[cid], cid=cid, round=rnd, **extra)
             ex.bytes_down[cid] = payload_bytes(content)
             msgs.append(Message(content, dst_node_id=self.node_of[cid],
                                 message_type=message_type))
@@ -176,64 +177,102 @@ class Server:
                 ex.replies[cid] = rep.content
                 ex.bytes_up[cid] = payload_bytes(rep.content)
         ex.late = sorted(set(payloads) - set(ex.replies) - set(ex.failures))
+        what = f"{message_type} ({phase})" if phase else message_type
         for cid, why in sorted(ex.failures.items()):
-            log.warning("round %d: client %d failed in %s: %s", rnd, cid, message_type, why)
+            log.warning("round %d: client %d failed in %s: %s", rnd, cid, what, why)
         if ex.late:
             log.warning("round %d: no %s reply within %.1f s from clients %s", rnd,
-                        message_type, self.timeout or 0.0, ex.late)
+                        what, self.timeout or 0.0, ex.late)
         return ex
 
     # -- the run --------------------------------------------------------------------------------
 
-    def _stage(self, strategy: Strategy, stage: str, rnd: int, sampled: list[int],
-               offline: list[int], row: dict[str, Any]) -> Exchange:
+    def _step(self, strategy: Strategy, stage: str, rnd: int, sampled: list[int],
+              offline: list[int], row: dict[str, Any]) -> dict[str, float]:
+        """Every exchange of one train or evaluate step (`strategy.phases`), aggregated.
+
+        Offline clients (`faults.dropout_prob`) are left out of every exchange of the step.
+        """
         cids = [c for c in sampled if c not in offline]
         row[f"num_{stage}_clients"] = len(sampled)
         row[f"dropped_{stage}"] = len(sampled) - len(cids)
-        if not cids:
-            self._record(row)
-            raise RunAborted(f"round {rnd}: all {len(sampled)} sampled clients were offline "
-                             f"for {stage} (faults.dropout_prob)")
-        if stage == MessageType.TRAIN:
-            payloads = strategy.configure_train(rnd, cids)
-        else:
-            payloads = strategy.configure_evaluate(rnd, cids)
-        ex = self.exchange(payloads, stage, rnd)
-        rejected = 0
-        for cid in sorted(ex.replies):
-            problem = strategy.check_reply(stage, cid, ex.replies[cid])
-            if problem is not None:
-                del ex.replies[cid]
-                ex.failures[cid] = f"rejected reply: {problem}"
-                rejected += 1
-                log.warning("round %d: rejected the %s reply of client %d: %s", rnd, stage,
-                            cid, problem)
-        per_client = {cid: metrics_of(rd) for cid, rd in ex.replies.items()}
-        row.update(aggregate_metrics(per_client))
-        row[f"failures_{stage}"] = len(ex.failures)
-        row[f"rejected_{stage}"] = rejected
-        row[f"late_{stage}"] = len(ex.late)
-        row[f"bytes_down_{stage}"] = sum(ex.bytes_down.values())
-        row[f"bytes_up_{stage}"] = sum(ex.bytes_up.values())
         clients = row.setdefault("per_client", {})
         for cid in sampled:
             if cid in offline:
                 clients.setdefault(str(cid), {})[f"dropped_{stage}"] = True
+        if not cids:
+            self._record(row)
+            raise RunAborted(f"round {rnd}: all {len(sampled)} sampled clients were offline "
+                             f"for {stage} (faults.dropout_prob)")
+        extra: dict[str, float] = {}
+        for phase in strategy.phases(stage, rnd):
+            if phase:
+                payloads = strategy.configure_phase(stage, phase, rnd, cids)
+            elif stage == MessageType.TRAIN:
+                payloads = strategy.configure_train(rnd, cids)
+            else:
+                payloads = strategy.configure_evaluate(rnd, cids)
+            ex = self._stage(strategy, stage, rnd, payloads, row, phase)
+            if phase:
+                extra.update(strategy.aggregate_phase(stage, phase, rnd, ex.replies,
+                                                      ex.failures))
+            elif stage == MessageType.TRAIN:
+                extra.update(strategy.aggregate_train(rnd, ex.replies, ex.failures))
+            else:
+                extra.update(strategy.aggregate_evaluate(rnd, ex.replies, ex.failures))
+        return extra
+
+    def _stage(self, strategy: Strategy, stage: str, rnd: int,
+               payloads: Mapping[int, RecordDict], row: dict[str, Any],
+               phase: str = "") -> Exchange:
+        """One exchange.
+
+        Replies of the main exchange pass `strategy.check_reply` (phase replies, whose content
+        is the strategy's own protocol, get the generic non-finite check); a rejected reply
+        counts as that client's failure. The main exchange's metrics go into `row`; every
+        exchange's failures, rejections, late clients and bytes are added up per stage and
+        per client.
+        """
+        ex = self.exchange(payloads, stage, rnd, phase)
+        rejected = 0
+        for cid in sorted(ex.replies):
+            content = ex.replies[cid]
+            problem = records.non_finite(content) if phase else \
+                strategy.check_reply(stage, cid, content)
+            if problem is not None:
+                del ex.replies[cid]
+                ex.failures[cid] = f"rejected reply: {problem}"
+                rejected += 1
+                log.warning("round %d: rejected the %s reply of client %d: %s", rnd,
+                            f"{stage} ({phase})" if phase else stage, cid, problem)
+        per_client = {cid: metrics_of(rd) for cid, rd in ex.replies.items()}
+        if not phase:
+            row.update(aggregate_metrics(per_client))
+        for key, value in ((f"failures_{stage}", len(ex.failures)),
+                           (f"rejected_{stage}", rejected),
+                           (f"late_{stage}", len(ex.late)),
+                           (f"bytes_down_{stage}", sum(ex.bytes_down.values())),
+                           (f"bytes_up_{stage}", sum(ex.bytes_up.values()))):
+            row[key] = row.get(key, 0) + value
+        clients = row.setdefault("per_client", {})
         for cid in sorted(payloads):
             entry = clients.setdefault(str(cid), {})
-            for key, value in per_client.get(cid, {}).items():
-                # counts differ per stage (train vs test samples): keep both
-                entry[f"{key}_{stage}" if key in COUNT_KEYS else key] = value
-            entry[f"bytes_down_{stage}"] = ex.bytes_down.get(cid, 0)
-            entry[f"bytes_up_{stage}"] = ex.bytes_up.get(cid, 0)
+            if not phase:
+                for key, value in per_client.get(cid, {}).items():
+                    # counts differ per stage (train vs test samples): keep both
+                    entry[f"{key}_{stage}" if key in COUNT_KEYS else key] = value
+            for key, table in ((f"bytes_down_{stage}", ex.bytes_down),
+                               (f"bytes_up_{stage}", ex.bytes_up)):
+                entry[key] = entry.get(key, 0) + table.get(cid, 0)
             if cid in ex.failures:
-                entry[f"failed_{stage}"] = ex.failures[cid]
+                entry[f"failed_{stage}"] = (f"{phase}: " if phase else "") + ex.failures[cid]
         if not ex.replies:
             first = next(iter(sorted(ex.failures.items())), None)
             why = f"; first failure: client {first[0]}: {first[1]}" if first else \
                 " (no reply before simulation.round_timeout)"
+            what = f"{stage} ({phase})" if phase else stage
             self._record(row)
-            raise RunAborted(f"round {rnd}: all {len(payloads)} clients failed in {stage}{why}")
+            raise RunAborted(f"round {rnd}: all {len(payloads)} clients failed in {what}{why}")
         return ex
 
     def _record(self, row: dict[str, Any]) -> None:
@@ -284,12 +323,11 @@ class Server:
             row: dict[str, Any] = {"round": rnd}
             sampled = strategy.sample_train(rnd)
             offline = faults.dropped(cfg, rnd, sorted(self.node_of))
-            train = self._stage(strategy, MessageType.TRAIN, rnd, sampled, offline, row)
-            extra = strategy.aggregate_train(rnd, train.replies, train.failures)
+            extra = self._step(strategy, MessageType.TRAIN, rnd, sampled, offline, row)
             eval_cids = strategy.sample_evaluate(rnd)  # empty: fraction_evaluate=0
             if eval_cids and (rnd % every == 0 or rnd == num_rounds):
-                ev = self._stage(strategy, MessageType.EVALUATE, rnd, eval_cids, offline, row)
-                extra = {**extra, **strategy.aggregate_evaluate(rnd, ev.replies, ev.failures)}
+                extra = {**extra, **self._step(strategy, MessageType.EVALUATE, rnd, eval_cids,
+                                               offline, row)}
             clash = set(extra) & set(row)
             if clash:
                 raise RuntimeError(f"strategy metrics {sorted(clash)} clash with server keys")

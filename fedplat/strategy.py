@@ -115,6 +115,32 @@ class Strategy:
         """
         raise NotImplementedError
 
+    # -- protocols with several exchanges per step ---------------------------------------------
+
+    def phases(self, stage: str, rnd: int) -> tuple[str, ...]:
+        """The message exchanges making up one train or evaluate step of round `rnd`, in order.
+
+        `stage` is "train" or "evaluate". "" is the main exchange (`configure_train`/
+        `aggregate_train`, or `configure_evaluate`/`aggregate_evaluate`); any other name is an
+        extra round trip handled by `configure_phase`/`aggregate_phase` (e.g. PeFLL's
+        descriptor before the weights and the embedding gradient after them). The main
+        exchange's clients are the sampled ones; a strategy may send fewer (those that
+        completed an earlier phase). Clients receive the phase name and answer it in
+        `Client.phase`. Default: the main exchange only.
+        """
+        return ("",)
+
+    def configure_phase(self, stage: str, phase: str, rnd: int,
+                        cids: list[int]) -> dict[int, RecordDict]:
+        """What to send each client in an extra phase (see `phases`)."""
+        raise NotImplementedError(f"{type(self).__name__} lists phase '{phase}' of {stage} but "
+                                  "does not configure it")
+
+    def aggregate_phase(self, stage: str, phase: str, rnd: int, replies: dict[int, RecordDict],
+                        failures: dict[int, str]) -> dict[str, float]:
+        """Use an extra phase's replies; return strategy metrics for the round log."""
+        return {}
+
     def configure_evaluate(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
         """What to send each evaluating client (default: nothing; clients use their state)."""
         return {cid: RecordDict() for cid in cids}

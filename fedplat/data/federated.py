@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +28,13 @@ from fedplat.data import sources
 from fedplat.data.datasets import DatasetInfo, RawDataset, dataset_info, load_raw
 from fedplat.data.graph_partition import get_graph_partitioner, graph_partition_params
 from fedplat.data.graphs import GraphDataset, induced_subgraph, is_graph
-from fedplat.data.partition import PARTITIONERS, get_partitioner, partition_params, split_client
+from fedplat.data.partition import (
+    PARTITIONERS,
+    PartitionerSpec,
+    get_partitioner,
+    partition_params,
+    split_client,
+)
 from fedplat.errors import UserError
 
 
@@ -235,16 +242,46 @@ def build_federated(cfg: DictConfig) -> FederatedDataset | FederatedGraph:
     spec = get_partitioner(str(cfg.partition.name))
     params = partition_params(spec, OmegaConf.to_container(cfg.partition, resolve=True))
     spec.validate(params, n, raw.info.num_classes, len(y))
-    parts = spec.fn(y, n, seeding.rng(cfg.seed, seeding.PARTITION), **params)
-    split_rng = seeding.rng(cfg.seed, seeding.SPLIT)
-    splits = [split_client(p, float(cfg.split.val), float(cfg.split.test), split_rng)
-              for p in parts]
+    if spec.presplit:
+        splits = _presplit(spec, params, raw.y_train, raw.y_test, cfg)
+        sizes = [sum(len(a) for a in t) for t in splits]
+    else:
+        parts = spec.fn(y, n, seeding.rng(cfg.seed, seeding.PARTITION), **params)
+        split_rng = seeding.rng(cfg.seed, seeding.SPLIT)
+        splits = [split_client(p, float(cfg.split.val), float(cfg.split.test), split_rng)
+                  for p in parts]
+        sizes = [len(p) for p in parts]
     for cid, (train, _, _) in enumerate(splits):
         if len(train) == 0:
-            raise UserError(f"client {cid} gets no training samples ({len(parts[cid])} in "
+            raise UserError(f"client {cid} gets no training samples ({sizes[cid]} in "
                             "total); use fewer clients, another partition or smaller "
                             "split.val/split.test")
     return FederatedDataset(raw.info, x, y, splits)
+
+
+def _presplit(spec: PartitionerSpec, params: dict[str, Any], y_train: np.ndarray,
+              y_test: np.ndarray, cfg: DictConfig
+              ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Run a partitioner that splits the dataset's train and test parts separately.
+
+    Indices come back relative to each part and are mapped onto the pooled arrays (train part
+    first). A dataset without a test part (digits, the 5,000-digit MNIST) first gets one: a
+    seeded random `split.test` share of its samples.
+    """
+    n_train = len(y_train)
+    train_ids = np.arange(n_train)
+    test_ids = n_train + np.arange(len(y_test))
+    if len(y_test) == 0:
+        perm = seeding.rng(cfg.seed, seeding.SPLIT, 1).permutation(n_train)
+        n_test = round(float(cfg.split.test) * n_train)
+        if n_test == 0:
+            raise UserError(f"partition '{cfg.partition.name}' needs a test part and dataset "
+                            f"'{cfg.dataset.name}' has none; set split.test > 0 to hold one out")
+        test_ids, train_ids = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    y = np.concatenate([y_train, y_test])
+    triples = spec.fn(y[train_ids], y[test_ids], int(cfg.num_clients),
+                      seeding.rng(cfg.seed, seeding.PARTITION), **params)
+    return [(train_ids[a], train_ids[b], test_ids[c]) for a, b, c in triples]
 
 
 @functools.lru_cache(maxsize=2)

