@@ -1,19 +1,29 @@
 """What does a simulated FL round cost beyond the training itself?
 
-Runs the same FedAvg work three ways in one invocation and prints/writes seconds per round:
+Runs the same FedAvg work several ways in one invocation and prints/writes seconds per round:
 
-* loop    a hand-written single-process PyTorch loop (the reference: training and averaging only)
-* fedplat fedplat's generic ServerApp/ClientApp on Flower's Simulation Engine (Ray)
-* flower  stock Flower usage: a Message-API ClientApp and the built-in FedAvg strategy with
-          `strategy.start`, on the same Simulation Engine (as in Flower's PyTorch quickstart)
+* (a) loop     a hand-written single-process PyTorch loop (the reference: training and
+               averaging only)
+* (b) flower   stock Flower usage: a Message-API ClientApp and the built-in FedAvg strategy with
+               `strategy.start`, one client per node, on the same Simulation Engine (as in
+               Flower's PyTorch quickstart)
+* (c) fedplat  fedplat's generic ServerApp/ClientApp on the Simulation Engine (Ray), one
+               client per node (`simulation.clients_per_node=1`)
+* (d) grouped  the same with client groups (`clients_per_node=auto`: one node per Ray worker)
+* (e) batched  grouped, and each node trains its clients in one vmapped pass
+               (`simulation.batched=true`)
+
+For fedplat runs the report also splits a round (medians over rounds): time packing messages on
+the server, the exchange (send to last reply), the slowest node's handler time (grouped runs:
+data, training, replies) and the rest (strategy configure/aggregate, metrics, logging).
 
 Same work = same clients, data, model (MLP 40-100-100-10 on MNIST-1D), 1 local epoch, batch 32,
 SGD, every client every round. The loop and fedplat use the same seeds, so their final accuracies
 must agree: the script checks it. Ray start-up is reported apart from the per-round time; the
 round time of fedplat excludes its last round (which also evaluates).
 
-    python benchmarks/overhead.py                       # 10 and 100 clients
-    python benchmarks/overhead.py --clients 10 --rounds 4 --skip flower
+    python benchmarks/overhead.py                       # 10, 100 and 1000 clients
+    python benchmarks/overhead.py --clients 10 --rounds 4 --skip flower fedplat
 """
 
 from __future__ import annotations
@@ -78,17 +88,50 @@ def run_loop(cfg: Any) -> dict[str, Any]:
     return {"round_s": times, "startup_s": 0.0, "final_accuracy": correct / total}
 
 
-def run_fedplat(cfg: Any) -> dict[str, Any]:
-    """fedplat's simulation on Ray (what `fedplat ...` runs)."""
+def _fedplat(cfg: Any, **simulation: Any) -> dict[str, Any]:
+    """fedplat's simulation on Ray (what `fedplat ...` runs), with `simulation.*` settings."""
     from simulations.centralized import run
 
+    cfg = cfg.copy()
+    for key, value in simulation.items():
+        cfg.simulation[key] = value
+    cfg = prepare(cfg)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         summary = run(cfg, Path(out))
         wall = time.perf_counter() - t0
         rows = [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-    return {"round_s": [r["round_time_s"] for r in rows[:-1]], "startup_s": summary["startup_s"],
-            "wall_s": wall, "final_accuracy": summary["final"]["accuracy"]}
+    rows = rows[:-1]  # the last round also evaluates
+
+    def median(key: str) -> float:
+        values = [r[key] for r in rows if key in r]
+        return statistics.median(values) if values else 0.0
+
+    profile = {"round_s": median("round_time_s"), "pack_s": median("pack_s_train"),
+               "exchange_s": median("exchange_s_train"),
+               "node_compute_s": median("node_compute_s_train")}
+    profile["server_rest_s"] = profile["round_s"] - profile["exchange_s"] - profile["pack_s"]
+    if profile["node_compute_s"]:
+        profile["engine_s"] = profile["exchange_s"] - profile["node_compute_s"]
+    return {"round_s": [r["round_time_s"] for r in rows], "startup_s": summary["startup_s"],
+            "wall_s": wall, "final_accuracy": summary["final"]["accuracy"],
+            "clients_per_node": int(cfg.simulation.clients_per_node),
+            "bytes_down_per_round": median("bytes_down_train"), "profile": profile}
+
+
+def run_fedplat(cfg: Any) -> dict[str, Any]:
+    """(c) one client per node."""
+    return _fedplat(cfg, clients_per_node=1)
+
+
+def run_grouped(cfg: Any) -> dict[str, Any]:
+    """(d) client groups, one node per Ray worker."""
+    return _fedplat(cfg, clients_per_node="auto")
+
+
+def run_batched(cfg: Any) -> dict[str, Any]:
+    """(e) client groups trained in one vmapped pass per node."""
+    return _fedplat(cfg, clients_per_node="auto", batched=True)
 
 
 def run_flower(cfg: Any) -> dict[str, Any]:
@@ -153,13 +196,59 @@ def run_flower(cfg: Any) -> dict[str, Any]:
     return {"round_s": rounds, "startup_s": startup, "wall_s": time.perf_counter() - t0}
 
 
-RUNNERS = {"loop": run_loop, "fedplat": run_fedplat, "flower": run_flower}
+def groups_of(cfg: Any) -> int:
+    """Clients per node that `clients_per_node=auto` picks for this config on Ray."""
+    from fedplat.groups import resolve_clients_per_node
+
+    probe = cfg.copy()
+    probe.simulation.clients_per_node = "auto"
+    probe.simulation.backend = "ray"
+    return resolve_clients_per_node(probe)
+
+
+def wire_cost(cfg: Any, clients_per_node: int, repeats: int = 5) -> dict[str, float]:
+    """Bytes and serialisation time of one round's train messages (Flower's protobuf wire).
+
+    Builds the FedAvg payloads the server sends (one global-model record for every client),
+    packs them per node as fedplat does (plain messages when a node has one client) and
+    serialises every message with Flower's `recorddict_to_proto` + `SerializeToString`, the
+    encoding a SuperLink uses; the median over `repeats`.
+    """
+    from flwr.app import ConfigRecord, RecordDict
+    from flwr.common.serde import recorddict_to_proto
+
+    from fedplat import groups
+    from fedplat.records import to_record, with_control
+
+    seeding.seed_torch(int(cfg.seed), seeding.INIT)
+    model = build_model(cfg.model, load_federated(cfg).info)
+    content = RecordDict({"arrays": to_record(model.state_dict()),
+                          "config": ConfigRecord({"lr": float(cfg.client.lr)})})
+    n = int(cfg.num_clients)
+    messages = []
+    for start in range(0, n, clients_per_node):
+        cids = list(range(start, min(n, start + clients_per_node)))
+        if len(cids) == 1:
+            messages.append(with_control(content, cid=cids[0], round=1))
+        else:
+            messages.append(groups.pack(dict.fromkeys(cids, content), round=1)[0])
+    times, size = [], 0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        size = sum(len(recorddict_to_proto(m).SerializeToString()) for m in messages)
+        times.append(time.perf_counter() - t0)
+    return {"messages": len(messages), "bytes": size, "serialise_s": statistics.median(times)}
+
+
+RUNNERS = {"loop": run_loop, "flower": run_flower, "fedplat": run_fedplat,
+           "grouped": run_grouped, "batched": run_batched}
+FEDPLAT = ("fedplat", "grouped", "batched")
 
 
 def main() -> None:
     """Run the benchmark grid and write the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--clients", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", nargs="*", default=[], choices=sorted(RUNNERS))
@@ -190,21 +279,62 @@ def main() -> None:
             print(f"[{n:>4} clients] {name:<8} {out['median_round_s']:.3f} s/round "
                   f"(start-up {out['startup_s'] or 0:.1f} s)", flush=True)
         loop = res.get("loop", {}).get("median_round_s")
-        for name in ("fedplat", "flower"):
-            if loop and name in res:
+        flower = res.get("flower", {}).get("median_round_s")
+        for name in ("flower", *FEDPLAT):
+            if name not in res:
+                continue
+            if loop:
                 res[f"ratio_{name}_over_loop"] = res[name]["median_round_s"] / loop
-        if "fedplat" in res and "flower" in res:
-            res["ratio_flower_over_fedplat"] = (res["flower"]["median_round_s"]
-                                                / res["fedplat"]["median_round_s"])
-        if "fedplat" in res and "loop" in res:
-            res["same_final_accuracy"] = abs(res["fedplat"]["final_accuracy"]
-                                             - res["loop"]["final_accuracy"]) < 1e-9
+            if flower and name != "flower":
+                res[f"speedup_{name}_over_flower"] = flower / res[name]["median_round_s"]
+            if name in FEDPLAT and "loop" in res:
+                res[name]["same_final_accuracy_as_loop"] = abs(
+                    res[name]["final_accuracy"] - res["loop"]["final_accuracy"]) < 1e-4
+        workers = groups_of(cfg)
+        res["wire"] = {"one_client_per_node": wire_cost(cfg, 1),
+                       "grouped": wire_cost(cfg, workers)}
         report["results"][str(n)] = res
-        ratios = {k: round(v, 2) for k, v in res.items() if k.startswith("ratio")}
+        ratios = {k: round(v, 2) for k, v in res.items()
+                  if k.startswith(("ratio", "speedup"))}
         print(f"[{n:>4} clients] ratios {ratios}", flush=True)
+        for name, w in res["wire"].items():
+            print(f"[{n:>4} clients] wire {name:<20} {w['messages']:>5} messages "
+                  f"{w['bytes'] / 1e6:8.2f} MB  serialise {w['serialise_s'] * 1e3:7.1f} ms",
+                  flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
+    plot(report, args.out.with_suffix(".png"))
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Seconds per round against the number of clients, one line per way of running."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = {"loop": "(a) plain PyTorch loop", "flower": "(b) stock Flower",
+              "fedplat": "(c) fedplat, 1 client/node", "grouped": "(d) fedplat grouped",
+              "batched": "(e) fedplat grouped + batched"}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sizes = sorted(int(n) for n in report["results"])
+    for name, label in labels.items():
+        pts = [(n, report["results"][str(n)][name]["median_round_s"]) for n in sizes
+               if name in report["results"][str(n)]]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("clients (all train every round)")
+    ax.set_ylabel("seconds per round (median)")
+    ax.set_title("FedAvg, MNIST-1D MLP, 1 epoch, 2 CPUs")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

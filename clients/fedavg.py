@@ -7,6 +7,9 @@ the metrics travel with the weights).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 from flwr.app import RecordDict
 from typing_extensions import override
 
@@ -23,6 +26,28 @@ class FedAvgClient(Client):
         lr = float(payload["config"]["lr"]) if "config" in payload else None
         result = self.train_model(model, rnd, lr=lr, state=state)
         return self.fit_reply(result, model, model.state_dict())
+
+    @classmethod
+    @override
+    def fit_batched(cls, clients: Sequence[Client], payloads: Sequence[RecordDict],
+                    states: Sequence[ClientState],
+                    rnd: int) -> list[RecordDict | BaseException] | None:
+        """All clients start from the same global model: train them as one vmapped batch."""
+        lrs = {float(p["config"]["lr"]) if "config" in p else None for p in payloads}
+        if len(lrs) != 1:
+            return None
+        decoded: dict[int, dict[str, torch.Tensor]] = {}  # a shared record is decoded once
+        models = []
+        for client, payload in zip(clients, payloads):
+            record = payload["arrays"]
+            if id(record) not in decoded:
+                decoded[id(record)] = from_record(record)
+            models.append(client.load(client.new_model(), decoded[id(record)]))
+        results = Client.train_many(clients, models, rnd, lr=lrs.pop())
+        if results is None:
+            return None
+        return [r if isinstance(r, BaseException) else c.fit_reply(r, m, m.state_dict())
+                for c, m, r in zip(clients, models, results)]
 
     @override
     def evaluate(self, payload: RecordDict, state: ClientState,

@@ -28,7 +28,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from omegaconf import DictConfig
 
-from fedplat import checkpoint, faults, seeding
+from fedplat import checkpoint, faults, groups, seeding
 from fedplat.client import Client, ClientState
 from fedplat.config import compose, from_json, import_object, prepare
 from fedplat.data import (
@@ -118,21 +118,117 @@ def _query(msg: Message, context: Context) -> Message:
 
 
 def _setup(msg: Message, context: Context) -> Message:
-    """Receive the run config, load this client's data, report id and sizes."""
+    """Receive the run config, load this node's clients' data, report ids and sizes.
+
+    A node serves the clients `fedplat.groups.members` gives for its `partition-id` (one
+    client per node unless `simulation.clients_per_node` > 1); it answers with one `info-<id>`
+    record per client.
+    """
     control = msg.content[CONTROL]
     config_json = str(control["config"])
     context.state[CONTROL] = ConfigRecord({"config": config_json})
-    cid = int(context.node_config["partition-id"])
-    resume_dir = str(control.get("resume-dir", ""))
-    if resume_dir:
-        checkpoint.restore_client_state(context.state, _node_dir(context, resume_dir), cid)
     worker = worker_for(context, config_json)
-    data = worker.federated.client(cid)
-    counts = torch.bincount(data.y_train, minlength=data.info.num_classes).tolist()
-    info = ConfigRecord({"partition-id": cid, "num-train": data.num_train,
-                         "num-val": len(data.y_val), "num-test": len(data.y_test),
-                         "label-counts": [int(c) for c in counts]})
-    return Message(RecordDict({"info": info}), reply_to=msg)
+    resume_dir = str(control.get("resume-dir", ""))
+    out = RecordDict()
+    for cid in groups.members(worker.cfg, int(context.node_config["partition-id"])):
+        if resume_dir:
+            checkpoint.restore_client_state(context.state, _node_dir(context, resume_dir), cid)
+        data = worker.federated.client(cid)
+        counts = torch.bincount(data.y_train, minlength=data.info.num_classes).tolist()
+        out[f"info-{cid}"] = ConfigRecord({
+            "partition-id": cid, "num-train": data.num_train, "num-val": len(data.y_val),
+            "num-test": len(data.y_test), "label-counts": [int(c) for c in counts]})
+    return Message(out, reply_to=msg)
+
+
+def _run_one(worker: Worker, state: RecordDict, cid: int, payload: RecordDict, rnd: int,
+             method: str, draw_faults: bool = True, phase: str = "") -> RecordDict:
+    """One client's handler: faults, a fresh Client, its seed, its private state."""
+    if method == "fit" and draw_faults and not phase:
+        faults.before_fit(worker.cfg, cid, rnd)
+    client = worker.client_cls(cid, worker.data(cid), worker.cfg, worker.device)
+    seeding.seed_torch(int(worker.cfg.seed), seeding.CLIENT, rnd, cid, 0 if method == "fit" else 1)
+    if phase:  # an extra exchange of a multi-message protocol (Strategy.phases)
+        stage = "train" if method == "fit" else "evaluate"
+        return client.phase(stage, phase, payload, ClientState(state, cid), rnd)
+    content: RecordDict = getattr(client, method)(payload, ClientState(state, cid), rnd)
+    return content
+
+
+def _reason(exc: BaseException) -> str:
+    """`pkg.mod.Error: message`, as a traceback's last line (and a lone client's reply) says."""
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else \
+        f"{kind.__module__}.{kind.__qualname__}"
+    return f"{name}: {exc}"
+
+
+def _snapshot(state: RecordDict, cid: int) -> dict[str, Any]:
+    prefix = f"c{cid}."
+    return {k: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _restore(state: RecordDict, cid: int, saved: dict[str, Any]) -> None:
+    """Put back a client's entries as they were before a handler that raised."""
+    prefix = f"c{cid}."
+    for key in [k for k in state if k.startswith(prefix) and k not in saved]:
+        del state[key]
+    for key, value in saved.items():
+        state[key] = value
+
+
+def _handle_group(worker: Worker, msg: Message, context: Context, method: str) -> Message:
+    """Run every client of a packed message; a client that raises fails alone.
+
+    Its private state is rolled back (as Flower drops the context of a ClientApp that raised)
+    while the other clients' replies and state updates stand. With `simulation.batched=true`
+    and a client class that can train a group at once (`Client.fit_batched`), the clients that
+    did not fail before training are trained together.
+    """
+    t0 = time.perf_counter()
+    payloads, _ = groups.unpack(msg.content)
+    rnd = int(msg.content[CONTROL]["round"])
+    phase = str(msg.content[CONTROL].get("phase", ""))
+    replies: dict[int, RecordDict] = {}
+    errors: dict[int, str] = {}
+    state = context.state
+    todo = sorted(payloads)
+    faults_drawn = False
+    if (method == "fit" and not phase and bool(worker.cfg.simulation.get("batched", False))
+            and len(todo) > 1):
+        ready: list[int] = []
+        for cid in todo:
+            try:
+                faults.before_fit(worker.cfg, cid, rnd)
+                ready.append(cid)
+            except Exception as exc:  # this client's failure only
+                errors[cid] = _reason(exc)
+        clients = [worker.client_cls(cid, worker.data(cid), worker.cfg, worker.device)
+                   for cid in ready]
+        saved = {cid: _snapshot(state, cid) for cid in ready}
+        batched = worker.client_cls.fit_batched(
+            clients, [payloads[c] for c in ready], [ClientState(state, c) for c in ready], rnd)
+        if batched is not None:
+            for cid, result in zip(ready, batched):
+                if isinstance(result, BaseException):
+                    _restore(state, cid, saved[cid])
+                    errors[cid] = _reason(result)
+                else:
+                    replies[cid] = result
+            todo = []
+        else:
+            todo, faults_drawn = ready, True  # this client class trains one at a time
+    for cid in todo:
+        saved_one = _snapshot(state, cid)
+        try:
+            replies[cid] = _run_one(worker, state, cid, payloads[cid], rnd, method,
+                                    draw_faults=not faults_drawn, phase=phase)
+        except Exception as exc:  # this client's failure only
+            _restore(state, cid, saved_one)
+            log.debug("client %d failed", cid, exc_info=True)
+            errors[cid] = _reason(exc)
+    content, _ = groups.pack(replies, errors, **{"compute-s": time.perf_counter() - t0})
+    return Message(content, reply_to=msg)
 
 
 def _handle(msg: Message, context: Context, method: str) -> Message:
@@ -141,21 +237,14 @@ def _handle(msg: Message, context: Context, method: str) -> Message:
         raise RuntimeError("this node has no run config: the server's set-up message did not "
                            "reach it; restart the run")
     worker = worker_for(context, str(stored["config"]))
+    if groups.is_group(msg.content):
+        return _handle_group(worker, msg, context, method)
     control = msg.content[CONTROL]
     cid, rnd = int(control["cid"]), int(control["round"])
-    phase = str(control.get("phase", ""))
-    if method == "fit" and not phase:
-        faults.before_fit(worker.cfg, cid, rnd)
-    client = worker.client_cls(cid, worker.data(cid), worker.cfg, worker.device)
     payload = RecordDict({k: v for k, v in msg.content.items() if k != CONTROL})
-    seeding.seed_torch(int(worker.cfg.seed), seeding.CLIENT, rnd, cid, 0 if method == "fit" else 1)
-    state = ClientState(context.state, cid)
-    if phase:
-        stage = "train" if method == "fit" else "evaluate"
-        content = client.phase(stage, phase, payload, state, rnd)
-    else:
-        content = getattr(client, method)(payload, state, rnd)
-    return Message(content, reply_to=msg)
+    phase = str(control.get("phase", ""))
+    return Message(_run_one(worker, context.state, cid, payload, rnd, method, phase=phase),
+                   reply_to=msg)
 
 
 @client_app.train()
@@ -209,6 +298,7 @@ def make_server_app(cfg: DictConfig | None = None,
             return
         overrides = shlex.split(str(context.run_config.get("overrides", "")))
         run_cfg = prepare(compose(overrides))
+        run_cfg.simulation.clients_per_node = 1  # flwr run / deployment: a client per node
         out = str(context.run_config.get("output-dir", "")) or str(
             Path.cwd() / "outputs" / time.strftime("flwr-%Y-%m-%d_%H-%M-%S"))
         execute(grid, run_cfg, RunRecorder(Path(out), run_cfg))

@@ -9,7 +9,7 @@ Nothing else leaves the client.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -133,6 +133,20 @@ class Client:
         """
         raise NotImplementedError(f"{type(self).__name__} has no {stage} phase '{name}'")
 
+    @classmethod
+    def fit_batched(cls, clients: Sequence[Client], payloads: Sequence[RecordDict],
+                    states: Sequence[ClientState],
+                    rnd: int) -> list[RecordDict | BaseException] | None:
+        """Train several clients of one node at once (`simulation.batched=true`), or None.
+
+        An algorithm whose clients share an architecture can override this to train them
+        together (see `fedplat.batched`); the result must equal calling `fit` on each in turn
+        up to floating-point reassociation. Return one reply or exception per client (an
+        exception fails that client alone), or None to let the node call `fit` per client
+        (the default, and the right answer when this round's settings do not allow batching).
+        """
+        return None
+
     # -- helpers ------------------------------------------------------------------------------
 
     def new_model(self, init_stream: tuple[int, ...] = (seeding.INIT,)) -> nn.Module:
@@ -189,6 +203,46 @@ class Client:
             assert state is not None
             state.set_optimizer("optimizer", opt)
         return result
+
+    @staticmethod
+    def train_many(clients: Sequence[Client], models: Sequence[nn.Module], rnd: int, *,
+                   lr: float | None = None) -> list[TrainResult | BaseException] | None:
+        """`train_model` for several clients in one vmapped pass (models trained in place).
+
+        Returns None when this configuration cannot be batched: graph data, Adam, optimizer
+        state kept across rounds, models with buffers or dropout, or differing architectures;
+        the caller then trains one client at a time. A client whose loss turns non-finite gets
+        the `FloatingPointError` the sequential loop raises, and its model is left untouched.
+        """
+        from fedplat.batched import ClientBatchData, supports_batching, train_sgd
+
+        if not clients:
+            return []
+        c = clients[0].cfg.client
+        shapes = [[(n, p.shape) for n, p in m.named_parameters()] for m in models]
+        if (c.optimizer != "sgd" or bool(c.get("persist_optimizer_state", False))
+                or any(isinstance(cl.data, GraphClientData) for cl in clients)
+                or not all(supports_batching(m) for m in models)
+                or any(s != shapes[0] for s in shapes)):
+            return None
+        starts = [{n: p.detach() for n, p in m.named_parameters()} for m in models]
+        data = [ClientBatchData(cl.data.x_train, cl.data.y_train, cl.generator(rnd))
+                for cl in clients]
+        params, results, finite = train_sgd(
+            models[0], starts, data, epochs=int(c.local_epochs), batch_size=int(c.batch_size),
+            lr=float(c.lr if lr is None else lr), momentum=float(c.momentum),
+            weight_decay=float(c.weight_decay))
+        out: list[TrainResult | BaseException] = []
+        for model, trained, result, ok in zip(models, params, results, finite):
+            if not ok:
+                out.append(FloatingPointError("non-finite training loss in batched training; "
+                                              "lower client.lr"))
+                continue
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    p.copy_(trained[name])
+            out.append(result)
+        return out
 
     def eval_metrics(self, model: nn.Module) -> dict[str, float]:
         """test/val loss and accuracy; `num-examples` is the test count (Flower's weighting)."""

@@ -260,6 +260,10 @@ def _validate_core(cfg: DictConfig) -> None:
     check_float(cfg, "simulation.round_timeout", 0.0, lo_open=True, allow_none=True)
     check_float(cfg, "simulation.ray_num_cpus", 0.0, lo_open=True, allow_none=True)
     check_float(cfg, "simulation.ray_num_gpus", 0.0, allow_none=True)
+    check_float(cfg, "simulation.poll_interval_s", 0.0, lo_open=True, allow_none=True)
+    if not isinstance(_get(cfg, "simulation.batched"), bool | None):
+        raise UserError(f"simulation.batched={_get(cfg, 'simulation.batched')}: expected "
+                        "true or false")
     threads = _get(cfg, "simulation.torch_threads")
     if threads is not None:
         check_int(cfg, "simulation.torch_threads", lo=1)
@@ -292,6 +296,7 @@ def validate(cfg: DictConfig) -> None:
 
 def prepare(cfg: DictConfig) -> DictConfig:
     """Resolve choices that depend on other keys (model=auto), then validate. Returns cfg."""
+    from fedplat.groups import resolve_clients_per_node
     from fedplat.models import resolve_auto_model
 
     if not isinstance(cfg.get("dataset"), DictConfig) or "name" not in cfg.dataset:
@@ -300,5 +305,6 @@ def prepare(cfg: DictConfig) -> DictConfig:
 
     get_spec(str(cfg.dataset.name))
     resolve_auto_model(cfg)
+    resolve_clients_per_node(cfg)
     validate(cfg)
     return cfg

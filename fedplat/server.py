@@ -25,7 +25,7 @@ from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 from omegaconf import DictConfig
 
-from fedplat import checkpoint, faults, records
+from fedplat import checkpoint, faults, groups, records
 from fedplat.config import import_object, to_json
 from fedplat.errors import RunAborted
 from fedplat.records import CONTROL, metrics_of, payload_bytes, with_control
@@ -48,6 +48,8 @@ class Exchange:
     bytes_down: dict[int, int] = field(default_factory=dict)
     bytes_up: dict[int, int] = field(default_factory=dict)
     seconds: float = 0.0
+    pack_seconds: float = 0.0
+    node_compute_s: float = 0.0  # slowest node's handler time (group replies)
 
 
 #: `pkg.mod.SomeError: message` (a dotted name whose last part is CamelCase, then a colon).
@@ -103,8 +105,13 @@ class Server:
         self.cfg = cfg
         self.recorder = recorder
         self.node_of: dict[int, int] = {}
-        self.cid_of: dict[int, int] = {}
+        self.clients_of: dict[int, list[int]] = {}
         self.strategy: Strategy | None = None
+        poll = cfg.simulation.get("poll_interval_s")
+        if poll is not None and hasattr(grid, "pull_interval"):
+            # Flower's in-memory grid sleeps 0.1 s between polls for replies: with grouped
+            # clients a round is a couple of exchanges, and that sleep would dominate it.
+            grid.pull_interval = float(poll)
         timeout = cfg.simulation.get("round_timeout")
         self.timeout: float | None = float(timeout) if timeout is not None else None
 
@@ -117,7 +124,7 @@ class Server:
             if len(nodes) >= expected:
                 return nodes
             if time.monotonic() - start > deadline_s:
-                raise RunAborted(f"only {len(nodes)} of {expected} clients connected within "
+                raise RunAborted(f"only {len(nodes)} of {expected} nodes connected within "
                                  f"{deadline_s:.0f} s; start more SuperNodes or lower "
                                  "num_clients")
             time.sleep(0.05)
@@ -128,8 +135,8 @@ class Server:
         With `resume_dir`, clients also restore their private state from that checkpoint.
         """
         expected = int(self.cfg.num_clients)
-        nodes = self._wait_for_nodes(expected, float(self.cfg.simulation.get("node_wait_s",
-                                                                             120.0)))
+        nodes = self._wait_for_nodes(groups.num_nodes(self.cfg),
+                                     float(self.cfg.simulation.get("node_wait_s", 120.0)))
         control = {"stage": "setup", "config": to_json(self.cfg),
                    "resume-dir": str(resume_dir or "")}
         msgs = [Message(RecordDict({CONTROL: ConfigRecord(control)}),
@@ -140,14 +147,17 @@ class Server:
             if rep.has_error():
                 raise RunAborted(f"node {node} could not set up: "
                                  f"{short_reason(rep.error.reason)}")
-            info = rep.content["info"]
-            cid = int(info["partition-id"])
-            if cid in infos:
-                raise RunAborted(f"two nodes report client id {cid}; give every SuperNode its "
-                                 "own --node-config partition-id")
-            self.node_of[cid], self.cid_of[node] = node, cid
-            infos[cid] = ClientInfo(cid, int(info["num-train"]), int(info["num-val"]),
-                                    int(info["num-test"]), list(info["label-counts"]))
+            served = [rec for key, rec in sorted(rep.content.items()) if key.startswith("info")]
+            for info in served:
+                assert isinstance(info, ConfigRecord)
+                cid = int(info["partition-id"])
+                if cid in infos:
+                    raise RunAborted(f"two nodes report client id {cid}; give every SuperNode "
+                                     "its own --node-config partition-id")
+                self.node_of[cid] = node
+                self.clients_of.setdefault(node, []).append(cid)
+                infos[cid] = ClientInfo(cid, int(info["num-train"]), int(info["num-val"]),
+                                        int(info["num-test"]), list(info["label-counts"]))
         if sorted(infos) != list(range(expected)):
             raise RunAborted(f"clients report ids {sorted(infos)}, expected 0..{expected - 1}; "
                              "check each node's partition-id and num_clients")
@@ -157,25 +167,52 @@ class Server:
 
     def exchange(self, payloads: Mapping[int, RecordDict], message_type: str,
                  rnd: int, phase: str = "") -> Exchange:
-        """Send each client its payload; collect replies, failures and late clients."""
+        """Send each client its payload; collect replies, failures and late clients.
+
+        Clients served by the same node travel in one packed message (`fedplat.groups`); a
+        node with one selected client gets the plain format. Bytes are attributed per client
+        (a record shared by a group counts once, split between its clients).
+        """
         ex = Exchange()
-        msgs = []
         extra = {"phase": phase} if phase else {}
+        by_node: dict[int, list[int]] = {}
         for cid in sorted(payloads):
-            content = with_control(payloads[cid], cid=cid, round=rnd, **extra)
-            ex.bytes_down[cid] = payload_bytes(content)
-            msgs.append(Message(content, dst_node_id=self.node_of[cid],
-                                message_type=message_type))
+            by_node.setdefault(self.node_of[cid], []).append(cid)
+        msgs = []
+        sent_to: dict[int, list[int]] = {}
+        t_pack = time.perf_counter()
+        for node, cids in sorted(by_node.items()):
+            if len(cids) == 1:
+                content = with_control(payloads[cids[0]], cid=cids[0], round=rnd, **extra)
+                ex.bytes_down[cids[0]] = payload_bytes(content)
+            else:
+                content, shares = groups.pack({c: payloads[c] for c in cids}, round=rnd,
+                                              **extra)
+                ex.bytes_down.update(shares)
+            msg = Message(content, dst_node_id=node, message_type=message_type)
+            msgs.append(msg)
+            sent_to[node] = cids
+        ex.pack_seconds = time.perf_counter() - t_pack
         t0 = time.perf_counter()
         replies = self.grid.send_and_receive(msgs, timeout=self.timeout)
         ex.seconds = time.perf_counter() - t0
         for rep in replies:
-            cid = self.cid_of[rep.metadata.src_node_id]
+            cids = sent_to[rep.metadata.src_node_id]
             if rep.has_error():
-                ex.failures[cid] = short_reason(rep.error.reason)
+                for cid in cids:
+                    ex.failures[cid] = short_reason(rep.error.reason)
+            elif groups.is_group(rep.content):
+                contents, errors = groups.unpack(rep.content)
+                compute = float(rep.content[CONTROL].get("compute-s", 0.0))
+                ex.node_compute_s = max(ex.node_compute_s, compute)
+                for cid, why in errors.items():
+                    ex.failures[cid] = short_reason(why)
+                for cid, content in contents.items():
+                    ex.replies[cid] = content
+                    ex.bytes_up[cid] = payload_bytes(content)
             else:
-                ex.replies[cid] = rep.content
-                ex.bytes_up[cid] = payload_bytes(rep.content)
+                ex.replies[cids[0]] = rep.content
+                ex.bytes_up[cids[0]] = payload_bytes(rep.content)
         ex.late = sorted(set(payloads) - set(ex.replies) - set(ex.failures))
         what = f"{message_type} ({phase})" if phase else message_type
         for cid, why in sorted(ex.failures.items()):
@@ -252,8 +289,13 @@ class Server:
                            (f"rejected_{stage}", rejected),
                            (f"late_{stage}", len(ex.late)),
                            (f"bytes_down_{stage}", sum(ex.bytes_down.values())),
-                           (f"bytes_up_{stage}", sum(ex.bytes_up.values()))):
+                           (f"bytes_up_{stage}", sum(ex.bytes_up.values())),
+                           (f"exchange_s_{stage}", ex.seconds),
+                           (f"pack_s_{stage}", ex.pack_seconds)):
             row[key] = row.get(key, 0) + value
+        if ex.node_compute_s:
+            key = f"node_compute_s_{stage}"
+            row[key] = row.get(key, 0.0) + ex.node_compute_s
         clients = row.setdefault("per_client", {})
         for cid in sorted(payloads):
             entry = clients.setdefault(str(cid), {})
@@ -285,7 +327,7 @@ class Server:
         msgs = [Message(RecordDict({CONTROL: ConfigRecord({"stage": "checkpoint",
                                                            "dir": str(directory)})}),
                         dst_node_id=n, message_type=MessageType.QUERY)
-                for n in sorted(self.cid_of)]
+                for n in sorted(self.clients_of)]
         replies = list(self.grid.send_and_receive(msgs, timeout=self.timeout))
         bad = [short_reason(r.error.reason) for r in replies if r.has_error()]
         if bad or len(replies) < len(msgs):

@@ -64,3 +64,17 @@ class BadReplyClient(FedAvgClient):
                 weights[name] = weights[name] * float("nan")
             reply["arrays"] = to_record(weights)
         return reply
+
+
+from clients.local import LocalClient  # noqa: E402
+
+
+class StateThenCrashClient(LocalClient):
+    """Client 1 saves its model, then raises, in round 2: its state must roll back."""
+
+    def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+        reply = super().fit(payload, state, rnd)
+        if self.cid == 1 and rnd == 2:
+            state.set_values("poison", {"round": rnd})
+            raise RuntimeError("crash after writing state")
+        return reply

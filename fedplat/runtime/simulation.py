@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from flwr.clientapp import ClientApp
@@ -52,10 +54,41 @@ def backend_config(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def _fast_polling(interval: float) -> Callable[[], None]:
+    """Make the engine look for new messages every `interval` s instead of every 0.1 s.
+
+    The Simulation Engine's extractor thread (`vce_api.add_messages_to_queue`, flwr 1.41) scans
+    every node for queued messages, then waits 0.1 s; every exchange pays up to that wait
+    before a worker even starts. This replaces it, for the duration of one run, with the same
+    loop and a configurable wait (`simulation.poll_interval_s`); the server side's grid poll is
+    set in `fedplat.server.Server`. Returns a function that puts the original back.
+    """
+    from flwr.server.superlink.fleet.vce import vce_api
+
+    original = vce_api.add_messages_to_queue
+
+    def add_messages_to_queue(state: Any, queue: Any, nodes_mapping: Any,
+                              f_stop: threading.Event) -> None:
+        while not f_stop.is_set():
+            for node_id in nodes_mapping:
+                for msg in state.get_message_ins(node_id=node_id, limit=1):
+                    queue.put(msg)
+            f_stop.wait(interval)
+
+    vce_api.add_messages_to_queue = add_messages_to_queue
+
+    def restore() -> None:
+        vce_api.add_messages_to_queue = original
+
+    return restore
+
+
 def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
            num_nodes: int | None = None) -> None:
-    """Run `server_app` with `num_nodes` (default: num_clients) simulated nodes."""
-    nodes = int(cfg.num_clients if num_nodes is None else num_nodes)
+    """Run `server_app` with `num_nodes` simulated nodes (default: what the client groups need)."""
+    from fedplat.groups import num_nodes as nodes_needed
+
+    nodes = nodes_needed(cfg) if num_nodes is None else int(num_nodes)
     if cfg.simulation.backend == "inline":
         from fedplat.runtime.inline import run_inline
 
@@ -72,6 +105,8 @@ def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
     flwr_logger.addFilter(engine_filter)
     for handler in flwr_logger.handlers:
         handler.addFilter(engine_filter)
+    poll = cfg.simulation.get("poll_interval_s")
+    restore = _fast_polling(float(poll)) if poll is not None else None
     try:
         _run_simulation(
             num_supernodes=nodes,
@@ -82,6 +117,8 @@ def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
             exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
         )
     finally:
+        if restore is not None:
+            restore()
         flwr_logger.removeFilter(engine_filter)
         for handler in flwr_logger.handlers:
             handler.removeFilter(engine_filter)
