@@ -69,6 +69,10 @@ class EmbeddedHyperNetwork(nn.Module):
         """theta_cid = h(E[cid])."""
         return self.hnet(self.embeddings.weight[cid])
 
+    def forward_many(self, cids: list[int]) -> dict[str, torch.Tensor]:
+        """Targets of several clients in one batched pass: {name: (len(cids), *shape)}."""
+        return self.hnet.forward_many(self.embeddings.weight[cids])
+
 
 def server_optimizer(model: EmbeddedHyperNetwork, kind: str, lr: float, embed_lr: float | None,
                      momentum: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -296,10 +300,19 @@ class PFedHN(Strategy):
         """theta_cid (detached)."""
         return {k: v.detach() for k, v in self.model(cid).items()}
 
+    @torch.no_grad()
+    def generate_many(self, cids: list[int]) -> dict[int, dict[str, torch.Tensor]]:
+        """Targets of every client in `cids` from one batched hypernetwork pass (detached)."""
+        if not cids:
+            return {}
+        stacked = self.model.forward_many(list(cids))
+        return {cid: {k: v[i] for k, v in stacked.items()} for i, cid in enumerate(cids)}
+
     @override
     def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
         cfg = inner_config(self.params)
-        return {cid: RecordDict({"arrays": to_record(self.generate(cid)), "config": cfg})
+        thetas = self.generate_many(cids)
+        return {cid: RecordDict({"arrays": to_record(thetas[cid]), "config": cfg})
                 for cid in cids}
 
     @override
@@ -314,14 +327,17 @@ class PFedHN(Strategy):
         norm = pfedhn_step(self.model, self.optimizer, deltas, float(self.params.clip))
         return {"hn_grad_norm": norm}
 
-    def eval_payload(self, cid: int) -> RecordDict:
-        """theta_cid and the masking rule."""
-        return RecordDict({"arrays": to_record(self.generate(cid)),
+    def eval_payload(self, cid: int,
+                     theta: dict[str, torch.Tensor] | None = None) -> RecordDict:
+        """theta_cid (generated here unless given) and the masking rule."""
+        theta = self.generate(cid) if theta is None else theta
+        return RecordDict({"arrays": to_record(theta),
                            "config": ConfigRecord({"mask_absent": str(self.params.mask_absent)})})
 
     @override
     def configure_evaluate(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
-        return {cid: self.eval_payload(cid) for cid in cids}
+        thetas = self.generate_many(cids)
+        return {cid: self.eval_payload(cid, thetas[cid]) for cid in cids}
 
     @override
     def aggregate_evaluate(self, rnd: int, replies: dict[int, RecordDict],

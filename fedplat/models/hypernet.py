@@ -122,6 +122,17 @@ class HyperNetwork(nn.Module):
         return {name: head(features).reshape(shape)
                 for name, shape, head in zip(self.spec.names, self.spec.shapes, self.heads)}
 
+    def forward_many(self, vs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Target tensors for k embeddings `vs` (k, d) in one batched pass: {name: (k, *shape)}.
+
+        Equals stacking `forward(vs[i])` (the same linear layers on a batch), but a round that
+        serves many clients pays one trunk and one matrix product per head instead of k.
+        """
+        features = self.trunk(vs)
+        k = vs.shape[0]
+        return {name: head(features).reshape(k, *shape)
+                for name, shape, head in zip(self.spec.names, self.spec.shapes, self.heads)}
+
 
 def hypernet_size(spec: TargetSpec, embed_dim: int, hidden: int, n_hidden: int) -> int:
     """Parameter count of `HyperNetwork(spec, embed_dim, hidden, n_hidden)` without building it."""

@@ -173,3 +173,31 @@ def test_auto_model_prefers_lenet_for_images_and_falls_back():
     assert make_cfg("strategy=pfedhn").model.name == "mlp"  # mnist1d: vectors
     assert make_cfg("strategy=pfedhn", "dataset=digits").model.name == "cnn"  # 8x8: no LeNet
     assert make_cfg("strategy=pfedhn", "dataset=mnist").model.name == "lenet"
+
+
+def test_batched_generation_equals_one_client_at_a_time():
+    """All selected clients' targets come from one batched pass, with the same numbers."""
+    model = _model(n=5)
+    stacked = model.forward_many([4, 0, 2])
+    for i, cid in enumerate([4, 0, 2]):
+        single = model(cid)
+        assert set(stacked) == set(single)
+        for name, tensor in single.items():
+            assert stacked[name][i].shape == tensor.shape
+            torch.testing.assert_close(stacked[name][i], tensor, rtol=1e-12, atol=1e-12)
+
+
+def test_strategy_payloads_use_the_batched_targets(tmp_path):
+    from fedplat.records import from_record
+    from fedplat.strategy import ClientInfo
+    from strategies.pfedhn import PFedHN
+
+    cfg = make_cfg("strategy=pfedhn", "num_clients=4", "strategy.hypernet.hidden=8",
+                   "strategy.hypernet.n_hidden=1", "model=mlp", "model.hidden=[8]")
+    strategy = PFedHN(cfg)
+    strategy.setup({c: ClientInfo(c, 10, 2, 2, [1] * 10) for c in range(4)})
+    payloads = strategy.configure_train(1, [1, 3])
+    for cid in (1, 3):
+        sent = from_record(payloads[cid]["arrays"])
+        for name, tensor in strategy.generate(cid).items():
+            torch.testing.assert_close(sent[name], tensor)
