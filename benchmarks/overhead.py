@@ -196,6 +196,38 @@ def run_flower(cfg: Any) -> dict[str, Any]:
     return {"round_s": rounds, "startup_s": startup, "wall_s": time.perf_counter() - t0}
 
 
+def hypernet_config(num_clients: int, rounds: int, seed: int) -> Any:
+    """PeFLL on the same data and target MLP: 10% of clients per round, three exchanges each."""
+    return prepare(compose([
+        "strategy=pefll", "dataset=mnist1d", "model=mlp", "model.hidden=[100,100]",
+        "partition=iid", f"num_clients={num_clients}", f"num_rounds={rounds}",
+        f"eval_every={rounds}", f"strategy.clients_per_round={max(1, num_clients // 10)}",
+        "strategy.inner_steps=20", f"seed={seed}", "simulation.num_cpus=1",
+    ]))
+
+
+def run_hypernet(num_clients: int, rounds: int, seed: int) -> dict[str, Any]:
+    """PeFLL seconds per round: in-process reference (inline backend), Ray ungrouped, grouped.
+
+    There is no stock-Flower PeFLL and no hand-written PeFLL loop here: the inline backend
+    (the same ServerApp/ClientApp called directly in one process, no engine, no Ray) is the
+    reference for what the training itself costs.
+    """
+    cfg = hypernet_config(num_clients, rounds, seed)
+    out: dict[str, Any] = {
+        "inline": _fedplat(cfg, backend="inline", clients_per_node=1),
+        "fedplat": _fedplat(cfg, clients_per_node=1),
+        "grouped": _fedplat(cfg, clients_per_node="auto"),
+    }
+    ref = statistics.median(out["inline"]["round_s"])
+    for name in ("inline", "fedplat", "grouped"):
+        out[name]["median_round_s"] = statistics.median(out[name]["round_s"])
+        out[f"ratio_{name}_over_inline"] = out[name]["median_round_s"] / ref
+        print(f"[{num_clients:>4} clients] pefll {name:<8} "
+              f"{out[name]['median_round_s']:.3f} s/round", flush=True)
+    return out
+
+
 def groups_of(cfg: Any) -> int:
     """Clients per node that `clients_per_node=auto` picks for this config on Ray."""
     from fedplat.groups import resolve_clients_per_node
@@ -252,6 +284,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", nargs="*", default=[], choices=sorted(RUNNERS))
+    parser.add_argument("--hypernet-clients", type=int, nargs="*", default=[100],
+                        help="client counts for the PeFLL runs (none: skip them)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/overhead.json"))
     args = parser.parse_args()
     if args.rounds < 3:
@@ -301,6 +335,8 @@ def main() -> None:
             print(f"[{n:>4} clients] wire {name:<20} {w['messages']:>5} messages "
                   f"{w['bytes'] / 1e6:8.2f} MB  serialise {w['serialise_s'] * 1e3:7.1f} ms",
                   flush=True)
+    report["pefll"] = {str(n): run_hypernet(n, args.rounds, args.seed)
+                       for n in args.hypernet_clients}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
