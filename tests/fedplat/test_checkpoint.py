@@ -54,10 +54,15 @@ def _cli(*args, cwd):
     return [sys.executable, "-m", "fedplat.cli", *args], dict(cwd=cwd, env=env, text=True)
 
 
-@pytest.mark.parametrize("strategy", ["fedavg", "local"])  # server state / client state
-def test_killed_run_resumes_to_identical_metrics(tmp_path, strategy):
+@pytest.mark.parametrize(("strategy", "per_node"), [
+    ("fedavg", 1),  # server state
+    ("local", 1),  # client state
+    ("local", 2),  # client state of a node serving a group of clients
+])
+def test_killed_run_resumes_to_identical_metrics(tmp_path, strategy, per_node):
     args = [f"strategy={strategy}", "simulation.backend=inline", "num_rounds=5",
-            "num_clients=3", "partition=dirichlet", "strategy.fraction_train=0.67"]
+            "num_clients=3", "partition=dirichlet", "strategy.fraction_train=0.67",
+            f"simulation.clients_per_node={per_node}"]
     _, expected = run_inline(tmp_path / "reference", *args)
 
     run_dir = tmp_path / "run"
