@@ -15,6 +15,11 @@ released client (spec section 2, "FedHyper-CL"):
   previous displacement (Delta_{t-1} for the first measured step); gamma = min(step_cap,
   1 + x + y) with no lower cap (spec P12); mu <- clip(gamma * mu, mult_lo, mult_hi); p <- s.
 
+`strategy.cl.hyper_lr` (beta_cl, default 1 = the released code) scales x + y. It is an
+extension: the raw inner products grow with the number of parameters and with the square of
+the rate (spec P4), so on models far smaller than the paper's ResNet-18 the rule barely moves
+the rate unless beta_cl compensates (see docs/fedhyper.md).
+
 A non-finite x + y skips the update (mu and p unchanged) and is counted in `cl_nonfinite`.
 """
 
@@ -41,15 +46,16 @@ class CLParams:
     mult_lo: float = 0.1
     mult_hi: float = 10.0
     global_weight: float = 0.1
+    hyper_lr: float = 1.0
 
 
 def cl_gamma(s_dot_global: float, s_dot_prev: float, num_sampled: int,
-             global_weight: float, step_cap: float) -> float | None:
-    """Per-step factor gamma = min(step_cap, 1 + w <s, Delta_{t-1}> / K + <s, p>).
+             global_weight: float, step_cap: float, hyper_lr: float = 1.0) -> float | None:
+    """Per-step factor gamma = min(step_cap, 1 + beta_cl (w <s, Delta_{t-1}> / K + <s, p>)).
 
     None when the sum is not finite (the caller skips the update).
     """
-    g = 1.0 + global_weight * s_dot_global / num_sampled + s_dot_prev
+    g = 1.0 + hyper_lr * (global_weight * s_dot_global / num_sampled + s_dot_prev)
     if not math.isfinite(g):
         return None
     return min(step_cap, g)
@@ -96,7 +102,7 @@ class CLController:
             return self.mu
         p = self.params
         gamma = cl_gamma(_dot(s, self.global_update), _dot(s, self.prev), self.k,
-                         p.global_weight, p.step_cap)
+                         p.global_weight, p.step_cap, p.hyper_lr)
         if gamma is None:
             self.nonfinite += 1
             return self.mu
@@ -126,7 +132,7 @@ class FedHyperClient(Client):
         if cl is None:
             return CLParams()
         return CLParams(float(cl.step_cap), float(cl.mult_lo), float(cl.mult_hi),
-                        float(cl.global_weight))
+                        float(cl.global_weight), float(cl.get("hyper_lr", 1.0)))
 
     @override
     def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:

@@ -151,6 +151,7 @@ def validate_cl_config(cfg: DictConfig) -> None:
         raise UserError(f"strategy.cl.mult_lo={lo:g} and strategy.cl.mult_hi={hi:g} must "
                         "enclose 1 (the multiplier starts at 1 every round)")
     check_float(cfg, "strategy.cl.global_weight")
+    check_float(cfg, "strategy.cl.hyper_lr", 0.0)
     check_bool(cfg, "strategy.cl.persist")
 
 

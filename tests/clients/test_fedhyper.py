@@ -22,6 +22,7 @@ def test_cl_gamma_hand_computed():
     assert cl_gamma(0.0, 0.5, 10, 0.1, 1.1) == 1.1  # capped at +10% per step
     assert cl_gamma(0.0, -3.0, 10, 0.1, 1.1) == pytest.approx(-2.0)  # no lower cap (P12)
     assert cl_gamma(0.0, 0.0, 10, 0.1, 1.1) == 1.0
+    assert cl_gamma(2.0, -0.05, 10, 0.1, 1.1, hyper_lr=2.0) == pytest.approx(0.94)  # 1 + 2(-0.03)
     assert cl_gamma(math.nan, 0.0, 10, 0.1, 1.1) is None
     assert cl_gamma(0.0, math.inf, 10, 0.1, 1.1) is None
 

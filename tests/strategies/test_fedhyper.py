@@ -300,6 +300,8 @@ def test_client_rate_statistics_in_round_metrics():
         (["strategy.cl.mult_lo=20"], "strategy.cl.mult_lo=20 is above strategy.cl.mult_hi=10"),
         (["strategy.cl.mult_lo=0"], "strategy.cl.mult_lo=0 is out of range"),
         (["strategy.sl.bounds=other"], "strategy.sl.bounds='other' is not valid"),
+        (["strategy.cl.hyper_lr=-1"], "strategy.cl.hyper_lr=-1 is out of range"),
+        (["strategy.hyper_lr=-1"], "strategy.hyper_lr=-1 is out of range"),
     ],
 )
 def test_bad_config_is_one_line(overrides, message):
