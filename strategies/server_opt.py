@@ -214,7 +214,8 @@ class ServerOpt(Strategy):
 
     @override
     def write_artifacts(self, run_dir: Path, rows: list[dict[str, Any]]) -> None:
-        plot_rates(rows, run_dir / "rates.png", str(self.params.get("name", "")))
+        title = " ".join(str(self.params.get(k)) for k in ("name", "variant") if k in self.params)
+        plot_rates(rows, run_dir / "rates.png", title)
 
 
 def plot_rates(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> None:
