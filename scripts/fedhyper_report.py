@@ -198,7 +198,9 @@ def report_grid(runs: Sequence[Run], out: Path, last_k: int, name: str,
             vals = []
             for g in lrs_g:
                 v = cell(m, lr, g)
-                if m != baseline:
+                if math.isnan(v):
+                    vals.append("-")
+                elif m != baseline:
                     d = v - cell(baseline, lr, g)
                     vals.append(f"{v:.1f} ({d:+.1f})")
                 else:
