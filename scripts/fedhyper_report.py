@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -146,9 +147,11 @@ def _heatmap(ax: Any, data: list[list[float]], rows: list[float], cols: list[flo
     arr = np.array(data, dtype=float)
     if center is not None:
         lim = max(1e-9, float(np.nanmax(np.abs(arr - center))))
-        im = ax.imshow(arr, cmap=cmap, vmin=center - lim, vmax=center + lim)
+        lo, hi = center - lim, center + lim
     else:
-        im = ax.imshow(arr, cmap=cmap)
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+    im = ax.imshow(arr, cmap=cmap, vmin=lo, vmax=hi)
+    span = max(hi - lo, 1e-9)
     ax.set_xticks(range(len(cols)), [f"{c:g}" for c in cols])
     ax.set_yticks(range(len(rows)), [f"{r:g}" for r in rows])
     ax.set_xlabel("initial global rate")
@@ -157,7 +160,10 @@ def _heatmap(ax: Any, data: list[list[float]], rows: list[float], cols: list[flo
     for i in range(arr.shape[0]):
         for j in range(arr.shape[1]):
             if not np.isnan(arr[i, j]):
-                ax.text(j, i, f"{arr[i, j]:.1f}", ha="center", va="center", fontsize=8)
+                t = (arr[i, j] - lo) / span  # white text on the colour maps' dark ends
+                dark = t < 0.4 if center is None else abs(t - 0.5) > 0.3
+                ax.text(j, i, f"{arr[i, j]:.1f}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
 
 
@@ -186,7 +192,7 @@ def report_grid(runs: Sequence[Run], out: Path, last_k: int, name: str,
                  lrs_l, lrs_g, f"{m} gain over {baseline} (pp)", "RdBu", center=0.0)
         fig.suptitle(f"{name}: {what}", fontsize=10)
         fig.tight_layout()
-        slug = "".join(ch if ch.isalnum() else "_" for ch in m).strip("_").lower()
+        slug = re.sub(r"[^0-9a-z]+", "_", m.lower()).strip("_")
         fig.savefig(out / f"{name}_heatmap_{slug}.png", dpi=120)
         plt.close(fig)
 
