@@ -298,15 +298,18 @@ def report_speed(runs: Sequence[Run], out: Path, targets: Sequence[float], name:
         md.append(f"| {label(key)} | {len(rs)} | {100 * final:.1f} | {100 * best:.1f} | "
                   + " | ".join(cells) + " |")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for key in order:
-        r = groups[key][0]
+    # one colour per method in both panels, 20 distinct ones so that > 10 methods stay apart
+    colours = plt.get_cmap("tab20").colors
+    for i, key in enumerate(order):
+        r, colour = groups[key][0], colours[i % len(colours)]
         pts = [(x["round"], 100 * x["test_accuracy"]) for x in r.rows
                if isinstance(x.get("test_accuracy"), int | float)]
-        ax1.plot([p[0] for p in pts], [p[1] for p in pts], label=label(key))
+        ax1.plot([p[0] for p in pts], [p[1] for p in pts], label=label(key), color=colour)
         rate = [(x["round"], x["lr_global"]) for x in r.rows
                 if isinstance(x.get("lr_global"), int | float)]
         if rate:
-            ax2.plot([p[0] for p in rate], [p[1] for p in rate], label=label(key))
+            ax2.plot([p[0] for p in rate], [p[1] for p in rate], label=label(key),
+                     color=colour)
     for t in targets:
         ax1.axhline(100 * t, color="grey", lw=0.6, ls=":")
     ax1.set_xlabel("round")
