@@ -72,17 +72,21 @@ def train(
     generator: torch.Generator,
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
     max_grad_norm: float | None = None,
+    after_step: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Run `epochs` passes of minibatch training; raise on a non-finite loss.
 
     `extra_loss(model)` is added to every batch loss (proximal terms, regularisers).
+    `after_step(epoch, batch)` runs after every optimizer step (0-based indices), for rules
+    that watch the parameters move or change the optimizer's learning rate between steps
+    (per-step learning-rate schedules such as FedHyper's client-side hypergradient).
     A NaN/inf loss raises `FloatingPointError`, so the client's reply becomes an error reply and
     the server never aggregates a poisoned update.
     """
     model.train()
     total, seen, steps = 0.0, 0, 0
-    for _ in range(epochs):
-        for idx in batches(len(y), batch_size, generator):
+    for epoch in range(epochs):
+        for batch, idx in enumerate(batches(len(y), batch_size, generator)):
             idx = idx.to(x.device)
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x[idx]), y[idx])
@@ -94,6 +98,8 @@ def train(
             if max_grad_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             optimizer.step()
+            if after_step is not None:
+                after_step(epoch, batch)
             total += loss.item() * len(idx)
             seen += len(idx)
             steps += 1

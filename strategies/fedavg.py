@@ -2,6 +2,8 @@
 
 w_{t+1} = w_t + server_lr * sum_k (n_k / n) (w_k - w_t), n_k = client k's training samples.
 server_lr = 1 is plain FedAvg (the weighted average of the client models).
+`strategy.weighted=false` averages the clients with equal weights (as FedHyper's and many
+papers' released code do), so FedAvg can be compared with methods that use the plain mean.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing_extensions import override
 
 from fedplat import ops, records
 from fedplat.config import check_float
+from fedplat.errors import UserError
 from fedplat.records import from_record, metrics_of, to_record
 from fedplat.strategy import ClientInfo, Strategy
 
@@ -30,6 +33,8 @@ class FedAvg(Strategy):
     @override
     def validate_config(cls, cfg: DictConfig) -> None:
         check_float(cfg, "strategy.server_lr", 0.0, lo_open=True)
+        if not isinstance(cfg.strategy.get("weighted", True), bool):
+            raise UserError(f"strategy.weighted={cfg.strategy.weighted!r} must be true or false")
 
     @override
     def setup(self, clients: dict[int, ClientInfo]) -> None:
@@ -49,7 +54,10 @@ class FedAvg(Strategy):
     def aggregate_train(self, rnd: int, replies: dict[int, RecordDict],
                         failures: dict[int, str]) -> dict[str, float]:
         states = {cid: from_record(rd["arrays"]) for cid, rd in replies.items()}
-        weights = {cid: metrics_of(rd)["num-examples"] for cid, rd in replies.items()}
+        if bool(self.params.get("weighted", True)):
+            weights = {cid: metrics_of(rd)["num-examples"] for cid, rd in replies.items()}
+        else:
+            weights = {cid: 1.0 for cid in replies}
         new = fedavg_update(self.global_state, states, weights, float(self.params.server_lr))
         step = ops.norm(ops.subtract(new, self.global_state))
         self.global_state = new

@@ -45,3 +45,19 @@ def test_evaluate_empty_split_is_nan():
     model, x, y = _toy()
     res = evaluate(model, x[:0], y[:0])
     assert res.num_examples == 0 and math.isnan(res.accuracy)
+
+
+def test_after_step_sees_every_step_and_can_change_the_rate():
+    model, x, y = _toy()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    calls = []
+
+    def hook(epoch, batch):
+        calls.append((epoch, batch, opt.param_groups[0]["lr"]))
+        opt.param_groups[0]["lr"] *= 0.5  # the next step uses the new rate
+
+    res = train(model, x, y, opt, epochs=2, batch_size=30, generator=torch.Generator(),
+                after_step=hook)
+    assert res.steps == 6
+    assert [(e, b) for e, b, _ in calls] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert [lr for _, _, lr in calls] == pytest.approx([0.1 * 0.5 ** i for i in range(6)])

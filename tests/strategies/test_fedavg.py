@@ -54,3 +54,14 @@ def test_server_lr_must_be_positive():
 
     with pytest.raises(UserError, match=r"strategy\.server_lr=0"):
         make_cfg("strategy.server_lr=0")
+
+
+def test_unweighted_option_averages_clients_equally():
+    s = _strategy(3, "strategy.weighted=false")
+    sent = from_record(s.configure_train(1, [0, 1])[0]["arrays"])
+    replies = {cid: RecordDict({"arrays": to_record({k: v + shift for k, v in sent.items()}),
+                                "metrics": MetricRecord({"num-examples": n})})
+               for cid, shift, n in ((0, 0.0, 1), (1, 4.0, 3))}
+    s.aggregate_train(1, replies, {})
+    for k, v in sent.items():
+        assert torch.allclose(s.global_state[k], v + 2.0)  # weighted would give v + 3.0
