@@ -44,7 +44,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("results/pefll_vs_pfedhn"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--methods", nargs="+", default=["pefll", "pfedhn"])
+    ap.add_argument("--methods", nargs="+", default=["pefll", "pfedhn"],
+                    choices=["pefll", "pfedhn"])
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
