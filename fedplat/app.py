@@ -29,6 +29,7 @@ from flwr.serverapp import Grid, ServerApp
 from omegaconf import DictConfig
 
 from fedplat import seeding
+from fedplat.capture import SUBSET_KEY, restrict
 from fedplat.client import Client, ClientState
 from fedplat.config import compose, from_json, import_object, prepare
 from fedplat.data import ClientData, FederatedDataset, load_federated
@@ -131,7 +132,10 @@ def _handle(msg: Message, context: Context, method: str) -> Message:
     phase = str(control.get("phase", ""))
     if method == "fit" and not phase:
         worker.maybe_crash(cid, rnd)
-    client = worker.client_cls(cid, worker.data(cid), worker.cfg, worker.device)
+    data = worker.data(cid)
+    if method == "fit" and int(control.get(SUBSET_KEY, 0)) > 0:  # a privacy-audit round
+        data = restrict(data, int(worker.cfg.seed), rnd, int(control[SUBSET_KEY]))
+    client = worker.client_cls(cid, data, worker.cfg, worker.device)
     payload = RecordDict({k: v for k, v in msg.content.items() if k != CONTROL})
     seeding.seed_torch(int(worker.cfg.seed), seeding.CLIENT, rnd, cid, 0 if method == "fit" else 1)
     state = ClientState(context.state, cid)

@@ -24,6 +24,7 @@ from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 from omegaconf import DictConfig
 
+from fedplat.capture import MessageCapture
 from fedplat.config import import_object, to_json
 from fedplat.errors import RunAborted
 from fedplat.records import CONTROL, metrics_of, payload_bytes, with_control
@@ -95,6 +96,7 @@ class Server:
         self.node_of: dict[int, int] = {}
         self.cid_of: dict[int, int] = {}
         self.strategy: Strategy | None = None
+        self.capture = MessageCapture(cfg, recorder.run_dir)
         timeout = cfg.simulation.get("round_timeout")
         self.timeout: float | None = float(timeout) if timeout is not None else None
 
@@ -148,8 +150,11 @@ class Server:
         ex = Exchange()
         msgs = []
         extra = {"phase": phase} if phase else {}
+        sent: dict[int, RecordDict] = {}
         for cid in sorted(payloads):
-            content = with_control(payloads[cid], cid=cid, round=rnd, **extra)
+            content = with_control(payloads[cid], cid=cid, round=rnd, **extra,
+                                   **self.capture.control(rnd, message_type, cid))
+            sent[cid] = content
             ex.bytes_down[cid] = payload_bytes(content)
             msgs.append(Message(content, dst_node_id=self.node_of[cid],
                                 message_type=message_type))
@@ -164,6 +169,10 @@ class Server:
                 ex.replies[cid] = rep.content
                 ex.bytes_up[cid] = payload_bytes(rep.content)
         ex.late = sorted(set(payloads) - set(ex.replies) - set(ex.failures))
+        for cid in sorted(payloads):  # privacy audits: the real messages, as they crossed
+            if self.capture.wants(rnd, message_type, cid):
+                self.capture.save(rnd, message_type, phase, cid, sent[cid],
+                                  ex.replies.get(cid), ex.failures.get(cid))
         what = f"{message_type} ({phase})" if phase else message_type
         for cid, why in sorted(ex.failures.items()):
             log.warning("round %d: client %d failed in %s: %s", rnd, cid, what, why)
@@ -256,6 +265,7 @@ class Server:
             t0 = time.perf_counter()
             row: dict[str, Any] = {"round": rnd}
             extra = self._step(strategy, MessageType.TRAIN, rnd, strategy.sample_train(rnd), row)
+            self.capture.check(rnd)
             if rnd % every == 0 or rnd == num_rounds:
                 extra = {**extra, **self._step(strategy, MessageType.EVALUATE, rnd,
                                                strategy.sample_evaluate(rnd), row)}
