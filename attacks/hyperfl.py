@@ -174,8 +174,8 @@ class PhaseBReplay:
         for k, t in r.trunk_delta.items():
             dot = dot + (t * self.dt_obs[k]).sum()
             sim_sq = sim_sq + t.pow(2).sum()
-        if kind == "l2":
-            return sim_sq - 2 * dot + self.obs_sq
+        if kind == "l2":  # relative, like fedplat.privacy.threat.upload_distance
+            return (sim_sq - 2 * dot + self.obs_sq) / self.obs_sq
         return 1.0 - dot / (torch.sqrt(sim_sq.clamp(min=0)) * self.obs_sq ** 0.5 + 1e-12)
 
     def update(self, r: Replayed) -> Tensors:

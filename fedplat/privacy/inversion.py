@@ -189,7 +189,7 @@ def _run_dlg(problem: AttackProblem, config: AttackConfig, x: torch.Tensor,
              params: list[torch.Tensor], restart: int,
              progress: Callable[[int, int, float], None] | None) -> float:
     opt = torch.optim.LBFGS(params, lr=config.lr, max_iter=1, history_size=100,
-                            line_search_fn="strong_wolfe")
+                            tolerance_grad=0.0, tolerance_change=0.0)  # no line search, as DLG
     dist = math.inf
 
     def closure() -> torch.Tensor:
@@ -200,7 +200,7 @@ def _run_dlg(problem: AttackProblem, config: AttackConfig, x: torch.Tensor,
 
     for it in range(config.iterations):
         d = opt.step(closure)
-        dist = float(d)
+        dist = float(d.detach())
         if not math.isfinite(dist):
             break
         if progress is not None and (it % 100 == 0 or it == config.iterations - 1):

@@ -82,14 +82,16 @@ def upload_distance(sim: Mapping[str, torch.Tensor], obs: Mapping[str, torch.Ten
                     kind: str) -> torch.Tensor:
     """Mismatch of two uploads over all entries together.
 
-    `cosine`: 1 - cosine similarity (Inverting Gradients); `l2`: squared distance (DLG).
+    `cosine`: 1 - cosine similarity (Inverting Gradients); `l2`: squared distance (DLG),
+    relative to the observed update's squared norm (uploads are lr-scaled gradients, tiny in
+    absolute terms, which stalls L-BFGS's tolerances).
     """
     names = sorted(obs)
+    o2 = sum(obs[n].pow(2).sum() for n in names)
     if kind == "l2":
-        return sum(((sim[n] - obs[n]) ** 2).sum() for n in names)  # type: ignore[return-value]
+        return sum(((sim[n] - obs[n]) ** 2).sum() for n in names) / o2  # type: ignore[return-value]
     dot = sum((sim[n] * obs[n]).sum() for n in names)
     s2 = sum(sim[n].pow(2).sum() for n in names)
-    o2 = sum(obs[n].pow(2).sum() for n in names)
     return 1.0 - dot / (torch.sqrt(s2) * torch.sqrt(o2) + 1e-12)  # type: ignore[operator]
 
 
