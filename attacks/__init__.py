@@ -7,6 +7,7 @@ or an import path (`package.module.Class`) for strategies not listed.
 
 THREAT_MODELS: dict[str, str] = {
     "fedavg": "attacks.fedavg.FedAvgThreat",
+    "dp_fedavg": "attacks.fedavg.FedAvgThreat",  # the attacker ignores clipping and noise
     "pfedhn": "attacks.pfedhn.PFedHNThreat",
     "pfedhn_pc": "attacks.pfedhn.PFedHNThreat",
     "hyperfl": "attacks.hyperfl.HyperFLThreat",
