@@ -8,6 +8,11 @@ upload for a candidate batch the attacker also needs v and phi, which never leav
 * `init=unknown` (default; HyperFL's threat model, paper section 5): v and phi are unknowns,
   guessed (v ~ N(0, 1) like nn.Embedding, phi a default-initialised layer) and optimised
   jointly with the images and soft labels.
+* `init=recovered` (a HyperFL-aware attack, same knowledge as `unknown`): v is read off the
+  upload. The trunk's first layer is Linear(v): its gradient is the rank-1 matrix u v^T and its
+  bias gradient is u, so v = G^T g / |g|^2 with (G, g) the observed first-layer update with the
+  known weight decay removed; exact for one phase-B step, an estimate for several (v moves
+  between steps). phi stays unknown (guessed and optimised), and so does the rest.
 * `init=public`: the run's shared initial v and phi (strategies.hyperfl.initial_model) are
   taken as the client's state at the start of the round and phase A is replayed on the
   candidate batch. Exact in a client's first training round when all clients start from the
@@ -201,20 +206,37 @@ class PhaseBReplay:
         return out
 
 
+def recover_embedding(replay: PhaseBReplay) -> torch.Tensor:
+    """The client's embedding v from its upload: v = G^T g / |g|^2 (see module doc).
+
+    (G, g) = -(observed first-layer update) / lr - weight_decay * (sent first layer): the
+    clipped gradient s u v^T and s u of one SGD step (the momentum buffer starts empty).
+    """
+    w, b = replay.t0.get("0.weight"), replay.t0.get("0.bias")
+    if w is None or b is None:
+        raise UserError("init=recovered needs the hypernetwork trunk to start with a Linear "
+                        "layer on the embedding")
+    gw = -replay.dt_obs["0.weight"] / replay.lr - replay.wd * w
+    gb = -replay.dt_obs["0.bias"] / replay.lr - replay.wd * b
+    return (gw.double().T @ gb.double() / gb.double().pow(2).sum().clamp(min=1e-30)).float()
+
+
 class HyperFLThreat(ThreatModel):
     """Hypernetwork down, hypernetwork up; embedding and classifier private (see module doc)."""
 
     name = "hyperfl"
     OPTIONS = {"init": ("unknown", "unknown: guess v and phi (the paper's threat model); "
-                                   "public: the run's shared initial v and phi, phase A "
-                                   "replayed (exact in a client's first round)")}
+                                   "recovered: v read off the trunk's first-layer update, "
+                                   "phi guessed; public: the run's shared initial v and phi, "
+                                   "phase A replayed (exact in a client's first round)")}
 
     @override
     def build(self, capture: Capture, knowledge: Knowledge,
               generator: torch.Generator) -> AttackProblem:
         mode = str(self.options["init"])
-        if mode not in ("unknown", "public"):
-            raise UserError(f"option init={mode!r} is not valid (choose from: unknown, public)")
+        if mode not in ("unknown", "recovered", "public"):
+            raise UserError(f"option init={mode!r} is not valid (choose from: unknown, "
+                            "recovered, public)")
         cfg = knowledge.cfg
         ex = capture.main
         conf = ex.sent["config"]
@@ -236,6 +258,18 @@ class HyperFLThreat(ThreatModel):
 
             facts.insert(1, "embedding v and classifier phi unknown: guessed (v ~ N(0, 1), "
                             "default-initialised phi) and optimised with the images")
+        elif mode == "recovered":
+            guess = self._guess(cfg, knowledge, heads, generator)
+            unknowns = {k: guess[k] for k in heads}
+            v_hat = recover_embedding(replay)
+
+            def start(x: torch.Tensor, y: torch.Tensor, guess: Mapping[str, torch.Tensor]
+                      ) -> tuple[torch.Tensor, Tensors]:
+                return v_hat, {k: guess[k] for k in heads}
+
+            facts.insert(1, "embedding v recovered from the upload (rank-1 first-layer update "
+                            f"of the trunk; exact for one phase-B step), classifier phi unknown: "
+                            "guessed and optimised with the images")
         else:
             unknowns = {}
             start = self._public_start(cfg, capture, replay, heads, conf)

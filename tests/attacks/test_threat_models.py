@@ -122,3 +122,22 @@ def test_hyperfl_factored_mismatch_equals_the_materialised_one(tmp_path):
 def test_threat_model_options_are_checked():
     with pytest.raises(UserError, match="has no option 'foo'"):
         HyperFLThreat({"foo": "1"})
+
+
+def test_hyperfl_embedding_is_read_off_one_phase_b_step(tmp_path):
+    """init=recovered: with one phase-B step the upload reveals v exactly (here the shared
+    initial v, as it is round 1), and with the true classifier the replay is exact."""
+    from attacks.hyperfl import PhaseBReplay, recover_embedding
+    from fedplat.privacy.threat import arrays
+    from strategies.hyperfl import initial_model
+
+    cfg, cap, know, x, y1h, _ = _setup(tmp_path, *HYPERFL, "strategy.local_epochs=1",
+                                       "strategy.classifier_epochs=0")
+    replay = PhaseBReplay(cfg, know, arrays(cap.main.sent), arrays(cap.main.reply),
+                          cap.main.sent["config"])
+    target, v0, _ = initial_model(cfg, with_hypernet=False)
+    torch.testing.assert_close(recover_embedding(replay), v0, rtol=1e-4, atol=1e-5)
+    problem = HyperFLThreat({"init": "recovered"}).build(cap, know, torch.Generator())
+    assert sorted(problem.unknowns) == ["net.3.bias", "net.3.weight"]
+    head0 = {k: p.detach() for k, p in target.named_parameters() if k in problem.unknowns}
+    _assert_exact(problem, x, y1h, head0)
