@@ -62,6 +62,27 @@ Start = Callable[[torch.Tensor, torch.Tensor, Mapping[str, torch.Tensor]],
                  tuple[torch.Tensor, Tensors]]
 
 
+class _KnownMatVec(torch.autograd.Function):
+    """W f with a precomputed value: the forward pass is free, the backward pass is W^T g.
+
+    With a fixed embedding the first step's trunk output f does not change between attack
+    iterations, but the replay still differentiates through it (trunk gradients), so the
+    product keeps its graph while its 15 M-entry forward pass is done once.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, w: torch.Tensor, f: torch.Tensor,
+                value: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(w)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx,
+                 grad: torch.Tensor) -> tuple[None, torch.Tensor, None]:
+        (w,) = ctx.saved_tensors
+        return None, w.T @ grad, None
+
+
 @dataclass
 class Replayed:
     """Phase B replayed: heads as alpha W0 + D diag(c) F^T (bias alpha b0 + D c), trunk dense."""
@@ -111,6 +132,7 @@ class PhaseBReplay:
         self.w0_dot_obs = float((self.w0.to(d) * self.dw_obs.to(d)).sum()
                                 + (self.b0.to(d) * self.db_obs.to(d)).sum())
         self.w0_sq = float(self.w0.to(d).pow(2).sum() + self.b0.to(d).pow(2).sum())
+        self._known: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.obs_sq = float(self.dw_obs.to(d).pow(2).sum() + self.db_obs.to(d).pow(2).sum()
                             + sum(t.to(d).pow(2).sum() for t in self.dt_obs.values()))
 
@@ -137,7 +159,10 @@ class PhaseBReplay:
         w0fb: list[torch.Tensor] = []
         for j in range(self.steps):
             f = torch.func.functional_call(self.trunk, dict(zip(tnames, tparams)), (v_cur,))
-            base = self.w0 @ f + self.b0
+            if j == 0 and not v.requires_grad:  # the first f is the same every iteration
+                base = _KnownMatVec.apply(self.w0, f, self._products(v, f)[1]) + self.b0
+            else:
+                base = self.w0 @ f + self.b0
             flat = alpha * base
             for i in range(j):
                 flat = flat + c[i] * deltas[i] * (feats[i] @ f + 1.0)
@@ -168,10 +193,27 @@ class PhaseBReplay:
                         torch.stack(w0fb, 1),
                         {k: p - self.t0[k] for k, p in zip(tnames, tparams)})
 
-    def mismatch(self, r: Replayed, kind: str) -> torch.Tensor:
-        """1 - cos(simulated update, observed update), or their squared L2 distance."""
+    def _products(self, v: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                     torch.Tensor]:
+        """(v, W0 f, dW_obs f) for a fixed embedding, computed once."""
+        if self._known is None or not torch.equal(self._known[0], v.detach()):
+            fd = f.detach()
+            self._known = (v.detach().clone(), self.w0 @ fd, self.dw_obs @ fd)
+        return self._known
+
+    def mismatch(self, r: Replayed, kind: str, v: torch.Tensor | None = None) -> torch.Tensor:
+        """1 - cos(simulated update, observed update), or their squared L2 distance.
+
+        `v`: the embedding the replay started from, when it is fixed (reuses dW_obs f_0).
+        """
         a1 = r.alpha - 1.0
-        obs_f = self.dw_obs @ r.feats + self.db_obs[:, None]         # (P, K)
+        if v is not None and not v.requires_grad:
+            first = _KnownMatVec.apply(self.dw_obs, r.feats[:, 0], self._products(
+                v, r.feats[:, 0])[2])
+            rest = self.dw_obs @ r.feats[:, 1:]
+            obs_f = torch.cat([first[:, None], rest], 1) + self.db_obs[:, None]
+        else:
+            obs_f = self.dw_obs @ r.feats + self.db_obs[:, None]      # (P, K)
         dot = a1 * self.w0_dot_obs + (r.c * (r.deltas * obs_f).sum(0)).sum()
         gram = (r.deltas.T @ r.deltas) * (r.feats.T @ r.feats + 1.0)  # (K, K)
         sim_sq = (a1 ** 2) * self.w0_sq + 2 * a1 * (r.c * (r.deltas * r.w0f_b0).sum(0)).sum() \
@@ -268,7 +310,7 @@ class HyperFLThreat(ThreatModel):
                 return v_hat, {k: guess[k] for k in heads}
 
             facts.insert(1, "embedding v recovered from the upload (rank-1 first-layer update "
-                            f"of the trunk; exact for one phase-B step), classifier phi unknown: "
+                            "of the trunk; exact for one phase-B step), classifier phi unknown: "
                             "guessed and optimised with the images")
         else:
             unknowns = {}
@@ -279,7 +321,7 @@ class HyperFLThreat(ThreatModel):
         def mismatch(x: torch.Tensor, y: torch.Tensor, guess: Mapping[str, torch.Tensor],
                      kind: str) -> torch.Tensor:
             v, head = start(x, y, guess)
-            return replay.mismatch(replay.replay(x, y, v, head), kind)
+            return replay.mismatch(replay.replay(x, y, v, head), kind, v)
 
         def simulate(x: torch.Tensor, y: torch.Tensor,
                      guess: Mapping[str, torch.Tensor]) -> Tensors:

@@ -1,10 +1,10 @@
 """HyperFL Table 3 on Fashion-MNIST: Inverting Gradients against FedAvg and HyperFL uploads.
 
-For each seed: one training run per method (`fedplat experiment=privacy_fmnist_<method>`,
-round 1, the first clients' real messages captured on one image each), then
+For each seed: one training run per method (`fedplat experiment=privacy_fmnist_<method>`:
+four ordinary rounds, then clients 0-2's real round-5 messages captured, one image each), then
 `fedplat-attack` with one attack budget on every captured client: FedAvg with its threat model,
-HyperFL with v and phi unknown (the paper's threat model) and with the shared initial v and phi
-(`init=public`, what HyperFL's identical initialisation gives the server in round 1). Prints and
+HyperFL with v and phi unknown (the paper's threat model) and with v read off the upload
+(`init=recovered`, a HyperFL-aware attack with the same knowledge). Prints and
 saves a markdown table (mean and std of PSNR/SSIM over clients x seeds, label recovery, the
 paper's numbers) and a picture: originals, then one row of reconstructions per attack.
 
@@ -29,8 +29,8 @@ ATTACKS = [
     ("FedAvg", "fedavg", [], "32.64 / 0.8925", "16.16 / 0.6415"),
     ("HyperFL, v and phi unknown (paper's threat model)", "hyperfl", [],
      "7.85 / 0.3010", "8.35 / 0.2732"),
-    ("HyperFL, shared initial v and phi (init=public)", "hyperfl", ["init=public"], "n/a",
-     "n/a"),
+    ("HyperFL, v read off the upload, phi unknown (init=recovered)", "hyperfl",
+     ["init=recovered"], "n/a", "n/a"),
 ]
 
 
@@ -91,19 +91,20 @@ def picture(rows: list[tuple[str, list[Path]]], path: Path, clients: list[int]) 
         out_dir = dirs[0]
         run_dir = out_dir.parent.parent
         cfg = run_config(run_dir)
+        rnd = int(cfg.capture.round)
         know = knowledge(cfg)
         if not grid:
-            truth = [true_batch(cfg, load_capture(run_dir, 1, c))[0] for c in clients]
+            truth = [true_batch(cfg, load_capture(run_dir, rnd, c))[0] for c in clients]
             grid.append(("original", to_unit(torch.cat(truth), know.low, know.high)))
         images = []
         for c in clients:
-            rec = torch.load(out_dir / f"round_1_client_{c}.pt")["x"]
+            rec = torch.load(out_dir / f"round_{rnd}_client_{c}.pt")["x"]
             images.append(to_unit(rec, know.low, know.high))
-        psnr = [json.loads((out_dir / f"round_1_client_{c}.json").read_text())["psnr"]
+        psnr = [json.loads((out_dir / f"round_{rnd}_client_{c}.json").read_text())["psnr"]
                 for c in clients]
         grid.append((f"{label}\n{statistics.mean(psnr):.1f} dB", torch.cat(images)))
-    save_grid(grid, path, "Inverting Gradients on Fashion-MNIST, one image per client, "
-              "round 1 (fedplat)")
+    save_grid(grid, path, "Inverting Gradients on Fashion-MNIST, one image per client "
+              f"(clients {clients}, round {rnd}, seed of the first run; fedplat)")
 
 
 def main() -> None:
