@@ -24,13 +24,13 @@ from pathlib import Path
 
 import torch
 
-#: (label, method, threat options, paper EMNIST PSNR / SSIM, paper CIFAR-10 PSNR / SSIM)
+#: (label, picture label, method, threat options, paper EMNIST PSNR / SSIM, paper CIFAR-10)
 ATTACKS = [
-    ("FedAvg", "fedavg", [], "32.64 / 0.8925", "16.16 / 0.6415"),
-    ("HyperFL, v and phi unknown (paper's threat model)", "hyperfl", [],
-     "7.85 / 0.3010", "8.35 / 0.2732"),
-    ("HyperFL, v read off the upload, phi unknown (init=recovered)", "hyperfl",
-     ["init=recovered"], "n/a", "n/a"),
+    ("FedAvg", "FedAvg", "fedavg", [], "32.64 / 0.8925", "16.16 / 0.6415"),
+    ("HyperFL, v and phi unknown (paper's threat model)", "HyperFL\n(v, phi unknown)",
+     "hyperfl", [], "7.85 / 0.3010", "8.35 / 0.2732"),
+    ("HyperFL, v read off the upload, phi unknown (init=recovered)",
+     "HyperFL\n(v recovered)", "hyperfl", ["init=recovered"], "n/a", "n/a"),
 ]
 
 
@@ -122,10 +122,10 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    done: dict[str, list[Path]] = {label: [] for label, *_ in ATTACKS}
+    done: dict[str, list[Path]] = {a[0]: [] for a in ATTACKS}
     for seed in args.seeds:
         runs = {m: train(m, seed, args.out, args.train_args) for m in ("fedavg", "hyperfl")}
-        for label, method, options, *_ in ATTACKS:
+        for label, _, method, options, *_ in ATTACKS:
             done[label].append(attack(runs[method], options, args))
     lines = [f"Inverting Gradients, {args.iterations} iterations, lr {args.lr}, TV {args.tv}, "
              f"{args.restarts} restart(s); seeds {args.seeds}; one image per client; "
@@ -134,7 +134,7 @@ def main() -> None:
              "paper EMNIST PSNR / SSIM | paper CIFAR-10 PSNR / SSIM |",
              "|---|---|---|---|---|---|---|---|"]
     results = {}
-    for label, _, _, emnist, cifar in ATTACKS:
+    for label, _, _, _, emnist, cifar in ATTACKS:
         per = []
         for out in done[label]:
             per += [json.loads(p.read_text()) for p in sorted(out.glob("round_*_client_*.json"))]
@@ -153,9 +153,7 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if args.picture is not None:
         first = json.loads((done[ATTACKS[0][0]][0] / "summary.json").read_text())["clients"]
-        picture([(label.split(" (")[0].split(",")[0] if i == 0 else label.split(" (")[0],
-                  done[label]) for i, (label, *_) in enumerate(ATTACKS)],
-                args.picture, first)
+        picture([(short, done[label]) for label, short, *_ in ATTACKS], args.picture, first)
 
 
 if __name__ == "__main__":
