@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-#: (label, picture label, method, threat options, paper EMNIST PSNR / SSIM, paper CIFAR-10)
+#: (label, picture label, training run, threat options, paper EMNIST / CIFAR-10 PSNR / SSIM)
 ATTACKS = [
     ("FedAvg", "FedAvg", "fedavg", [], "32.64 / 0.8925", "16.16 / 0.6415"),
     ("HyperFL, v and phi unknown (paper's threat model)", "HyperFL\n(v, phi unknown)",
@@ -32,6 +32,11 @@ ATTACKS = [
     ("HyperFL, v read off the upload, phi unknown (init=recovered)",
      "HyperFL\n(v recovered)", "hyperfl", ["init=recovered"], "n/a", "n/a"),
 ]
+#: training runs: name -> (experiment, extra overrides)
+RUNS: dict[str, tuple[str, list[str]]] = {
+    "fedavg": ("privacy_fmnist_fedavg", []),
+    "hyperfl": ("privacy_fmnist_hyperfl", []),
+}
 
 
 def sh(cmd: list[str], log: Path) -> float:
@@ -44,22 +49,23 @@ def sh(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - t0
 
 
-def train(method: str, seed: int, out: Path, extra: list[str]) -> Path:
-    """One training run with capture (skipped when already completed)."""
-    run_dir = out / f"{method}_seed{seed}"
+def train(name: str, seed: int, out: Path, extra: list[str]) -> Path:
+    """One training run (skipped when already completed)."""
+    run_dir = out / f"{name}_seed{seed}"
     summary = run_dir / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("status") == "completed":
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    sh([sys.executable, "-m", "fedplat.cli", f"experiment=privacy_fmnist_{method}",
-        f"seed={seed}", f"hydra.run.dir={run_dir}", *extra], out / f"train_{method}_{seed}.log")
+    experiment, overrides = RUNS[name]
+    sh([sys.executable, "-m", "fedplat.cli", f"experiment={experiment}", *overrides,
+        f"seed={seed}", f"hydra.run.dir={run_dir}", *extra], out / f"train_{name}_{seed}.log")
     return run_dir
 
 
 def attack(run_dir: Path, options: list[str], args: argparse.Namespace) -> Path:
     """fedplat-attack on every captured client of a run (skipped when already done)."""
-    name = "ig_" + ("hyperfl" if "hyperfl" in run_dir.name else "fedavg") + \
-        "".join("_" + o.replace("=", "-") for o in options)
+    threat = "hyperfl" if run_dir.name.startswith("hyperfl") else "fedavg"
+    name = f"ig_{threat}" + "".join("_" + o.replace("=", "-") for o in options)
     out = run_dir / "attack" / name
     if (out / "summary.json").is_file():
         return out
@@ -70,6 +76,29 @@ def attack(run_dir: Path, options: list[str], args: argparse.Namespace) -> Path:
         cmd += ["--option", o]
     sh(cmd, run_dir / f"{name}.log")
     return out
+
+
+def accuracy_before(run_dir: Path) -> float:
+    """Client-mean test accuracy (%) of the last round before the captured one."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return 100 * float(rows[-2]["test_accuracy_mean"]) if len(rows) > 1 else float("nan")
+
+
+def accuracy_table(args: argparse.Namespace) -> str:
+    """Train FedAvg and the DP variants without capture; their final client-mean accuracy."""
+    lines = [f"Accuracy cost ({args.accuracy_rounds} rounds, seed 0, no capture; final-round "
+             "client-mean test accuracy):", "", "| method | accuracy (%) | wall time (s) |",
+             "|---|---|---|"]
+    for name in [n for n in RUNS if n != "hyperfl"]:
+        key = f"acc_{name}"
+        RUNS[key] = RUNS[name]
+        run_dir = train(key, 0, args.out, [f"num_rounds={args.accuracy_rounds}",
+                                           "capture.round=0"])
+        summary = json.loads((run_dir / "summary.json").read_text())
+        acc = 100 * summary["final"]["accuracy_mean"]
+        label = "FedAvg" if name == "fedavg" else f"DP-FedAvg (clip 0.5, z {name[2:]})"
+        lines.append(f"| {label} | {acc:.2f} | {summary['wall_time_s']:.0f} |")
+    return "\n".join(lines)
 
 
 def stats(values: list[float]) -> str:
@@ -119,22 +148,33 @@ def main() -> None:
     ap.add_argument("--train-args", nargs="*", default=[],
                     help="extra overrides for both training runs")
     ap.add_argument("--picture", type=Path, default=None)
+    ap.add_argument("--dp-noise", type=float, nargs="*", default=[],
+                    help="also DP-FedAvg (clip 0.5) with these noise multipliers")
+    ap.add_argument("--accuracy-rounds", type=int, default=0,
+                    help="also train FedAvg and the DP variants this many rounds (seed 0, no "
+                         "capture) and report the accuracy cost")
     args = ap.parse_args()
+    for z in args.dp_noise:
+        RUNS[f"dp{z:g}"] = ("privacy_fmnist_dp_fedavg", [f"strategy.noise_multiplier={z}"])
+        ATTACKS.append((f"DP-FedAvg, clip 0.5, noise multiplier {z:g}",
+                        f"DP-FedAvg\nz={z:g}", f"dp{z:g}", [], "7.74 / 0.2978 (*)",
+                        "7.90 / 0.2716 (*)"))
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     done: dict[str, list[Path]] = {a[0]: [] for a in ATTACKS}
     for seed in args.seeds:
-        runs = {m: train(m, seed, args.out, args.train_args) for m in ("fedavg", "hyperfl")}
+        runs = {m: train(m, seed, args.out, args.train_args) for m in RUNS}
         for label, _, method, options, *_ in ATTACKS:
             done[label].append(attack(runs[method], options, args))
     lines = [f"Inverting Gradients, {args.iterations} iterations, lr {args.lr}, TV {args.tv}, "
              f"{args.restarts} restart(s); seeds {args.seeds}; one image per client; "
              "mean ± std over clients x seeds.", "",
              "| upload attacked | PSNR (dB) | SSIM | label recovery | attacks | s/attack | "
-             "paper EMNIST PSNR / SSIM | paper CIFAR-10 PSNR / SSIM |",
-             "|---|---|---|---|---|---|---|---|"]
+             "model acc. before | paper EMNIST PSNR / SSIM | paper CIFAR-10 PSNR / SSIM |",
+             "|---|---|---|---|---|---|---|---|---|"]
     results = {}
     for label, _, _, _, emnist, cifar in ATTACKS:
+        before = [accuracy_before(d.parent.parent) for d in done[label]]
         per = []
         for out in done[label]:
             per += [json.loads(p.read_text()) for p in sorted(out.glob("round_*_client_*.json"))]
@@ -144,7 +184,12 @@ def main() -> None:
         results[label] = {"psnr": psnr, "ssim": ssim, "label_recovery": labels, "seconds": secs}
         lines.append(f"| {label} | {stats(psnr)} | {stats(ssim)} | "
                      f"{statistics.mean(labels):.2f} | {len(per)} | "
-                     f"{statistics.mean(secs):.0f} | {emnist} | {cifar} |")
+                     f"{statistics.mean(secs):.0f} | {stats(before)} | {emnist} | {cifar} |")
+    if args.dp_noise:
+        lines += ["", "(*) the paper's DP-FedAvg is per-sample DP-SGD (Opacus, epsilon 4); ours "
+                  "adds Gaussian noise to the clipped client update."]
+    if args.accuracy_rounds:
+        lines += ["", accuracy_table(args)]
     lines += ["", f"total wall time {time.perf_counter() - t0:.0f} s (attacks: per-attack "
               "seconds above; shared machine)"]
     table = "\n".join(lines)
