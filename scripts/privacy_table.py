@@ -9,7 +9,7 @@ saves a markdown table (mean and std of PSNR/SSIM over clients x seeds, label re
 paper's numbers) and a picture: originals, then one row of reconstructions per attack.
 
     .venv/bin/python scripts/privacy_table.py --out outputs/privacy --seeds 0 1 2 \
-        --iterations 2000 --tv 1e-2 --picture docs/img/privacy_fmnist.png
+        --iterations 2000 --tv 1e-2 --picture docs/figures/privacy_fmnist.png
 """
 
 from __future__ import annotations
@@ -150,6 +150,8 @@ def main() -> None:
     ap.add_argument("--picture", type=Path, default=None)
     ap.add_argument("--dp-noise", type=float, nargs="*", default=[],
                     help="also DP-FedAvg (clip 0.5) with these noise multipliers")
+    ap.add_argument("--dp-seeds", type=int, nargs="*", default=None,
+                    help="seeds of the DP-FedAvg runs (default: --seeds)")
     ap.add_argument("--accuracy-rounds", type=int, default=0,
                     help="also train FedAvg and the DP variants this many rounds (seed 0, no "
                          "capture) and report the accuracy cost")
@@ -162,12 +164,17 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     done: dict[str, list[Path]] = {a[0]: [] for a in ATTACKS}
-    for seed in args.seeds:
-        runs = {m: train(m, seed, args.out, args.train_args) for m in RUNS}
+    dp_seeds = args.seeds if args.dp_seeds is None else args.dp_seeds
+    seeds_of = {m: dp_seeds if m.startswith("dp") else args.seeds for m in RUNS}
+    for seed in sorted(set(args.seeds) | set(dp_seeds)):
+        runs = {m: train(m, seed, args.out, args.train_args) for m in RUNS
+                if seed in seeds_of[m]}
         for label, _, method, options, *_ in ATTACKS:
-            done[label].append(attack(runs[method], options, args))
+            if method in runs:
+                done[label].append(attack(runs[method], options, args))
+    dp_note = f" (DP-FedAvg: seeds {dp_seeds})" if args.dp_noise and dp_seeds != args.seeds else ""
     lines = [f"Inverting Gradients, {args.iterations} iterations, lr {args.lr}, TV {args.tv}, "
-             f"{args.restarts} restart(s); seeds {args.seeds}; one image per client; "
+             f"{args.restarts} restart(s); seeds {args.seeds}{dp_note}; one image per client; "
              "mean ± std over clients x seeds.", "",
              "| upload attacked | PSNR (dB) | SSIM | label recovery | attacks | s/attack | "
              "model acc. before | paper EMNIST PSNR / SSIM | paper CIFAR-10 PSNR / SSIM |",
