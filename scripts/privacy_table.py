@@ -67,7 +67,7 @@ def attack(run_dir: Path, options: list[str], args: argparse.Namespace) -> Path:
     threat = "hyperfl" if run_dir.name.startswith("hyperfl") else "fedavg"
     name = f"ig_{threat}" + "".join("_" + o.replace("=", "-") for o in options)
     out = run_dir / "attack" / name
-    if (out / "summary.json").is_file():
+    if (out / "summary.json").is_file() or args.only_existing:
         return out
     cmd = [sys.executable, "-m", "fedplat.privacy.cli", str(run_dir), "--iterations",
            str(args.iterations), "--lr", str(args.lr), "--tv", str(args.tv), "--restarts",
@@ -152,6 +152,10 @@ def main() -> None:
                     help="also DP-FedAvg (clip 0.5) with these noise multipliers")
     ap.add_argument("--dp-seeds", type=int, nargs="*", default=None,
                     help="seeds of the DP-FedAvg runs (default: --seeds)")
+    ap.add_argument("--recovered-seeds", type=int, nargs="*", default=None,
+                    help="seeds of the HyperFL init=recovered attack (default: --seeds)")
+    ap.add_argument("--only-existing", action="store_true",
+                    help="run nothing: tabulate the per-client results already on disk")
     ap.add_argument("--accuracy-rounds", type=int, default=0,
                     help="also train FedAvg and the DP variants this many rounds (seed 0, no "
                          "capture) and report the accuracy cost")
@@ -165,22 +169,38 @@ def main() -> None:
     t0 = time.perf_counter()
     done: dict[str, list[Path]] = {a[0]: [] for a in ATTACKS}
     dp_seeds = args.seeds if args.dp_seeds is None else args.dp_seeds
-    seeds_of = {m: dp_seeds if m.startswith("dp") else args.seeds for m in RUNS}
-    for seed in sorted(set(args.seeds) | set(dp_seeds)):
-        runs = {m: train(m, seed, args.out, args.train_args) for m in RUNS
-                if seed in seeds_of[m]}
-        for label, _, method, options, *_ in ATTACKS:
-            if method in runs:
-                done[label].append(attack(runs[method], options, args))
-    dp_note = f" (DP-FedAvg: seeds {dp_seeds})" if args.dp_noise and dp_seeds != args.seeds else ""
+    rec_seeds = args.seeds if args.recovered_seeds is None else args.recovered_seeds
+
+    def seeds_of(method: str, options: list[str]) -> list[int]:
+        if method.startswith("dp"):
+            return dp_seeds
+        return rec_seeds if "init=recovered" in options else args.seeds
+
+    seeds_done: dict[str, list[int]] = {a[0]: [] for a in ATTACKS}
+    for seed in sorted(set(args.seeds) | set(dp_seeds) | set(rec_seeds)):
+        wanted = [a for a in ATTACKS if seed in seeds_of(a[2], a[3])]
+        if args.only_existing:
+            runs = {m: args.out / f"{m}_seed{seed}" for m in RUNS}
+        else:
+            runs = {m: train(m, seed, args.out, args.train_args) for m in RUNS
+                    if any(a[2] == m for a in wanted)}
+        for label, _, method, options, *_ in wanted:
+            out = attack(runs[method], options, args)
+            if any(out.glob("round_*_client_*.json")):
+                done[label].append(out)
+                seeds_done[label].append(seed)
     lines = [f"Inverting Gradients, {args.iterations} iterations, lr {args.lr}, TV {args.tv}, "
-             f"{args.restarts} restart(s); seeds {args.seeds}{dp_note}; one image per client; "
-             "mean ± std over clients x seeds.", "",
-             "| upload attacked | PSNR (dB) | SSIM | label recovery | attacks | s/attack | "
-             "model acc. before | paper EMNIST PSNR / SSIM | paper CIFAR-10 PSNR / SSIM |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"{args.restarts} restart(s); one image per client; mean ± std over clients x "
+             "seeds.", "",
+             "| upload attacked | PSNR (dB) | SSIM | label recovery | seeds | attacks | "
+             "s/attack | model acc. before (%) | paper EMNIST PSNR / SSIM | "
+             "paper CIFAR-10 PSNR / SSIM |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     results = {}
     for label, _, _, _, emnist, cifar in ATTACKS:
+        if not done[label]:
+            lines.append(f"| {label} | not run | | | | | | | {emnist} | {cifar} |")
+            continue
         before = [accuracy_before(d.parent.parent) for d in done[label]]
         per = []
         for out in done[label]:
@@ -188,9 +208,11 @@ def main() -> None:
         psnr, ssim = [r["psnr"] for r in per], [r["ssim"] for r in per]
         labels = [r["label_recovery"] for r in per]
         secs = [r["seconds"] for r in per]
-        results[label] = {"psnr": psnr, "ssim": ssim, "label_recovery": labels, "seconds": secs}
+        results[label] = {"psnr": psnr, "ssim": ssim, "label_recovery": labels, "seconds": secs,
+                          "seeds": seeds_done[label]}
+        seeds = ",".join(map(str, seeds_done[label]))
         lines.append(f"| {label} | {stats(psnr)} | {stats(ssim)} | "
-                     f"{statistics.mean(labels):.2f} | {len(per)} | "
+                     f"{statistics.mean(labels):.2f} | {seeds} | {len(per)} | "
                      f"{statistics.mean(secs):.0f} | {stats(before)} | {emnist} | {cifar} |")
     if args.dp_noise:
         lines += ["", "(*) the paper's DP-FedAvg is per-sample DP-SGD (Opacus, epsilon 4); ours "
@@ -205,7 +227,9 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if args.picture is not None:
         first = json.loads((done[ATTACKS[0][0]][0] / "summary.json").read_text())["clients"]
-        picture([(short, done[label]) for label, short, *_ in ATTACKS], args.picture, first)
+        picture([(short, done[label]) for label, short, *_ in ATTACKS
+                 if done[label] and seeds_done[label][0] == seeds_done[ATTACKS[0][0]][0]
+                 and (done[label][0] / "summary.json").is_file()], args.picture, first)
 
 
 if __name__ == "__main__":
