@@ -101,6 +101,33 @@ def accuracy_table(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def constant_guesses(run_dirs: list[Path]) -> list[str]:
+    """Table rows: PSNR/SSIM of a constant image (no attack) against the same true images.
+
+    Calibrates the scale: sparse Fashion-MNIST items (a sandal on black) already score
+    10+ dB against an all-black image.
+    """
+    from fedplat.capture import captured, load_capture
+    from fedplat.privacy.metrics import psnr, ssim, to_unit
+    from fedplat.privacy.truth import knowledge, run_config, true_batch
+
+    scores: dict[float, tuple[list[float], list[float]]] = {0.0: ([], []), 0.5: ([], [])}
+    for run_dir in run_dirs:
+        cfg = run_config(run_dir)
+        know = knowledge(cfg)
+        rnd = next(iter(captured(run_dir)))
+        for cid in captured(run_dir)[rnd]:
+            x, _ = true_batch(cfg, load_capture(run_dir, rnd, cid))
+            truth = to_unit(x, know.low, know.high)
+            for value, (p, s) in scores.items():
+                guess = torch.full_like(truth, value)
+                p.append(float(psnr(truth, guess).mean()))
+                s.append(float(ssim(truth, guess).mean()))
+    names = {0.0: "all-black image", 0.5: "mid-gray image"}
+    return [f"| no attack: {names[v]} | {stats(p)} | {stats(s)} | | | {len(p)} | | | | |"
+            for v, (p, s) in scores.items()]
+
+
 def stats(values: list[float]) -> str:
     """`mean ± std` (std over clients x seeds)."""
     if len(values) == 1:
@@ -214,6 +241,7 @@ def main() -> None:
         lines.append(f"| {label} | {stats(psnr)} | {stats(ssim)} | "
                      f"{statistics.mean(labels):.2f} | {seeds} | {len(per)} | "
                      f"{statistics.mean(secs):.0f} | {stats(before)} | {emnist} | {cifar} |")
+    lines += constant_guesses([d.parent.parent for d in done[ATTACKS[0][0]]])
     if args.dp_noise:
         lines += ["", "(*) the paper's DP-FedAvg is per-sample DP-SGD (Opacus, epsilon 4); ours "
                   "adds Gaussian noise to the clipped client update."]
