@@ -224,14 +224,17 @@ def main() -> None:
              "paper CIFAR-10 PSNR / SSIM |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     results = {}
+    per_image: dict[tuple[int, int], dict[str, dict]] = {}
     for label, _, _, _, emnist, cifar in ATTACKS:
         if not done[label]:
             lines.append(f"| {label} | not run | | | | | | | {emnist} | {cifar} |")
             continue
         before = [accuracy_before(d.parent.parent) for d in done[label]]
         per = []
-        for out in done[label]:
-            per += [json.loads(p.read_text()) for p in sorted(out.glob("round_*_client_*.json"))]
+        for seed, out in zip(seeds_done[label], done[label], strict=True):
+            for p in sorted(out.glob("round_*_client_*.json")):
+                per.append(json.loads(p.read_text()))
+                per_image.setdefault((seed, per[-1]["client"]), {})[label] = per[-1]
         psnr, ssim = [r["psnr"] for r in per], [r["ssim"] for r in per]
         labels = [r["label_recovery"] for r in per]
         secs = [r["seconds"] for r in per]
@@ -242,6 +245,15 @@ def main() -> None:
                      f"{statistics.mean(labels):.2f} | {seeds} | {len(per)} | "
                      f"{statistics.mean(secs):.0f} | {stats(before)} | {emnist} | {cifar} |")
     lines += constant_guesses([d.parent.parent for d in done[ATTACKS[0][0]]])
+    shown = [(a[0], a[1].replace("\n", " ")) for a in ATTACKS if done[a[0]]]
+    lines += ["", "Per image (PSNR dB / SSIM; the same true image for every method of a seed):",
+              "", "| seed | client | label | " + " | ".join(s for _, s in shown) + " |",
+              "|---|---|---|" + "---|" * len(shown)]
+    for (seed, cid), row in sorted(per_image.items()):
+        label = next(iter(row.values()))["true_labels"]
+        cells = [f"{row[k]['psnr']:.2f} / {row[k]['ssim']:.3f}" if k in row else ""
+                 for k, _ in shown]
+        lines.append(f"| {seed} | {cid} | {label} | " + " | ".join(cells) + " |")
     if args.dp_noise:
         lines += ["", "(*) the paper's DP-FedAvg is per-sample DP-SGD (Opacus, epsilon 4); ours "
                   "adds Gaussian noise to the clipped client update."]
