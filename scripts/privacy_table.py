@@ -159,8 +159,8 @@ def picture(rows: list[tuple[str, list[Path]]], path: Path, clients: list[int]) 
         psnr = [json.loads((out_dir / f"round_{rnd}_client_{c}.json").read_text())["psnr"]
                 for c in clients]
         grid.append((f"{label}\n{statistics.mean(psnr):.1f} dB", torch.cat(images)))
-    save_grid(grid, path, "Inverting Gradients on Fashion-MNIST, one image per client "
-              f"(clients {clients}, round {rnd}, seed of the first run; fedplat)")
+    save_grid(grid, path, "Inverting Gradients, Fashion-MNIST, one image per client\n"
+              f"clients {', '.join(map(str, clients))}, round {rnd}, first seed")
 
 
 def main() -> None:
