@@ -8,8 +8,13 @@ HyperFL with v and phi unknown (the paper's threat model) and with v read off th
 saves a markdown table (mean and std of PSNR/SSIM over clients x seeds, label recovery, the
 paper's numbers) and a picture: originals, then one row of reconstructions per attack.
 
-    .venv/bin/python scripts/privacy_table.py --out outputs/privacy --seeds 0 1 2 \
+    .venv/bin/python scripts/privacy_table.py --out outputs/privacy --seeds 0 1 \
+        --recovered-seeds 0 1 --dp-noise 0.001 0.01 --dp-seeds 0 \
         --iterations 2000 --tv 1e-2 --picture docs/figures/privacy_fmnist.png
+
+(the command behind docs/privacy.md; finished runs and attacks are reused, `--only-existing`
+only tabulates). Also DP-FedAvg rows (HyperFL's DP baseline numbers next to them) and, per
+image, every method's PSNR / SSIM on the same true image.
 """
 
 from __future__ import annotations
