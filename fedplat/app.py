@@ -29,6 +29,7 @@ from flwr.serverapp import Grid, ServerApp
 from omegaconf import DictConfig
 
 from fedplat import checkpoint, faults, groups, seeding
+from fedplat.capture import SUBSET_KEY, restrict
 from fedplat.client import Client, ClientState
 from fedplat.config import compose, from_json, import_object, prepare
 from fedplat.data import (
@@ -142,11 +143,19 @@ def _setup(msg: Message, context: Context) -> Message:
 
 
 def _run_one(worker: Worker, state: RecordDict, cid: int, payload: RecordDict, rnd: int,
-             method: str, draw_faults: bool = True, phase: str = "") -> RecordDict:
-    """One client's handler: faults, a fresh Client, its seed, its private state."""
+             method: str, draw_faults: bool = True, phase: str = "",
+             subset: int = 0) -> RecordDict:
+    """One client's handler: faults, a fresh Client, its seed, its private state.
+
+    `subset` > 0 (a privacy-audit round, `capture.num_samples`): the client trains on a seeded
+    subset of that many of its training samples.
+    """
     if method == "fit" and draw_faults and not phase:
         faults.before_fit(worker.cfg, cid, rnd)
-    client = worker.client_cls(cid, worker.data(cid), worker.cfg, worker.device)
+    data = worker.data(cid)
+    if method == "fit" and subset > 0:
+        data = restrict(data, int(worker.cfg.seed), rnd, subset)
+    client = worker.client_cls(cid, data, worker.cfg, worker.device)
     seeding.seed_torch(int(worker.cfg.seed), seeding.CLIENT, rnd, cid, 0 if method == "fit" else 1)
     if phase:  # an extra exchange of a multi-message protocol (Strategy.phases)
         stage = "train" if method == "fit" else "evaluate"
@@ -189,13 +198,15 @@ def _handle_group(worker: Worker, msg: Message, context: Context, method: str) -
     payloads, _ = groups.unpack(msg.content)
     rnd = int(msg.content[CONTROL]["round"])
     phase = str(msg.content[CONTROL].get("phase", ""))
+    subsets = {cid: int(c.get(SUBSET_KEY, 0))
+               for cid, c in groups.client_controls(msg.content).items()}
     replies: dict[int, RecordDict] = {}
     errors: dict[int, str] = {}
     state = context.state
     todo = sorted(payloads)
     faults_drawn = False
     if (method == "fit" and not phase and bool(worker.cfg.simulation.get("batched", False))
-            and len(todo) > 1):
+            and len(todo) > 1 and not any(subsets.values())):
         ready: list[int] = []
         for cid in todo:
             try:
@@ -222,7 +233,8 @@ def _handle_group(worker: Worker, msg: Message, context: Context, method: str) -
         saved_one = _snapshot(state, cid)
         try:
             replies[cid] = _run_one(worker, state, cid, payloads[cid], rnd, method,
-                                    draw_faults=not faults_drawn, phase=phase)
+                                    draw_faults=not faults_drawn, phase=phase,
+                                    subset=subsets.get(cid, 0))
         except Exception as exc:  # this client's failure only
             _restore(state, cid, saved_one)
             log.debug("client %d failed", cid, exc_info=True)
@@ -243,8 +255,9 @@ def _handle(msg: Message, context: Context, method: str) -> Message:
     cid, rnd = int(control["cid"]), int(control["round"])
     payload = RecordDict({k: v for k, v in msg.content.items() if k != CONTROL})
     phase = str(control.get("phase", ""))
-    return Message(_run_one(worker, context.state, cid, payload, rnd, method, phase=phase),
-                   reply_to=msg)
+    subset = int(control.get(SUBSET_KEY, 0))
+    return Message(_run_one(worker, context.state, cid, payload, rnd, method, phase=phase,
+                            subset=subset), reply_to=msg)
 
 
 @client_app.train()

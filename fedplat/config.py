@@ -279,10 +279,12 @@ def _validate_core(cfg: DictConfig) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check the whole config; raise `UserError` on the first problem found."""
+    from fedplat.capture import validate_capture_config
     from fedplat.data import validate_data_config
     from fedplat.models import validate_model_config
 
     _validate_core(cfg)
+    validate_capture_config(cfg)
     validate_data_config(cfg)
     validate_model_config(cfg)
     for key in ("_target_", "client_target"):

@@ -27,6 +27,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 from omegaconf import DictConfig
@@ -98,6 +99,7 @@ def record_bytes(record: object) -> int:
 
 
 def pack(payloads: Mapping[int, RecordDict], errors: Mapping[int, str] | None = None,
+         client_control: Mapping[int, Mapping[str, Any]] | None = None,
          **control: int | float | str | bool) -> tuple[RecordDict, dict[int, int]]:
     """Pack per-client contents into one RecordDict; each distinct record object appears once.
 
@@ -132,8 +134,19 @@ def pack(payloads: Mapping[int, RecordDict], errors: Mapping[int, str] | None = 
             shares[cid] += size // m + (1 if i < size % m else 0)  # shares add up exactly
     out[CONTROL] = ConfigRecord({
         GROUP_KEY: True, "cids": sorted(int(c) for c in payloads), "layout": json.dumps(layout),
-        "errors": json.dumps({str(c): str(e) for c, e in (errors or {}).items()}), **control})
+        "errors": json.dumps({str(c): str(e) for c, e in (errors or {}).items()}),
+        "client-control": json.dumps({str(c): dict(v) for c, v in (client_control or {}).items()
+                                      if v}),
+        **control})
     return out, shares
+
+
+def client_controls(content: RecordDict) -> dict[int, dict[str, Any]]:
+    """Per-client control entries of a packed message (e.g. a privacy audit's subset size)."""
+    control = content[CONTROL]
+    assert isinstance(control, ConfigRecord)
+    raw = json.loads(str(control.get("client-control", "{}")))
+    return {int(c): dict(v) for c, v in raw.items()}
 
 
 def unpack(content: RecordDict) -> tuple[dict[int, RecordDict], dict[int, str]]:

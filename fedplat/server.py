@@ -26,6 +26,7 @@ from flwr.serverapp import Grid
 from omegaconf import DictConfig
 
 from fedplat import checkpoint, faults, groups, records
+from fedplat.capture import MessageCapture
 from fedplat.config import import_object, to_json
 from fedplat.errors import RunAborted
 from fedplat.records import CONTROL, metrics_of, payload_bytes, with_control
@@ -112,6 +113,7 @@ class Server:
             # Flower's in-memory grid sleeps 0.1 s between polls for replies: with grouped
             # clients a round is a couple of exchanges, and that sleep would dominate it.
             grid.pull_interval = float(poll)
+        self.capture = MessageCapture(cfg, recorder.run_dir)
         timeout = cfg.simulation.get("round_timeout")
         self.timeout: float | None = float(timeout) if timeout is not None else None
 
@@ -180,14 +182,20 @@ class Server:
             by_node.setdefault(self.node_of[cid], []).append(cid)
         msgs = []
         sent_to: dict[int, list[int]] = {}
+        sent: dict[int, RecordDict] = {}  # what each captured client received (audits)
         t_pack = time.perf_counter()
         for node, cids in sorted(by_node.items()):
+            audit = {c: self.capture.control(rnd, message_type, c) for c in cids}
+            for c in cids:
+                if self.capture.wants(rnd, message_type, c):
+                    sent[c] = with_control(payloads[c], cid=c, round=rnd, **extra, **audit[c])
             if len(cids) == 1:
-                content = with_control(payloads[cids[0]], cid=cids[0], round=rnd, **extra)
+                content = with_control(payloads[cids[0]], cid=cids[0], round=rnd, **extra,
+                                       **audit[cids[0]])
                 ex.bytes_down[cids[0]] = payload_bytes(content)
             else:
-                content, shares = groups.pack({c: payloads[c] for c in cids}, round=rnd,
-                                              **extra)
+                content, shares = groups.pack({c: payloads[c] for c in cids},
+                                              client_control=audit, round=rnd, **extra)
                 ex.bytes_down.update(shares)
             msg = Message(content, dst_node_id=node, message_type=message_type)
             msgs.append(msg)
@@ -214,6 +222,10 @@ class Server:
                 ex.replies[cids[0]] = rep.content
                 ex.bytes_up[cids[0]] = payload_bytes(rep.content)
         ex.late = sorted(set(payloads) - set(ex.replies) - set(ex.failures))
+        for cid in sorted(payloads):  # privacy audits: the real messages, as they crossed
+            if self.capture.wants(rnd, message_type, cid):
+                self.capture.save(rnd, message_type, phase, cid, sent[cid],
+                                  ex.replies.get(cid), ex.failures.get(cid))
         what = f"{message_type} ({phase})" if phase else message_type
         for cid, why in sorted(ex.failures.items()):
             log.warning("round %d: client %d failed in %s: %s", rnd, cid, what, why)
@@ -366,6 +378,7 @@ class Server:
             sampled = strategy.sample_train(rnd)
             offline = faults.dropped(cfg, rnd, sorted(self.node_of))
             extra = self._step(strategy, MessageType.TRAIN, rnd, sampled, offline, row)
+            self.capture.check(rnd)
             eval_cids = strategy.sample_evaluate(rnd)  # empty: fraction_evaluate=0
             if eval_cids and (rnd % every == 0 or rnd == num_rounds):
                 extra = {**extra, **self._step(strategy, MessageType.EVALUATE, rnd, eval_cids,

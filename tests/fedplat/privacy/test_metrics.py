@@ -1,0 +1,82 @@
+"""Reconstruction metrics against hand-computed values."""
+
+import math
+
+import pytest
+import torch
+
+from fedplat.privacy.inversion import infer_labels, total_variation
+from fedplat.privacy.metrics import label_recovery, match, psnr, score, ssim, to_unit
+
+
+def test_psnr_hand_values():
+    a = torch.zeros(2, 1, 4, 4)
+    b = torch.full((2, 1, 4, 4), 0.1)
+    b[1] = 0.0
+    b[1, 0, 0, 0] = 0.5  # MSE 0.25 / 16
+    p = psnr(b, a)
+    assert float(p[0]) == pytest.approx(20.0, abs=1e-4)            # 10 log10(1 / 0.01)
+    assert float(p[1]) == pytest.approx(10 * math.log10(64), abs=1e-4)  # 18.06 dB
+    assert math.isinf(float(psnr(a, a)[0]))
+
+
+def test_ssim_of_constant_images_is_the_luminance_term():
+    a, b = torch.full((1, 1, 16, 16), 0.2), torch.full((1, 1, 16, 16), 0.6)
+    c1 = 0.01 ** 2
+    want = (2 * 0.2 * 0.6 + c1) / (0.2 ** 2 + 0.6 ** 2 + c1)  # contrast/structure term = 1
+    assert float(ssim(a, b)[0]) == pytest.approx(want, abs=1e-6)
+
+
+def test_ssim_of_uncorrelated_two_by_two_images():
+    """One 2x2 window (uniform weights): equal means and variances, zero covariance."""
+    a = torch.tensor([[0.0, 1.0], [0.0, 1.0]]).reshape(1, 1, 2, 2)
+    b = torch.tensor([[0.0, 1.0], [1.0, 0.0]]).reshape(1, 1, 2, 2)
+    c2 = 0.03 ** 2
+    want = 1.0 * (0.0 + c2) / (0.25 + 0.25 + c2)
+    assert float(ssim(a, b)[0]) == pytest.approx(want, rel=1e-5)
+
+
+def test_ssim_identity_symmetry_and_range():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 2, 20, 20, generator=gen)
+    y = (x + 0.2 * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+    torch.testing.assert_close(ssim(x, x), torch.ones(3))
+    torch.testing.assert_close(ssim(x, y), ssim(y, x))
+    assert bool(((ssim(x, y) < 1) & (ssim(x, y) > 0)).all())
+
+
+def test_label_recovery_counts_multisets():
+    assert label_recovery(torch.tensor([1, 1, 2]), torch.tensor([2, 1, 2])) == pytest.approx(2 / 3)
+    assert label_recovery(torch.tensor([3]), torch.tensor([3])) == 1.0
+    assert label_recovery(torch.tensor([0, 0]), torch.tensor([1, 2])) == 0.0
+
+
+def test_infer_labels_from_bias_evidence():
+    scores = torch.tensor([0.1, -0.5, 0.2, -0.1])
+    assert infer_labels(scores, 1).tolist() == [1]
+    assert infer_labels(scores, 2).tolist() == [1, 3]
+    # third slot goes to the class with the larger remaining share (class 1: 0.5 / 0.6)
+    assert infer_labels(scores, 3).tolist() == [1, 1, 3]
+    assert infer_labels(torch.tensor([0.3, 0.1]), 2).tolist() == [1, 1]  # nothing negative
+
+
+def test_match_undoes_a_shuffle_and_score_pairs_images():
+    gen = torch.Generator().manual_seed(1)
+    truth = torch.rand(4, 1, 6, 6, generator=gen)
+    perm = torch.tensor([2, 0, 3, 1])
+    recon = truth[perm] + 0.01
+    got = match(recon, truth)
+    torch.testing.assert_close(recon[got], truth + 0.01)
+    low, high = torch.zeros(1), torch.ones(1)
+    s = score(recon, torch.tensor([0, 1, 2, 3]), truth, torch.tensor([3, 2, 1, 0]), low, high)
+    assert s["psnr"] == pytest.approx(40.0, abs=0.5)  # 0.01 everywhere (clamped at 1)
+    assert s["label_recovery"] == 1.0
+
+
+def test_to_unit_and_total_variation():
+    low, high = torch.tensor([-1.0]), torch.tensor([3.0])
+    x = torch.tensor([-1.0, 1.0, 3.0, 5.0]).reshape(1, 1, 2, 2)
+    assert to_unit(x, low, high).flatten().tolist() == [0.0, 0.5, 1.0, 1.0]
+    img = torch.tensor([[0.0, 1.0], [0.0, 1.0]]).reshape(1, 1, 2, 2)
+    assert float(total_variation(img)) == pytest.approx(1.0)   # horizontal 1, vertical 0
+    assert float(total_variation(torch.tensor([[0.0, 2.0, 1.0]]))) == pytest.approx(1.5)
