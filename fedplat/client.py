@@ -128,15 +128,18 @@ class Client:
                      batch_size=int(c.batch_size), generator=self.generator(rnd), **kwargs)
 
     def eval_metrics(self, model: nn.Module) -> dict[str, float]:
-        """test/val loss and accuracy; `num-examples` is the test count (Flower's weighting)."""
+        """test/val loss, accuracy and weighted F1 (of the whole split, not per batch).
+
+        `num-examples` is the test count (Flower's weighting).
+        """
         bs = int(self.cfg.client.eval_batch_size)
         test = evaluate(model, self.data.x_test, self.data.y_test, bs)
         out = {"num-examples": test.num_examples, "test_loss": test.loss,
-               "test_accuracy": test.accuracy}
+               "test_accuracy": test.accuracy, "test_f1": test.f1}
         if len(self.data.y_val):
             val = evaluate(model, self.data.x_val, self.data.y_val, bs)
             out.update({"num-val-examples": val.num_examples, "val_loss": val.loss,
-                        "val_accuracy": val.accuracy})
+                        "val_accuracy": val.accuracy, "val_f1": val.f1})
         return out
 
 

@@ -18,6 +18,7 @@ INIT = 4
 CLIENT = 5
 FAULTS = 6
 SCENARIO = 7
+LABELS = 8
 
 
 def derive_seed(seed: int, *ids: int) -> int:
