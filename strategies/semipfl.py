@@ -167,7 +167,7 @@ def train_base_model(model: BaseModel, z: torch.Tensor, y: torch.Tensor, *, epoc
 
 
 def mixture_log_probs(base_log_probs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """log sum_m softmax(w)_m p_m(y|z) from (n, M, C) base log-probabilities, shape (n, C)."""
+    """The mixture's log sum_m softmax(w)_m p_m(y|z) from (n, M, C) base log-probs: (n, C)."""
     return torch.logsumexp(base_log_probs + F.log_softmax(w, dim=0)[None, :, None], dim=1)
 
 
