@@ -271,3 +271,14 @@ def test_cli_without_server_sources_exits_2(capsys, monkeypatch, tmp_path):
     err = capsys.readouterr().err
     assert info.value.code == 2 and "no server sources are configured" in err
     assert err.count("\n") == 1
+
+
+def test_fedavg_baseline_trains_on_the_labeled_samples_only(tmp_path):
+    from fedplat.data import build_federated
+
+    common = ("num_clients=3", "split.label_ratio=0.1", "split.val=0", "client.local_epochs=1")
+    _, rows = run_inline(tmp_path, "strategy=fedavg", "num_rounds=1", *common)
+    fed = build_federated(make_cfg(*common))
+    for cid, entry in rows[0]["per_client"].items():
+        assert entry["num-examples_train"] == fed.client(int(cid)).num_train
+        assert 0 <= entry["test_f1"] <= 1
