@@ -27,6 +27,7 @@ from strategies.semipfl import (
     train_base_model,
     unpack,
 )
+from tests.conftest import SHARED_DATA
 from tests.helpers import make_cfg, run_inline
 
 TINY = ("strategy=semipfl", "num_clients=4", "split.server_sources=2", "split.val=0",
@@ -255,6 +256,7 @@ def test_tiny_har_run_on_basic_motions(tmp_path):
     (["strategy.base_warm_start=1"], "strategy.base_warm_start=1 must be true or false"),
     (["strategy.hypernet.max_params=10"], "above strategy.hypernet.max_params=10"),
     (["split.label_ratio=-0.1"], "split.label_ratio=-0.1 is out of range"),
+    (["split.label_ratio=1.5"], "split.label_ratio=1.5 is out of range"),
 ])
 def test_bad_input_is_one_line(overrides, message):
     with pytest.raises(UserError) as info:
@@ -270,6 +272,33 @@ def test_cli_without_server_sources_exits_2(capsys, monkeypatch, tmp_path):
         main(["strategy=semipfl"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "no server sources are configured" in err
+    assert err.count("\n") == 1
+
+
+WISDM_ARFF = SHARED_DATA / "wisdm" / "WISDM_ar_v1.1_transformed.arff"
+
+
+@pytest.mark.parametrize(("overrides", "message", "needs_wisdm"), [
+    (["split.server_sources=2", "split.label_ratio=1.5"], "split.label_ratio=1.5 is out of range",
+     False),
+    (["split.server_sources=2", "split.label_ratio=-0.1"],
+     "split.label_ratio=-0.1 is out of range", False),
+    (["experiment=semipfl_wisdm", "split.server_sources=0"], "no server sources are configured",
+     True),
+    (["experiment=semipfl_wisdm", "num_clients=30"],
+     "dataset 'wisdm' has 36 users, fewer than the 39 requested", True),
+])
+def test_cli_bad_input_exits_2_with_one_line(overrides, message, needs_wisdm, capsys,
+                                             monkeypatch, tmp_path):
+    from fedplat.cli import main
+
+    if needs_wisdm and not WISDM_ARFF.is_file():
+        pytest.skip("WISDM file not found in ../shared/data/wisdm; set FEDPLAT_DATA_DIR")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["strategy=semipfl", *overrides])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err
     assert err.count("\n") == 1
 
 
