@@ -31,6 +31,7 @@ from strategies.semipfl import (
     autoencoder_of,
     base_log_probs,
     base_model_of,
+    finetune_bases,
     fit_mixture,
     reconstruction_errors,
     unpack,
@@ -89,6 +90,13 @@ class SemiPFLClient(Client):
                  "mix_max_weight": float(torch.softmax(w, 0).max())}
         if nll == nll:
             stats["mix_nll"] = nll
+        steps = int(config.get("finetune_steps", 0))  # type: ignore[call-overload]
+        if steps > 0 and self.data.num_train > 0:
+            with torch.no_grad():
+                z = ae.encoder.eval()(self.data.x_train)
+            stats["finetune_nll"] = finetune_bases(
+                bases, z, self.data.y_train, w, steps=steps,
+                lr=float(config["finetune_lr"]))  # type: ignore[arg-type]
         return PersonalModel(ae.encoder, bases, w), stats
 
     @override
@@ -118,16 +126,19 @@ class SemiPFLClient(Client):
             return RecordDict({"metrics": MetricRecord({"n_bases": 0})})
         ae = self.autoencoder(candidate)
         bases = self.bases(base_states)
+        bs = int(self.cfg.client.eval_batch_size)
         uniform, _ = self.personal_model(ae, bases, {"mix_steps": 0, "mix_lr": 1.0})
+        with torch.no_grad():  # before any fine-tuning changes the shared base models
+            f1_uniform = evaluate(uniform, self.data.x_test, self.data.y_test, bs).f1
         model, stats = self.personal_model(ae, bases, payload["config"])
         assert isinstance(model, PersonalModel)
-        bs = int(self.cfg.client.eval_batch_size)
         with torch.no_grad():
-            f1_uniform = evaluate(uniform, self.data.x_test, self.data.y_test, bs).f1
             test = evaluate(model, self.data.x_test, self.data.y_test, bs)
         state.set_tensors("ae", ae.state_dict())
-        state.set_tensors("bases", {f"b{m}.{k}": v for m, st in sorted(base_states.items())
-                                    for k, v in st.items()})
+        # The personal model's base models (fine-tuned ones when strategy.finetune_steps > 0).
+        tuned = {m: b.state_dict() for m, b in zip(sorted(base_states), model.bases)}
+        state.set_tensors("bases", {f"b{m}.{k}": v.detach().clone()
+                                    for m, st in tuned.items() for k, v in st.items()})
         state.set_tensors("mix", {"w": model.w})
         return RecordDict({"metrics": MetricRecord({
             "num-examples": test.num_examples, "user_f1": test.f1, "uniform_f1": f1_uniform,

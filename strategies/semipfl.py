@@ -193,6 +193,33 @@ def fit_mixture(base_log_probs: torch.Tensor, y: torch.Tensor, *, steps: int,
     return w.detach(), final
 
 
+def finetune_bases(bases: Sequence[BaseModel], z: torch.Tensor, y: torch.Tensor,
+                   w: torch.Tensor, *, steps: int, lr: float) -> float:
+    """Fine-tune the base models in place on the user's labeled codes; final mixture NLL.
+
+    The optional second half of the user's aggregation (`strategy.finetune_steps` > 0; 0 =
+    frozen base models, the paper's figure): full-batch Adam on the mixture's NLL with the
+    mixture weights w and the encoder fixed, BatchNorm in eval mode (its running statistics
+    come from the server's data; a user's handful of labels cannot re-estimate them). This is
+    the released code's last step (it fine-tunes its one base model on the user's labels),
+    done on the labeled subset only. No labels or no steps: the models are left untouched.
+    """
+    if len(y) == 0 or steps <= 0:
+        return math.nan
+    params = [q for b in bases for q in b.parameters()]
+    opt = torch.optim.Adam(params, lr=lr)
+    for b in bases:
+        b.eval()
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        lp = torch.stack([b(z) for b in bases], dim=1)
+        F.nll_loss(mixture_log_probs(lp, w), y).backward()
+        opt.step()
+    with torch.no_grad():
+        lp = torch.stack([b(z) for b in bases], dim=1)
+        return float(F.nll_loss(mixture_log_probs(lp, w), y))
+
+
 @torch.no_grad()
 def base_log_probs(encoder: nn.Module, bases: Sequence[BaseModel], x: torch.Tensor
                    ) -> torch.Tensor:
@@ -257,7 +284,9 @@ def embed_dim(cfg: DictConfig) -> int:
 
 def mix_config(params: DictConfig) -> dict[str, Any]:
     """What a user needs to fit its mixture."""
-    return {"mix_steps": int(params.mix_steps), "mix_lr": float(params.mix_lr)}
+    return {"mix_steps": int(params.mix_steps), "mix_lr": float(params.mix_lr),
+            "finetune_steps": int(params.get("finetune_steps", 0)),
+            "finetune_lr": float(params.get("finetune_lr", 1e-3))}
 
 
 class SemiPFL(Strategy):
@@ -280,6 +309,8 @@ class SemiPFL(Strategy):
         for key in ("ae_epochs", "server_epochs", "batch_size"):
             check_int(cfg, f"{p}.{key}", lo=1)
         check_int(cfg, f"{p}.mix_steps", lo=0)
+        check_int(cfg, f"{p}.finetune_steps", lo=0)
+        check_float(cfg, f"{p}.finetune_lr", 0.0, lo_open=True)
         mode = check_choice(cfg, f"{p}.tau_mode", ["absolute", "quantile"])
         if mode == "quantile":
             check_float(cfg, f"{p}.tau", 0.0, 1.0, lo_open=True)

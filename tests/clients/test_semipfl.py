@@ -79,9 +79,9 @@ def _bases(m=2, seed=0):
     return {k: BaseModel(4, 16, 10).eval().state_dict() for k in range(m)}
 
 
-def _combine(client, store, bases, steps=30):
-    payload = RecordDict({"arrays": to_record(pack_bases(bases)),
-                          "config": ConfigRecord({"mix_steps": steps, "mix_lr": 0.1})})
+def _combine(client, store, bases, steps=30, finetune=0):
+    payload = RecordDict({"arrays": to_record(pack_bases(bases)), "config": ConfigRecord(
+        {"mix_steps": steps, "mix_lr": 0.1, "finetune_steps": finetune, "finetune_lr": 1e-2})})
     return client.phase("train", "combine", payload, ClientState(store, 0), 1)
 
 
@@ -132,3 +132,41 @@ def test_never_trained_user_evaluates_the_servers_ae_and_bases():
     m = metrics_of(client.evaluate(payload, ClientState(store, 0), 1))
     assert m["num-examples"] == 10 and "test_f1" in m
     assert ClientState(store, 0).names() == []  # evaluation keeps nothing
+
+
+def _stored_bases(store):
+    from strategies.semipfl import unpack
+
+    return unpack(ClientState(store, 0).get_tensors("bases"))[1]
+
+
+def test_frozen_by_default_finetuned_bases_are_committed_when_asked():
+    sent = _bases()
+    client = _client(_data())
+    frozen, tuned = RecordDict(), RecordDict()
+    _fit(client, frozen)
+    _fit(client, tuned)
+    m0 = metrics_of(_combine(client, frozen, sent))
+    m1 = metrics_of(_combine(client, tuned, sent, finetune=40))
+    for m in sent:
+        assert all(torch.equal(v, _stored_bases(frozen)[m][k]) for k, v in sent[m].items())
+        assert not torch.equal(_stored_bases(tuned)[m]["net.1.weight"], sent[m]["net.1.weight"])
+        # BatchNorm statistics stay the server's
+        assert torch.equal(_stored_bases(tuned)[m]["net.0.running_mean"],
+                           sent[m]["net.0.running_mean"])
+    assert "finetune_nll" not in m0 and m1["finetune_nll"] < m1["mix_nll"]
+    assert m0["uniform_f1"] == m1["uniform_f1"]  # measured before any fine-tuning
+    # the committed (fine-tuned) model is the one evaluated later
+    ev = metrics_of(client.evaluate(RecordDict(), ClientState(tuned, 0), 2))
+    assert ev["test_f1"] == m1["user_f1"]
+
+
+def test_finetuning_without_labels_changes_nothing():
+    sent = _bases()
+    client = _client(_data(n_lab=0))
+    store = RecordDict()
+    _fit(client, store)
+    m = metrics_of(_combine(client, store, sent, finetune=40))
+    assert "finetune_nll" not in m and m["user_f1"] == m["uniform_f1"]
+    for k, v in sent[0].items():
+        assert torch.equal(v, _stored_bases(store)[0][k])

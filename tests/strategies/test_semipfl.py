@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from flwr.app import MetricRecord, RecordDict
+from torch.nn import functional as F
 
 from fedplat.data import federated
 from fedplat.errors import UserError
@@ -19,6 +20,7 @@ from strategies.semipfl import (
     BaseModel,
     SemiPFL,
     balance_classes,
+    finetune_bases,
     fit_mixture,
     mixture_log_probs,
     pack_bases,
@@ -79,6 +81,28 @@ def test_mixture_moves_towards_the_base_model_that_fits_the_labels():
     w, nll = fit_mixture(lp, y, steps=100, lr=0.1)
     p = torch.softmax(w, 0)
     assert p[1] > 0.9 and nll < -math.log(0.5)
+
+
+def test_finetune_bases_lowers_the_mixture_nll_with_weights_and_bn_stats_fixed():
+    torch.manual_seed(0)
+    z = torch.randn(12, 4)
+    y = (z[:, 0] > 0).long()
+    bases = [BaseModel(4, 8, 2).eval() for _ in range(2)]
+    w = torch.tensor([0.3, -0.3])
+    before = [copy.deepcopy(b.state_dict()) for b in bases]
+    with torch.no_grad():
+        nll0 = float(F.nll_loss(mixture_log_probs(torch.stack([b(z) for b in bases], 1), w), y))
+    nll = finetune_bases(bases, z, y, w, steps=50, lr=1e-2)
+    assert nll < nll0 and torch.equal(w, torch.tensor([0.3, -0.3]))
+    for b, old in zip(bases, before):
+        assert torch.equal(b.net[0].running_mean, old["net.0.running_mean"])  # BN stats kept
+        assert not torch.equal(b.net[1].weight, old["net.1.weight"])
+    # no labels or no steps: untouched, NaN
+    same = [copy.deepcopy(b.state_dict()) for b in bases]
+    assert math.isnan(finetune_bases(bases, z[:0], y[:0], w, steps=50, lr=1e-2))
+    assert math.isnan(finetune_bases(bases, z, y, w, steps=0, lr=1e-2))
+    for b, old in zip(bases, same):
+        assert all(torch.equal(v, old[k]) for k, v in b.state_dict().items())
 
 
 def test_base_model_training_survives_a_final_batch_of_one_and_learns():
@@ -257,6 +281,7 @@ def test_tiny_har_run_on_basic_motions(tmp_path):
     (["strategy.hypernet.max_params=10"], "above strategy.hypernet.max_params=10"),
     (["split.label_ratio=-0.1"], "split.label_ratio=-0.1 is out of range"),
     (["split.label_ratio=1.5"], "split.label_ratio=1.5 is out of range"),
+    (["strategy.finetune_steps=-1"], "strategy.finetune_steps=-1 is out of range"),
 ])
 def test_bad_input_is_one_line(overrides, message):
     with pytest.raises(UserError) as info:
