@@ -26,6 +26,8 @@ from typing import Any
 METHODS: dict[str, tuple[str, list[str]]] = {
     "semipfl": ("semipfl", []),
     "semipfl_nofilter": ("semipfl", ["strategy.tau=1.0"]),
+    "semipfl_finetune": ("semipfl", ["strategy.finetune_steps=100",
+                                     "strategy.finetune_lr=0.003"]),
     "semipfl_paper_tau": ("semipfl", ["strategy.tau_mode=absolute", "strategy.tau=0.05"]),
     "fedavg": ("fedavg", []),
     "local": ("local", []),
@@ -81,6 +83,23 @@ def common_users_f1(run_dir: Path, first: int) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def mixture_vs_uniform(run_dir: Path) -> tuple[float | None, float | None]:
+    """SemiPFL only: the selected user's F1, learned vs uniform mixture, mean over rounds.
+
+    `user_f1` uses the mixture fitted on the user's labels, `uniform_f1` the uniform mixture
+    of the same base models: their gap is what the user's labels add.
+    """
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None, None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = []
+    for key in ("user_f1", "uniform_f1"):
+        vals = [r[key] for r in rows if isinstance(r.get(key), int | float)]
+        out.append(sum(vals) / len(vals) if vals else None)
+    return out[0], out[1]
+
+
 def cell(values: list[float]) -> str:
     """Mean (± sd over seeds) of one table cell."""
     if not values:
@@ -102,6 +121,8 @@ def main() -> None:
                     help="SemiPFL/pFedHN rounds per user (one user per round)")
     ap.add_argument("--evals", type=int, default=3, help="evaluations per run")
     ap.add_argument("--extra", nargs="*", default=[], help="more overrides for every run")
+    ap.add_argument("--no-run", action="store_true",
+                    help="only tabulate the runs already completed under --out")
     ap.add_argument("--common", type=int, default=9,
                     help="F1 is also reported over the first COMMON users (same in every run)")
     args = ap.parse_args()
@@ -117,6 +138,10 @@ def main() -> None:
                 for seed in args.seeds:
                     name = f"{method}_n{users}_r{ratio:g}_s{seed}"
                     ov = overrides(method, users, ratio, seed, args)
+                    done = args.out / name / "summary.json"
+                    if args.no_run and not (done.is_file() and json.loads(
+                            done.read_text()).get("status") == "completed"):
+                        continue
                     t0 = time.time()
                     s = run_one(name, ov, args.out)
                     f1 = s.get("f1", {})
@@ -127,13 +152,16 @@ def main() -> None:
                            "f1_best_round": f1.get("best", {}).get("round"),
                            "f1_best_per_user": f1.get("best_per_client", {}).get("f1_mean"),
                            "f1_first_users": common_users_f1(args.out / name, args.common),
+                           "train_user_f1": mixture_vs_uniform(args.out / name)[0],
+                           "train_uniform_f1": mixture_vs_uniform(args.out / name)[1],
                            "rounds": s.get("rounds_completed"),
                            "wall_time_s": s.get("wall_time_s"),
                            "accept_rate": (s.get("strategy_summary") or {}).get(
                                "mean_accept_rate")}
                     rows.setdefault((method, users, ratio), []).append(rec)
-                    with results.open("a") as fh:
-                        fh.write(json.dumps(rec) + "\n")
+                    if not args.no_run:
+                        with results.open("a") as fh:
+                            fh.write(json.dumps(rec) + "\n")
                     print(f"{name}: final F1 {rec['f1_final']} best {rec['f1_best']} "
                           f"first {args.common} users {rec['f1_first_users']} "
                           f"({time.time() - t0:.0f} s)", flush=True)
@@ -154,8 +182,29 @@ def main() -> None:
     note = (f"\nfinal-round weighted F1, mean over users (best round in brackets; wall time "
             f"per run); seeds {args.seeds}; rounds: {args.rounds} (FedAvg/Local), "
             f"{args.rounds_per_user} x users (SemiPFL/pFedHN)\n")
-    (args.out / "table.md").write_text(table + note)
-    print(table + note)
+    # The same users in every row: F1 over clients 0..COMMON-1 (for "more users" comparisons).
+    common = ["| users | label ratio | " + " | ".join(args.methods) + " |",
+              "|---|---|" + "---|" * len(args.methods)]
+    mix = ["| users | label ratio | method | learned mixture | uniform mixture |",
+           "|---|---|---|---|---|"]
+    for users in args.users:
+        for ratio in args.ratios:
+            vals = [cell([r["f1_first_users"] for r in rows.get((m, users, ratio), [])
+                          if r["f1_first_users"] is not None]) for m in args.methods]
+            common.append(f"| {users} | {ratio:g} | " + " | ".join(vals) + " |")
+            for m in args.methods:
+                recs = [r for r in rows.get((m, users, ratio), [])
+                        if r["train_user_f1"] is not None]
+                if recs:
+                    mix.append(f"| {users} | {ratio:g} | {m} | "
+                               f"{cell([r['train_user_f1'] for r in recs])} | "
+                               f"{cell([r['train_uniform_f1'] for r in recs])} |")
+    extra = (f"\nfinal-round weighted F1 over the first {args.common} users only:\n\n"
+             + "\n".join(common)
+             + "\n\nSemiPFL, selected user's F1 right after its combine step, mean over "
+               "training rounds:\n\n" + "\n".join(mix) + "\n")
+    (args.out / "table.md").write_text(table + note + extra)
+    print(table + note + extra)
 
 
 if __name__ == "__main__":
