@@ -22,7 +22,7 @@ def _fedplat(*args, cwd):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["strategy=fedavgg"], "unknown strategy 'fedavgg' (choose from: fedavg, local"),
+        (["strategy=fedavgg"], "unknown strategy 'fedavgg' (choose from: fedavg, "),
         (["dataset=imagenet"],
          "unknown dataset 'imagenet' (choose from: basic_motions, cifar10, digits"),
         (["partition=random"], "unknown partition 'random' (choose from: dirichlet, iid"),

