@@ -245,7 +245,10 @@ class Client:
         return out
 
     def eval_metrics(self, model: nn.Module) -> dict[str, float]:
-        """test/val loss and accuracy; `num-examples` is the test count (Flower's weighting)."""
+        """test/val loss, accuracy and weighted F1 (of the whole split, not per batch).
+
+        `num-examples` is the test count (Flower's weighting).
+        """
         data = self.data
         if isinstance(data, GraphClientData):
             val, test = evaluate_graph(model, data.x, data.edge_index, data.y, data.val_idx,
@@ -259,11 +262,11 @@ class Client:
         bs = int(self.cfg.client.eval_batch_size)
         test = evaluate(model, self.data.x_test, self.data.y_test, bs)
         out = {"num-examples": test.num_examples, "test_loss": test.loss,
-               "test_accuracy": test.accuracy}
+               "test_accuracy": test.accuracy, "test_f1": test.f1}
         if len(self.data.y_val):
             val = evaluate(model, self.data.x_val, self.data.y_val, bs)
             out.update({"num-val-examples": val.num_examples, "val_loss": val.loss,
-                        "val_accuracy": val.accuracy})
+                        "val_accuracy": val.accuracy, "val_f1": val.f1})
         return out
 
     def post_fit_metrics(self, model: nn.Module) -> dict[str, float]:

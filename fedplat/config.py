@@ -239,6 +239,10 @@ def _validate_core(cfg: DictConfig) -> None:
     if val + test >= 1.0:
         raise UserError(f"split.val + split.test = {val + test:g} leaves no training data; "
                         "keep their sum below 1")
+    if "label_ratio" in cfg.split:
+        check_float(cfg, "split.label_ratio", 0.0, 1.0)
+    if "server_sources" in cfg.split:
+        check_int(cfg, "split.server_sources", lo=0)
     check_int_list(cfg, "faults.crash_clients", lo=0, hi=n - 1)
     check_float(cfg, "faults.crash_prob", 0.0, 1.0)
     check_float(cfg, "faults.dropout_prob", 0.0, 1.0)
@@ -292,6 +296,11 @@ def validate(cfg: DictConfig) -> None:
         hook: Callable[[DictConfig], None] | None = getattr(cls, "validate_config", None)
         if hook is not None:
             hook(cfg)
+        if key == "_target_" and float(cfg.split.get("label_ratio", 1.0)) == 0 \
+                and not getattr(cls, "learns_from_unlabeled", False):
+            raise UserError(f"split.label_ratio=0 leaves the clients no labels, and strategy "
+                            f"'{cfg.strategy.get('name')}' learns from labels only; raise "
+                            "split.label_ratio or use a semi-supervised strategy (semipfl)")
     runner = _get(cfg, "scenario.runner")
     import_object(runner, "scenario.runner")
 

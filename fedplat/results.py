@@ -98,6 +98,40 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         bm = max(with_mean_val, key=lambda r: r["val_accuracy_mean"])  # earliest among ties
         out["best_mean"] = {**entry(bm), "val_accuracy_mean": bm["val_accuracy_mean"],
                             "criterion": "val_accuracy_mean"}
+    f1 = summarise_f1(evaluated)
+    if f1:
+        out["f1"] = f1
+    return out
+
+
+def summarise_f1(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Weighted F1 (each client's whole test split), mean over clients: final and best round.
+
+    * final: the last evaluated round.
+    * best: the round with the highest client-mean F1 (chosen on test data: optimistic).
+    * best_per_client: each client's highest F1 over the rounds, averaged (more optimistic
+      still; the headline metric of SemiPFL's released code).
+    """
+    evaluated = _pick(rows, "test_f1_mean")
+    if not evaluated:
+        return {}
+
+    def entry(r: Mapping[str, Any]) -> dict[str, Any]:
+        return {"round": r["round"], "f1_mean": r["test_f1_mean"], "f1_pooled": r.get("test_f1")}
+
+    best = max(evaluated, key=lambda r: r["test_f1_mean"])
+    per_client: dict[str, float] = {}
+    for r in evaluated:
+        for cid, m in (r.get("per_client") or {}).items():
+            v = m.get("test_f1") if isinstance(m, Mapping) else None
+            if isinstance(v, int | float) and v == v:
+                per_client[cid] = max(per_client.get(cid, -math.inf), float(v))
+    out: dict[str, Any] = {"metric": "weighted F1 over each client's whole test split, "
+                                     "mean over clients",
+                           "final": entry(evaluated[-1]), "best": entry(best)}
+    if per_client:
+        out["best_per_client"] = {"f1_mean": sum(per_client.values()) / len(per_client),
+                                  "clients": len(per_client)}
     return out
 
 

@@ -19,6 +19,7 @@ CLIENT = 5
 FAULTS = 6
 SCENARIO = 7
 CAPTURE = 8
+LABELS = 9
 
 
 def derive_seed(seed: int, *ids: int) -> int:

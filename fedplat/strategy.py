@@ -45,6 +45,10 @@ class Strategy:
     `configure_evaluate`. Every method is called from one thread, in round order.
     """
 
+    #: True for semi-supervised algorithms that learn from clients' unlabeled samples
+    #: (`ClientData.x_unlabeled`); others need labels, so `split.label_ratio=0` is refused.
+    learns_from_unlabeled: bool = False
+
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
         self.params = cfg.strategy

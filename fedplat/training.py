@@ -26,6 +26,32 @@ class TrainResult:
     steps: int
 
 
+def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor,
+                     num_classes: int) -> torch.Tensor:
+    """(num_classes, num_classes) counts, rows = true class, columns = predicted class."""
+    flat = y_true.long().cpu() * num_classes + y_pred.long().cpu()
+    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes)
+
+
+def weighted_f1(confusion: torch.Tensor) -> float:
+    """Support-weighted mean of per-class F1 over a whole split (sklearn's 'weighted').
+
+    F1_c = 2 TP_c / (support_c + predicted_c), 0 when both are 0; classes absent from the
+    split weigh nothing. Computed from the confusion matrix of the whole split, so it is not
+    the mean of per-batch F1 scores (which SemiPFL's released code reports). nan when empty.
+    """
+    c = confusion.double()
+    support = c.sum(dim=1)
+    total = float(support.sum())
+    if total == 0:
+        return math.nan
+    tp = torch.diagonal(c)
+    denom = support + c.sum(dim=0)
+    f1 = torch.where(denom > 0, 2 * tp / denom.clamp_min(1e-12), torch.zeros_like(tp))
+    return float((f1 * support).sum() / total)
+
+
 @dataclass(frozen=True)
 class EvalResult:
     """Summed loss and correct predictions over `num_examples` samples."""
@@ -33,6 +59,13 @@ class EvalResult:
     loss_sum: float
     correct: int
     num_examples: int
+    #: Confusion matrix of the whole split (None when not computed).
+    confusion: torch.Tensor | None = None
+
+    @property
+    def f1(self) -> float:
+        """Weighted F1 over the whole split (nan without samples or confusion matrix)."""
+        return weighted_f1(self.confusion) if self.confusion is not None else math.nan
 
     @property
     def loss(self) -> float:
@@ -109,15 +142,19 @@ def train(
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              batch_size: int = 256) -> EvalResult:
-    """Cross-entropy and accuracy over (x, y)."""
+    """Cross-entropy, accuracy and the confusion matrix over (x, y)."""
     model.eval()
     loss_sum, correct = 0.0, 0
+    confusion: torch.Tensor | None = None
     for start in range(0, len(y), batch_size):
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
         logits = model(xb)
         loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
-        correct += int((logits.argmax(dim=1) == yb).sum())
-    return EvalResult(loss_sum, correct, len(y))
+        pred = logits.argmax(dim=1)
+        correct += int((pred == yb).sum())
+        cm = confusion_matrix(yb, pred, logits.shape[1])
+        confusion = cm if confusion is None else confusion + cm
+    return EvalResult(loss_sum, correct, len(y), confusion)
 
 
 # --- graphs: the whole (sub)graph is one batch --------------------------------------------------

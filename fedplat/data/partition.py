@@ -265,6 +265,41 @@ def by_class(y_train: np.ndarray, y_test: np.ndarray, num_clients: int,
     return [(train_pool[a], val_pool[b], c) for a, b, c in zip(train, val, test)]
 
 
+def natural(y_train: np.ndarray, y_test: np.ndarray, num_clients: int,
+            rng: np.random.Generator, *, g_train: np.ndarray, g_test: np.ndarray,
+            val_fraction: float) -> SplitPartition:
+    """One share per natural owner (user/subject), owners in ascending id order.
+
+    Share k holds the k-th owner's samples of the training part (a random `val_fraction` of
+    them as validation) and of the test part, so every user is split within itself. Labels
+    are not used.
+    """
+    owners = np.unique(np.concatenate([g_train, g_test]))
+    if num_clients > len(owners):
+        raise UserError(f"partition 'natural': the dataset has {len(owners)} users, fewer "
+                        f"than the {num_clients} requested; lower num_clients")
+    out = []
+    for g in owners[:num_clients]:
+        tr = rng.permutation(np.flatnonzero(g_train == g))
+        n_val = round(val_fraction * len(tr))
+        out.append((np.sort(tr[n_val:]), np.sort(tr[:n_val]), np.flatnonzero(g_test == g)))
+    return out
+
+
+def label_split(train: np.ndarray, ratio: float, rng: np.random.Generator
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(labeled, unlabeled) parts of one client's training indices.
+
+    A uniformly random `ratio` share keeps its labels: round(ratio * n), at least one when
+    ratio > 0, none when ratio = 0. The choice never looks at the labels, so the hidden labels
+    cannot influence anything downstream.
+    """
+    n = len(train)
+    k = 0 if ratio <= 0 else min(n, max(1, round(ratio * n)))
+    perm = rng.permutation(n)
+    return np.sort(train[perm[:k]]), np.sort(train[perm[k:]])
+
+
 @dataclass(frozen=True)
 class PartitionerSpec:
     """A partition function and the check of its parameters."""
@@ -277,6 +312,16 @@ class PartitionerSpec:
     #: config's `split.val`/`split.test` do not apply. False: `fn(labels, num_clients, rng,
     #: **params)` partitions the pooled data and each share is then split by `split_client`.
     presplit: bool = False
+    #: True: the dataset's natural owners are passed as `g_train=`, `g_test=` (per-sample user
+    #: ids); only datasets with `DatasetInfo.num_groups > 0` can be partitioned this way.
+    groups: bool = False
+
+
+def _check_natural(params: dict[str, Any], num_clients: int, num_classes: int,
+                   n: int) -> None:
+    vf = params["val_fraction"]
+    if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0 <= vf < 1:
+        raise UserError(f"partition.val_fraction={vf!r} must be in [0, 1)")
 
 
 def _no_check(params: dict[str, Any], num_clients: int, num_classes: int, n: int) -> None:
@@ -383,6 +428,8 @@ PARTITIONERS: dict[str, PartitionerSpec] = {
         by_class, _BY_CLASS_PARAMS, _check_by_class, presplit=True),
     "pefll_by_class": PartitionerSpec(
         by_class, _BY_CLASS_PARAMS, _check_by_class, presplit=True),
+    "natural": PartitionerSpec(natural, ("val_fraction",), _check_natural, presplit=True,
+                               groups=True),
 }
 
 

@@ -142,5 +142,7 @@ def test_download_helper_offline_and_checksum(tmp_path):
 
 
 def test_unknown_dataset_lists_valid_names():
-    with pytest.raises(UserError, match=r"unknown dataset 'x' \(choose from: cifar10, .*digits"):
+    with pytest.raises(UserError,
+                       match=r"unknown dataset .x. \(choose from: basic_motions, cifar10, "
+                             r".*digits"):
         dataset_info(ds(name="x"))
