@@ -29,11 +29,12 @@ def test_fedavg_and_a_stateful_strategy_on_two_supernodes(tmp_path):
         summary = _check(fed.run("strategy=fedavg num_rounds=2 num_clients=2", out), fed, out)
         assert summary["rounds_completed"] == 2 and summary["final"]["accuracy"] > 0
 
-        # Local keeps each client's model in Context.state between rounds: the deployed run
-        # must reproduce the inline simulation exactly, which it only can if state persisted.
-        out = tmp_path / "local"
-        _check(fed.run("strategy=local num_rounds=2 num_clients=2", out), fed, out)
-        _, expected = run_inline(tmp_path / "inline", "strategy=local", "num_rounds=2",
+        # FedPer keeps each client's personal head in Context.state between rounds: the
+        # deployed run must reproduce the inline simulation exactly, which it only can if
+        # that state persisted on the SuperNodes.
+        out = tmp_path / "fedper"
+        _check(fed.run("strategy=fedper num_rounds=2 num_clients=2", out), fed, out)
+        _, expected = run_inline(tmp_path / "inline", "strategy=fedper", "num_rounds=2",
                                  "num_clients=2")
         got = _rows(out)
         assert [r["test_accuracy"] for r in got] == [r["test_accuracy"] for r in expected]
