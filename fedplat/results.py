@@ -135,6 +135,17 @@ def summarise_f1(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
+#: Row keys that measure time: they differ between runs that are otherwise identical.
+TIMING_KEYS = ("wall_time_s", "round_time_s")
+TIMING_PREFIXES = ("exchange_s_", "pack_s_", "node_compute_s_")
+
+
+def without_timing(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows minus their timing keys, for comparing the numbers of two runs."""
+    return [{k: v for k, v in r.items()
+             if k not in TIMING_KEYS and not k.startswith(TIMING_PREFIXES)} for r in rows]
+
+
 class RunRecorder:
     """Writes one run's results into its directory as the run goes."""
 

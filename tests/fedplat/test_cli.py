@@ -23,7 +23,7 @@ def _fedplat(*args, cwd):
     ("args", "message"),
     [
         (["strategy=fedavgg"], "unknown strategy 'fedavgg' (choose from: "),
-        (["dataset=imagenet"], "unknown dataset 'imagenet' (choose from: cifar10, "),
+        (["dataset=imagenet"], "unknown dataset 'imagenet' (choose from: basic_motions, cifar10, "),
         (["partition=random"], "unknown partition 'random' (choose from: dirichlet, iid"),
         (["partition=dirichlet", "partition.alpha=0"], "partition.alpha=0 must be > 0"),
         (["num_clients=5001"], "num_clients=5001 exceeds the 5000 samples of dataset"),

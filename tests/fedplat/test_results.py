@@ -53,3 +53,12 @@ def test_summarise_best_mean_picks_the_round_of_best_mean_validation():
     assert s["best_mean"]["round"] == 2 and s["best_mean"]["accuracy_mean"] == 0.8
     assert s["best_mean"]["criterion"] == "val_accuracy_mean"
     assert "best_mean" not in summarise([{"round": 1, "test_accuracy": 0.2}])
+
+
+def test_without_timing_drops_only_timing_keys():
+    from fedplat.results import without_timing
+
+    rows = [{"round": 1, "test_accuracy": 0.5, "wall_time_s": 3.0, "round_time_s": 1.0,
+             "exchange_s_train": 0.2, "pack_s_evaluate": 0.01, "node_compute_s_train": 0.1,
+             "bytes_down_train": 10}]
+    assert without_timing(rows) == [{"round": 1, "test_accuracy": 0.5, "bytes_down_train": 10}]

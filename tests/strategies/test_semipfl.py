@@ -208,8 +208,9 @@ def test_pooled_sources_give_one_base_model():
 
 
 def _strip(rows):
-    drop = {"round_time_s", "wall_time_s"}
-    return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+    from fedplat.results import without_timing
+
+    return without_timing(rows)
 
 
 def test_inline_run_logs_acceptance_user_f1_and_summary(tmp_path):
