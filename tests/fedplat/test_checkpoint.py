@@ -62,7 +62,9 @@ def _cli(*args, cwd):
 def test_killed_run_resumes_to_identical_metrics(tmp_path, strategy, per_node):
     args = [f"strategy={strategy}", "simulation.backend=inline", "num_rounds=5",
             "num_clients=3", "partition=dirichlet", "strategy.fraction_train=0.67",
-            f"simulation.clients_per_node={per_node}"]
+            f"simulation.clients_per_node={per_node}",
+            # the same torch thread count in this process and the CLI's: exact float sums
+            "simulation.torch_threads=1"]
     _, expected = run_inline(tmp_path / "reference", *args)
 
     run_dir = tmp_path / "run"
