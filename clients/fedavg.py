@@ -13,7 +13,7 @@ import torch
 from flwr.app import RecordDict
 from typing_extensions import override
 
-from fedplat.client import Client, ClientState, eval_reply
+from fedplat.client import Client, ClientState, eval_reply, train_reply
 from fedplat.records import from_record
 
 
@@ -43,17 +43,27 @@ class FedAvgClient(Client):
         if len(lrs) != 1:
             return None
         decoded: dict[int, dict[str, torch.Tensor]] = {}  # a shared record is decoded once
-        models = []
-        for client, payload in zip(clients, payloads):
+        starts = []
+        for payload in payloads:
             record = payload["arrays"]
             if id(record) not in decoded:
                 decoded[id(record)] = from_record(record)
-            models.append(client.load(client.new_model(), decoded[id(record)]))
-        results = Client.train_many(clients, models, rnd, lr=lrs.pop())
-        if results is None:
+            starts.append(decoded[id(record)])
+        lr = lrs.pop()
+        if bool(clients[0].cfg.client.get("eval_after_fit", False)):
+            # the reply carries an evaluation of each trained model: build them
+            models = [c.load(c.new_model(), s) for c, s in zip(clients, starts)]
+            results = Client.train_many(clients, models, rnd, lr=lr)
+            if results is None:
+                return None
+            return [r if isinstance(r, BaseException) else c.fit_reply(r, m, m.state_dict())
+                    for c, m, r in zip(clients, models, results)]
+        skeleton = clients[0].new_model()  # structure only: no model per client
+        trained = Client.train_many_from(clients, skeleton, starts, rnd, lr=lr)
+        if trained is None:
             return None
-        return [r if isinstance(r, BaseException) else c.fit_reply(r, m, m.state_dict())
-                for c, m, r in zip(clients, models, results)]
+        return [item if isinstance(item, BaseException) else train_reply(item[1], item[0])
+                for item in trained]
 
     @override
     def evaluate(self, payload: RecordDict, state: ClientState,

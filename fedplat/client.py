@@ -30,6 +30,9 @@ from fedplat.training import (
     train_graph,
 )
 
+#: One client's trained parameters and its training result (batched training).
+Trained = tuple[dict[str, torch.Tensor], TrainResult]
+
 
 class ClientState:
     """One client's private state inside a node's `Context.state`.
@@ -205,42 +208,66 @@ class Client:
         return result
 
     @staticmethod
-    def train_many(clients: Sequence[Client], models: Sequence[nn.Module], rnd: int, *,
-                   lr: float | None = None) -> list[TrainResult | BaseException] | None:
-        """`train_model` for several clients in one vmapped pass (models trained in place).
+    def train_many_from(clients: Sequence[Client], skeleton: nn.Module,
+                        starts: Sequence[Mapping[str, torch.Tensor]], rnd: int, *,
+                        lr: float | None = None) -> list[Trained | BaseException] | None:
+        """`train_model` for several clients of one architecture in one vmapped pass.
 
-        Returns None when this configuration cannot be batched: graph data, Adam, optimizer
-        state kept across rounds, models with buffers or dropout, or differing architectures;
-        the caller then trains one client at a time. A client whose loss turns non-finite gets
-        the `FloatingPointError` the sequential loop raises, and its model is left untouched.
+        `skeleton` is any instance of the architecture (only its structure is used); client i
+        starts from the parameters `starts[i]`. Returns, per client, its trained parameters and
+        TrainResult, or the `FloatingPointError` the sequential loop raises for a loss that
+        turns non-finite. Returns None when this configuration cannot be batched (graph data,
+        Adam, optimizer state kept across rounds, a model with buffers or dropout); the caller
+        then trains one client at a time.
         """
         from fedplat.batched import ClientBatchData, supports_batching, train_sgd
 
         if not clients:
             return []
         c = clients[0].cfg.client
-        shapes = [[(n, p.shape) for n, p in m.named_parameters()] for m in models]
         if (c.optimizer != "sgd" or bool(c.get("persist_optimizer_state", False))
                 or any(isinstance(cl.data, GraphClientData) for cl in clients)
-                or not all(supports_batching(m) for m in models)
-                or any(s != shapes[0] for s in shapes)):
+                or not supports_batching(skeleton)):
             return None
-        starts = [{n: p.detach() for n, p in m.named_parameters()} for m in models]
+        names = [n for n, _ in skeleton.named_parameters()]
         data = [ClientBatchData(cl.data.x_train, cl.data.y_train, cl.generator(rnd))
                 for cl in clients]
         params, results, finite = train_sgd(
-            models[0], starts, data, epochs=int(c.local_epochs), batch_size=int(c.batch_size),
+            skeleton, [{n: s[n] for n in names} for s in starts], data,
+            epochs=int(c.local_epochs), batch_size=int(c.batch_size),
             lr=float(c.lr if lr is None else lr), momentum=float(c.momentum),
             weight_decay=float(c.weight_decay))
+        return [(trained, result) if ok else
+                FloatingPointError("non-finite training loss in batched training; lower "
+                                   "client.lr")
+                for trained, result, ok in zip(params, results, finite)]
+
+    @staticmethod
+    def train_many(clients: Sequence[Client], models: Sequence[nn.Module], rnd: int, *,
+                   lr: float | None = None) -> list[TrainResult | BaseException] | None:
+        """`train_many_from` for per-client model instances, trained in place.
+
+        None also when the models differ in architecture. A client whose loss turns
+        non-finite gets the exception and its model is left untouched.
+        """
+        if not models:
+            return []
+        shapes = [[(n, p.shape) for n, p in m.named_parameters()] for m in models]
+        if any(s != shapes[0] for s in shapes):
+            return None
+        starts = [{n: p.detach() for n, p in m.named_parameters()} for m in models]
+        trained = Client.train_many_from(clients, models[0], starts, rnd, lr=lr)
+        if trained is None:
+            return None
         out: list[TrainResult | BaseException] = []
-        for model, trained, result, ok in zip(models, params, results, finite):
-            if not ok:
-                out.append(FloatingPointError("non-finite training loss in batched training; "
-                                              "lower client.lr"))
+        for model, item in zip(models, trained):
+            if isinstance(item, BaseException):
+                out.append(item)
                 continue
+            params, result = item
             with torch.no_grad():
                 for name, p in model.named_parameters():
-                    p.copy_(trained[name])
+                    p.copy_(params[name])
             out.append(result)
         return out
 
