@@ -39,13 +39,14 @@ from fedplat import seeding
 from fedplat.config import check_choice, check_float, check_int
 from fedplat.data.datasets import DatasetInfo
 from fedplat.errors import UserError
-from fedplat.models.hypernet import HyperNetwork, clip_by_global_norm, vjp
+from fedplat.models.hypernet import HyperNetwork, vjp
 from fedplat.models.nets import MLP, LeNet
 from fedplat.records import from_record, metrics_of, to_record
 from fedplat.strategy import TRAIN, ClientInfo, Strategy
 from strategies.pfedhn import (
     MASK_MODES,
     EvalLog,
+    apply_gradients,
     embed_dim_of,
     group_metrics,
     inner_config,
@@ -170,12 +171,7 @@ def joint_step(params: list[torch.Tensor], grads: list[torch.Tensor],
     """Add l2 * param (the paper's regularisers), clip jointly, step; return the norm before."""
     if l2 is not None:
         grads = [g + c * p.detach() if c else g for g, p, c in zip(grads, params, l2)]
-    clipped, norm = clip_by_global_norm(grads, clip)
-    optimizer.zero_grad(set_to_none=True)
-    for p, g in zip(params, clipped):
-        p.grad = g.detach().clone()
-    optimizer.step()
-    return norm
+    return apply_gradients(params, grads, optimizer, clip)
 
 
 # --------------------------------------------------------------------------------------------
