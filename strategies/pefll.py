@@ -278,6 +278,18 @@ class PeFLL(Strategy):
         v = normalise(u, self.m, self.s, str(self.params.descriptor_norm))
         return {k: t.detach() for k, t in self.hnet(v).items()}
 
+    @torch.no_grad()
+    def generate_many(self, descriptors: Mapping[int, torch.Tensor]
+                      ) -> dict[int, dict[str, torch.Tensor]]:
+        """`generate` for several clients in one batched hypernetwork pass."""
+        if not descriptors:
+            return {}
+        cids = sorted(descriptors)
+        v = normalise(torch.stack([descriptors[c] for c in cids]), self.m, self.s,
+                      str(self.params.descriptor_norm))
+        stacked = self.hnet.forward_many(v)
+        return {cid: {k: t[i] for k, t in stacked.items()} for i, cid in enumerate(cids)}
+
     # -- rounds -------------------------------------------------------------------------------
 
     @override
@@ -332,9 +344,9 @@ class PeFLL(Strategy):
     @override
     def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
         cfg = inner_config(self.params)
-        return {cid: RecordDict({"arrays": to_record(self.generate(self.u[cid])),
-                                 "config": cfg})
-                for cid in cids if cid in self.u}
+        thetas = self.generate_many({c: self.u[c] for c in cids if c in self.u})
+        return {cid: RecordDict({"arrays": to_record(theta), "config": cfg})
+                for cid, theta in thetas.items()}
 
     @override
     def aggregate_train(self, rnd: int, replies: dict[int, RecordDict],
@@ -348,9 +360,9 @@ class PeFLL(Strategy):
     @override
     def configure_evaluate(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
         mode = ConfigRecord({"mask_absent": str(self.params.mask_absent)})
-        return {cid: RecordDict({"arrays": to_record(self.generate(self.eval_u[cid])),
-                                 "config": mode})
-                for cid in cids if cid in self.eval_u}
+        thetas = self.generate_many({c: self.eval_u[c] for c in cids if c in self.eval_u})
+        return {cid: RecordDict({"arrays": to_record(theta), "config": mode})
+                for cid, theta in thetas.items()}
 
     @override
     def aggregate_evaluate(self, rnd: int, replies: dict[int, RecordDict],

@@ -8,7 +8,7 @@ from fedplat.data import DatasetInfo
 from fedplat.errors import UserError
 from fedplat.models.hypernet import HyperNetwork, TargetSpec, clip_by_global_norm, vjp
 from fedplat.models.nets import MLP
-from fedplat.records import CONTROL
+from fedplat.records import CONTROL, from_record
 from fedplat.results import RunRecorder
 from fedplat.runtime.inline import run_inline as run_grid
 from strategies.pefll import (
@@ -153,3 +153,24 @@ def test_bad_input_is_one_line(overrides, message):
     with pytest.raises(UserError, match=message) as err:
         make_cfg("strategy=pefll", *overrides)
     assert "\n" not in str(err.value)
+
+
+def test_batched_generation_equals_one_client_at_a_time():
+    """The weights of all selected clients come from one hypernetwork pass, same numbers."""
+    from fedplat.strategy import ClientInfo
+    from strategies.pefll import PeFLL
+
+    cfg = make_cfg("strategy=pefll", "num_clients=6", "model=mlp", "model.hidden=[8]",
+                   "strategy.hypernet.hidden=8", "strategy.hypernet.n_hidden=1")
+    strategy = PeFLL(cfg)
+    strategy.setup({c: ClientInfo(c, 20, 4, 4, [2] * 10) for c in range(6)})
+    dim = int(next(iter(strategy.hnet.trunk.parameters())).shape[1])
+    gen = torch.Generator().manual_seed(0)
+    strategy.u = {c: torch.randn(dim, generator=gen) for c in (0, 2, 3)}
+    strategy._freeze_norm(strategy.u)
+    payloads = strategy.configure_train(1, [0, 2, 3, 5])  # 5 has no descriptor: not sent
+    assert sorted(payloads) == [0, 2, 3]
+    for cid in (0, 2, 3):
+        sent = from_record(payloads[cid]["arrays"])
+        for name, tensor in strategy.generate(strategy.u[cid]).items():
+            torch.testing.assert_close(sent[name], tensor)
