@@ -94,6 +94,20 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.T
     return list(perm.split(batch_size))
 
 
+def _step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+          extra_loss: Callable[[nn.Module], torch.Tensor] | None, max_grad_norm: float | None,
+          step: int) -> None:
+    """Add the regulariser, refuse a non-finite loss, backpropagate, clip, step."""
+    full = loss + extra_loss(model) if extra_loss is not None else loss
+    if not torch.isfinite(full):
+        raise FloatingPointError(f"non-finite training loss {full.item()} at step {step}; "
+                                 "lower client.lr")
+    full.backward()
+    if max_grad_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+
+
 def train(
     model: nn.Module,
     x: torch.Tensor,
@@ -123,14 +137,7 @@ def train(
             idx = idx.to(x.device)
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x[idx]), y[idx])
-            full = loss + extra_loss(model) if extra_loss is not None else loss
-            if not torch.isfinite(full):
-                raise FloatingPointError(f"non-finite training loss {full.item()} at step "
-                                         f"{steps}; lower client.lr")
-            full.backward()
-            if max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
+            _step(model, optimizer, loss, extra_loss, max_grad_norm, steps)
             if after_step is not None:
                 after_step(epoch, batch)
             total += loss.item() * len(idx)
@@ -183,14 +190,7 @@ def train_graph(
     for _ in range(epochs):
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x, edge_index)[train_idx], y[train_idx])
-        full = loss + extra_loss(model) if extra_loss is not None else loss
-        if not torch.isfinite(full):
-            raise FloatingPointError(f"non-finite training loss {full.item()} at step "
-                                     f"{steps}; lower client.lr")
-        full.backward()
-        if max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-        optimizer.step()
+        _step(model, optimizer, loss, extra_loss, max_grad_norm, steps)
         total += loss.item()
         steps += 1
     return TrainResult(total / steps if steps else math.nan, len(train_idx), steps)
