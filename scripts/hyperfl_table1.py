@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from runs import run_once
 
 PAPER = {"local": 85.93, "fedavg": 85.67, "pfedhn": 87.64, "hyperfl": 88.28}
 NAMES = {"local": "Local-only", "fedavg": "FedAvg", "pfedhn": "pFedHN", "hyperfl": "HyperFL"}
@@ -25,19 +25,10 @@ NAMES = {"local": "Local-only", "fedavg": "FedAvg", "pfedhn": "pFedHN", "hyperfl
 
 def run(method: str, seed: int, rounds: int, eval_every: int, out: Path) -> Path:
     """One fedplat run; its directory (skipped when a completed summary is already there)."""
-    run_dir = out / f"{method}_seed{seed}"
-    summary = run_dir / "summary.json"
-    if summary.is_file() and json.loads(summary.read_text()).get("status") == "completed":
-        return run_dir
-    cmd = [sys.executable, "-m", "fedplat.cli", "experiment=hyperfl_fmnist20",
-           f"strategy={method}", f"seed={seed}", f"num_rounds={rounds}",
-           f"eval_every={eval_every}", f"hydra.run.dir={run_dir}"]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with (out / f"{method}_seed{seed}.log").open("w") as log:
-        log.write(" ".join(cmd) + "\n")
-        log.flush()
-        subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True)
-    return run_dir
+    return run_once(out / f"{method}_seed{seed}",
+                    ["experiment=hyperfl_fmnist20", f"strategy={method}", f"seed={seed}",
+                     f"num_rounds={rounds}", f"eval_every={eval_every}"],
+                    out / f"{method}_seed{seed}.log")
 
 
 def client_mean(run_dir: Path) -> tuple[float, float, int, float]:

@@ -12,26 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from runs import run_once
 
 
 def run(method: str, seed: int, out: Path, extra: list[str]) -> Path:
     """One fedplat run; its directory (skipped when a completed summary is already there)."""
-    run_dir = out / f"{method}_seed{seed}"
-    summary = run_dir / "summary.json"
-    if summary.is_file() and json.loads(summary.read_text()).get("status") == "completed":
-        return run_dir
-    cmd = [sys.executable, "-m", "fedplat.cli", f"experiment=pefll_fmnist100_{method}",
-           f"seed={seed}", f"hydra.run.dir={run_dir}", *extra]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with (out / f"{method}_seed{seed}.log").open("w") as log:
-        log.write(" ".join(cmd) + "\n")
-        log.flush()
-        subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True)
-    return run_dir
+    return run_once(out / f"{method}_seed{seed}",
+                    [f"experiment=pefll_fmnist100_{method}", f"seed={seed}", *extra],
+                    out / f"{method}_seed{seed}.log")
 
 
 def pct(x: float | None) -> str:
