@@ -135,7 +135,7 @@ class FedHyperClient(Client):
                         float(cl.global_weight), float(cl.get("hyper_lr", 1.0)))
 
     @override
-    def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
         model = self.load(self.new_model(), from_record(payload["arrays"]))
         conf = payload["config"]
         lr = float(conf["lr"])

@@ -307,8 +307,8 @@ def validate(cfg: DictConfig) -> None:
 
 def prepare(cfg: DictConfig) -> DictConfig:
     """Resolve choices that depend on other keys (model=auto), then validate. Returns cfg."""
-    from fedplat.groups import resolve_clients_per_node
     from fedplat.models import resolve_auto_model
+    from fedplat.transport.placement import resolve_clients_per_node
 
     if not isinstance(cfg.get("dataset"), DictConfig) or "name" not in cfg.dataset:
         raise UserError("the config has no dataset; pick one with dataset=<name>")

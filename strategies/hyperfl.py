@@ -38,7 +38,8 @@ from fedplat.models.hypernet import (
     head_names,
 )
 from fedplat.records import from_record, metrics_of, to_record
-from fedplat.strategy import TRAIN, ClientInfo, Strategy
+from fedplat.stage import Stage
+from fedplat.strategy import ClientInfo, Strategy
 
 #: Stream id (under seeding.INIT) of the one model all clients and the server start from.
 HYPERFL_INIT = 201
@@ -129,7 +130,7 @@ class HyperFL(Strategy):
         if m >= len(ids):
             chosen = ids
         else:
-            draw = seeding.rng(self.seed, seeding.SAMPLING, rnd, TRAIN).choice(ids, m,
+            draw = seeding.rng(self.seed, seeding.SAMPLING, rnd, Stage.TRAIN.stream).choice(ids, m,
                                                                                replace=False)
             chosen = sorted(int(c) for c in draw)
         self.last_sampled = chosen

@@ -44,7 +44,8 @@ from fedplat.models.hypernet import (
     vjp,
 )
 from fedplat.records import from_record, metrics_of, to_record
-from fedplat.strategy import TRAIN, ClientInfo, Strategy
+from fedplat.stage import Stage
+from fedplat.strategy import ClientInfo, Strategy
 
 #: Stream id (under seeding.INIT) of the server's hypernetwork initialisation.
 HYPERNET_INIT = 101
@@ -291,7 +292,7 @@ class PFedHN(Strategy):
         if self.is_novel_round(rnd):  # round-robin: every novel client gets its share
             return [self.novel[(rnd - self.novel_start) % len(self.novel)]]
         k = int(self.params.clients_per_round)
-        chosen = seeding.rng(self.seed, seeding.SAMPLING, rnd, TRAIN).choice(
+        chosen = seeding.rng(self.seed, seeding.SAMPLING, rnd, Stage.TRAIN.stream).choice(
             self.seen, k, replace=False)
         return sorted(int(c) for c in chosen)
 

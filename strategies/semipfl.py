@@ -46,7 +46,8 @@ from fedplat.data.federated import server_sources_of
 from fedplat.errors import UserError
 from fedplat.models.hypernet import TargetSpec, auto_embed_dim, check_size_limit, check_sizes
 from fedplat.records import from_record, metrics_of, to_record
-from fedplat.strategy import TRAIN, ClientInfo, Strategy
+from fedplat.stage import Stage
+from fedplat.strategy import ClientInfo, Strategy
 from strategies.pfedhn import EmbeddedHyperNetwork, pfedhn_step, server_optimizer
 
 #: Stream ids (under seeding.INIT / seeding.SAMPLING) of the server's own randomness.
@@ -371,7 +372,7 @@ class SemiPFL(Strategy):
     @override
     def sample_train(self, rnd: int) -> list[int]:
         k = int(self.params.clients_per_round)
-        chosen = seeding.rng(self.seed, seeding.SAMPLING, rnd, TRAIN).choice(
+        chosen = seeding.rng(self.seed, seeding.SAMPLING, rnd, Stage.TRAIN.stream).choice(
             sorted(self.clients), k, replace=False)
         return sorted(int(c) for c in chosen)
 
@@ -381,7 +382,7 @@ class SemiPFL(Strategy):
         return {k: v.detach() for k, v in self.hn(cid).items()}
 
     @override
-    def phases(self, stage: str, rnd: int) -> tuple[str, ...]:
+    def exchanges(self, stage: Stage, rnd: int) -> tuple[str, ...]:
         return ("", COMBINE) if stage == "train" else ("",)
 
     @override
@@ -464,16 +465,17 @@ class SemiPFL(Strategy):
     # -- the combine exchange ------------------------------------------------------------------
 
     @override
-    def configure_phase(self, stage: str, phase: str, rnd: int,
-                        cids: list[int]) -> dict[int, RecordDict]:
+    def configure_exchange(self, stage: Stage, exchange: str, rnd: int,
+                           cids: list[int]) -> dict[int, RecordDict]:
         config = ConfigRecord(mix_config(self.params))
         # Sent even when the filter kept nothing: the user then keeps its previous model.
         return {cid: RecordDict({"arrays": to_record(pack_bases(bases)), "config": config})
                 for cid, bases in sorted(self.pending.items())}
 
     @override
-    def aggregate_phase(self, stage: str, phase: str, rnd: int, replies: dict[int, RecordDict],
-                        failures: dict[int, str]) -> dict[str, float]:
+    def aggregate_exchange(self, stage: Stage, exchange: str, rnd: int,
+                           replies: dict[int, RecordDict],
+                           failures: dict[int, str]) -> dict[str, Any]:
         per = {cid: metrics_of(rd) for cid, rd in replies.items()}
         self.combined.update(c for c, m in per.items() if m.get("n_bases", 0) > 0)
         for cid, m in per.items():

@@ -86,7 +86,7 @@ def _fast_polling(interval: float) -> Callable[[], None]:
 def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
            num_nodes: int | None = None) -> None:
     """Run `server_app` with `num_nodes` simulated nodes (default: what the client groups need)."""
-    from fedplat.groups import num_nodes as nodes_needed
+    from fedplat.transport.placement import num_nodes as nodes_needed
 
     nodes = nodes_needed(cfg) if num_nodes is None else int(num_nodes)
     if cfg.simulation.backend == "inline":

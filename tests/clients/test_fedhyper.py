@@ -89,7 +89,7 @@ def _payload(model, lr, cl, prev_scale=0.0):
 
 def _fit(cls, cfg, data, payload, store=None, rnd=1):
     client = cls(0, data, cfg, torch.device("cpu"))
-    return client.fit(payload, ClientState(store if store is not None else RecordDict(), 0), rnd)
+    return client.train(payload, ClientState(store if store is not None else RecordDict(), 0), rnd)
 
 
 def test_without_cl_it_trains_exactly_like_fedavg():

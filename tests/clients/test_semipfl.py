@@ -38,7 +38,7 @@ def _theta():
 def _fit(client, store, rnd=1):
     payload = RecordDict({"arrays": to_record(_theta()), "config": ConfigRecord(
         {"ae_epochs": 2, "ae_lr": 1e-3, "batch_size": 16})})
-    return client.fit(payload, ClientState(store, 0), rnd)
+    return client.train(payload, ClientState(store, 0), rnd)
 
 
 def test_ae_training_zeroes_gradients_every_batch():

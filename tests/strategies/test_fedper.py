@@ -41,11 +41,11 @@ def test_client_keeps_its_head_and_uploads_the_base():
     s.setup({})
     client = FedPerClient(0, load_federated(cfg).client(0), cfg, torch.device("cpu"))
     state = ClientState(RecordDict(), 0)
-    reply = client.fit(s.configure_train(1, [0])[0], state, 1)
+    reply = client.train(s.configure_train(1, [0])[0], state, 1)
     assert not any(k.startswith("clsif.") for k in from_record(reply["arrays"]))
     head = state.get_tensors("head")
     assert head is not None and set(head) == {"clsif.weight", "clsif.bias"}
-    reply2 = client.fit(s.configure_train(2, [0])[0], state, 2)
+    reply2 = client.train(s.configure_train(2, [0])[0], state, 2)
     assert not torch.equal(state.get_tensors("head")["clsif.weight"], head["clsif.weight"])
     assert "test_accuracy" in reply2["metrics"]
 

@@ -193,7 +193,7 @@ def test_absolute_tau_that_keeps_nothing_sends_no_base_model():
     _, reply = _reply(s.generate(0))
     metrics = s.aggregate_train(1, {0: reply}, {})
     assert metrics["accept_rate"] == 0.0 and s.pending[0] == {}
-    payloads = s.configure_phase("train", "combine", 1, [0])
+    payloads = s.configure_exchange("train", "combine", 1, [0])
     assert len(payloads[0]["arrays"]) == 0
 
 

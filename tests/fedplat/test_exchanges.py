@@ -1,4 +1,4 @@
-"""Strategies with several exchanges per step (`Strategy.phases`, `Client.phase`)."""
+"""Strategies with several exchanges per step (`Strategy.exchanges`, `Client.exchange`)."""
 
 import pytest
 import torch
@@ -6,37 +6,37 @@ from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
 from clients.fedavg import FedAvgClient
 from fedplat.errors import RunAborted
-from fedplat.records import payload_bytes
+from fedplat.transport.wire import payload_bytes
 from strategies.fedavg import FedAvg
 from tests.helpers import run_inline
 
 CALLS: list[tuple[str, str, int, tuple[int, ...]]] = []
 
 
-class PhasedFedAvg(FedAvg):
+class MultiExchangeFedAvg(FedAvg):
     """FedAvg with a `hello` exchange before training and a `bye` after it."""
 
-    def phases(self, stage, rnd):
+    def exchanges(self, stage, rnd):
         return ("hello", "", "bye") if stage == "train" else ("", "check")
 
-    def configure_phase(self, stage, phase, rnd, cids):
-        CALLS.append((stage, phase, rnd, tuple(cids)))
-        size = 10 if phase == "hello" else 3
+    def configure_exchange(self, stage, exchange, rnd, cids):
+        CALLS.append((stage, exchange, rnd, tuple(cids)))
+        size = 10 if exchange == "hello" else 3
         return {c: RecordDict({"arrays": ArrayRecord({"x": torch.zeros(size)})})
-                for c in cids if not (phase == "bye" and c == 0)}
+                for c in cids if not (exchange == "bye" and c == 0)}
 
-    def aggregate_phase(self, stage, phase, rnd, replies, failures):
-        return {f"{stage}_{phase}_replies": float(len(replies))}
+    def aggregate_exchange(self, stage, exchange, rnd, replies, failures):
+        return {f"{stage}_{exchange}_replies": float(len(replies))}
 
     def configure_train(self, rnd, cids):
         CALLS.append(("train", "", rnd, tuple(cids)))
         return super().configure_train(rnd, cids)
 
 
-class PhasedClient(FedAvgClient):
-    """Answers the extra phases with what it received."""
+class MultiExchangeClient(FedAvgClient):
+    """Answers the extra exchanges with what it received."""
 
-    def phase(self, stage, name, payload, state, rnd):
+    def exchange(self, stage, name, payload, state, rnd):
         if name == "bye" and self.cfg.get("fail_bye"):
             raise RuntimeError("bye failed")
         state.set_values(f"{stage}.{name}", {"round": rnd})
@@ -46,13 +46,14 @@ class PhasedClient(FedAvgClient):
 
 def _run(tmp_path, *extra):
     CALLS.clear()
-    return run_inline(tmp_path, "strategy._target_=tests.fedplat.test_phases.PhasedFedAvg",
-                      "strategy.client_target=tests.fedplat.test_phases.PhasedClient",
+    here = "tests.fedplat.test_exchanges"
+    return run_inline(tmp_path, f"strategy._target_={here}.MultiExchangeFedAvg",
+                      f"strategy.client_target={here}.MultiExchangeClient",
                       "num_rounds=2", "num_clients=3", "simulation.torch_threads=1",
                       "model=mlp", "model.hidden=[8]", *extra)
 
 
-def test_phases_run_in_order_and_their_bytes_add_up(tmp_path):
+def test_exchanges_run_in_order_and_their_bytes_add_up(tmp_path):
     _, rows = _run(tmp_path)
     assert [c[:3] for c in CALLS] == [("train", "hello", 1), ("train", "", 1), ("train", "bye", 1),
                                       ("evaluate", "check", 1), ("train", "hello", 2),
@@ -73,6 +74,6 @@ def test_phases_run_in_order_and_their_bytes_add_up(tmp_path):
     assert "seen" not in row  # only the main exchange's metrics are aggregated
 
 
-def test_a_phase_every_client_fails_stops_the_run(tmp_path):
+def test_an_exchange_every_client_fails_stops_the_run(tmp_path):
     with pytest.raises(RunAborted, match=r"all 2 clients failed in train \(bye\)"):
         _run(tmp_path, "+fail_bye=true")

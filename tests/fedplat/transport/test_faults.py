@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from fedplat import faults
+from fedplat.transport import faults
 from tests.helpers import make_cfg
 
 
@@ -18,11 +18,11 @@ def test_dropout_is_seeded_and_near_its_rate():
 
 def test_crash_and_straggler_injection():
     with pytest.raises(faults.InjectedFault, match="client 3"):
-        faults.before_fit(make_cfg("faults.crash_clients=[3]"), 3, 1)
-    faults.before_fit(make_cfg("faults.crash_clients=[3]"), 2, 1)  # others are fine
+        faults.inject(make_cfg("faults.crash_clients=[3]"), 3, 1)
+    faults.inject(make_cfg("faults.crash_clients=[3]"), 2, 1)  # others are fine
     cfg = make_cfg("faults.slow_clients=[1]", "faults.slow_delay_s=0.2")
     t0 = time.perf_counter()
-    faults.before_fit(cfg, 1, 1)
+    faults.inject(cfg, 1, 1)
     assert time.perf_counter() - t0 >= 0.2
 
 

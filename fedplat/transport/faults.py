@@ -1,9 +1,10 @@
 """Fault injection for robustness studies: crashes, dropouts and stragglers.
 
 Every decision is drawn from the run seed's FAULTS stream keyed by (round, client id, kind), so a
-faulty run is as reproducible as a clean one. Crashes and delays happen inside the client (the
-server sees an error reply, or no reply before `simulation.round_timeout`); dropouts are decided
-by the server, which then does not contact the client in that round (a device that is offline).
+faulty run is as reproducible as a clean one. Crashes and delays happen on the node, before the
+client trains (`inject`, called by `fedplat.transport.node` only: the server sees an error reply,
+or no reply before `simulation.round_timeout`); dropouts are decided by the server (`dropped`),
+which then does not contact the client in that round (a device that is offline).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def dropped(cfg: DictConfig, rnd: int, cids: list[int]) -> list[int]:
     return [c for c in cids if _draw(cfg, rnd, c, _DROP) < p]
 
 
-def before_fit(cfg: DictConfig, cid: int, rnd: int) -> None:
-    """Raise or sleep as the `faults` config asks for this client and round."""
+def inject(cfg: DictConfig, cid: int, rnd: int) -> None:
+    """Raise or sleep as the `faults` config asks for this client's training in round `rnd`."""
     faults = cfg.faults
     if cid in list(faults.crash_clients):
         raise InjectedFault(f"injected crash of client {cid} (faults.crash_clients)")

@@ -1,4 +1,4 @@
-"""Client groups: packing, the node-to-client map, and grouped runs equal ungrouped ones."""
+"""The node runtime: grouped runs equal ungrouped ones; a client fails alone; batched training."""
 
 from __future__ import annotations
 
@@ -7,13 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-from fedplat import groups
-from fedplat.errors import UserError
-from fedplat.records import CONTROL, payload_bytes, to_record
-from tests.helpers import make_cfg, run_inline
+from tests.helpers import run_inline
 
 # Keys that legitimately differ between grouped and ungrouped runs (timing, wire layout).
 VOLATILE = ("wall_time_s", "round_time_s", "exchange_s_", "pack_s_", "node_compute_s_",
@@ -31,78 +26,6 @@ def _stable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                for c, e in row.get("per_client", {}).items()}
         out.append(clean)
     return out
-
-
-# -- packing --------------------------------------------------------------------------------
-
-
-def test_pack_sends_a_shared_record_once_and_splits_its_bytes() -> None:
-    shared = to_record({"w": torch.ones(100)})
-    own = {c: to_record({"h": torch.full((10,), float(c))}) for c in (3, 5, 7)}
-    payloads = {c: RecordDict({"arrays": shared, "head": own[c],
-                               "config": ConfigRecord({"lr": 0.1 * c})}) for c in own}
-    packed, shares = groups.pack(payloads, round=4)
-    arrays = [k for k, v in packed.items() if isinstance(v, ArrayRecord)]
-    assert len(arrays) == 4  # one shared model + three heads, not 3 models + 3 heads
-    assert sum(shares.values()) == payload_bytes(packed)
-    assert shares[3] == pytest.approx(shared.count_bytes() / 3 + own[3].count_bytes(), abs=1)
-    assert groups.is_group(packed) and int(packed[CONTROL]["round"]) == 4
-
-    unpacked, errors = groups.unpack(packed)
-    assert sorted(unpacked) == [3, 5, 7] and errors == {}
-    for cid, content in unpacked.items():
-        assert set(content) == {"arrays", "head", "config"}
-        assert content["arrays"] is unpacked[3]["arrays"]  # decoded once, shared
-        assert torch.equal(content["head"].to_torch_state_dict()["h"],
-                           torch.full((10,), float(cid)))
-        assert content["config"]["lr"] == pytest.approx(0.1 * cid)
-
-
-def test_pack_carries_per_client_errors() -> None:
-    packed, _ = groups.pack({0: RecordDict({"metrics": MetricRecord({"a": 1.0})})},
-                            errors={2: "ValueError: boom"})
-    replies, errors = groups.unpack(packed)
-    assert list(replies) == [0] and errors == {2: "ValueError: boom"}
-
-
-def test_a_plain_message_is_not_a_group() -> None:
-    plain = RecordDict({CONTROL: ConfigRecord({"cid": 1, "round": 1})})
-    assert not groups.is_group(plain)
-
-
-# -- which node serves which clients --------------------------------------------------------
-
-
-def test_auto_groups_on_ray_follow_the_workers_and_inline_keeps_one() -> None:
-    cfg = make_cfg("num_clients=100", "simulation.ray_num_cpus=2", "simulation.num_cpus=1")
-    assert cfg.simulation.clients_per_node == 50 and groups.num_nodes(cfg) == 2
-    cfg = make_cfg("num_clients=100", "simulation.ray_num_cpus=4", "simulation.num_cpus=0.5")
-    assert cfg.simulation.clients_per_node == 13 and groups.num_nodes(cfg) == 8
-    cfg = make_cfg("num_clients=10", "simulation.backend=inline")
-    assert cfg.simulation.clients_per_node == 1 and groups.num_nodes(cfg) == 10
-
-
-def test_members_cover_every_client_once() -> None:
-    cfg = make_cfg("num_clients=10", "simulation.clients_per_node=4")
-    nodes = groups.num_nodes(cfg)
-    assert nodes == 3
-    assert [groups.members(cfg, p) for p in range(nodes)] == [
-        [0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    assert make_cfg("num_clients=3", "simulation.clients_per_node=9") \
-        .simulation.clients_per_node == 3
-
-
-@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
-def test_bad_clients_per_node_is_one_line(value: str) -> None:
-    with pytest.raises(UserError, match="clients_per_node"):
-        make_cfg(f"simulation.clients_per_node={value}")
-
-
-def test_bad_batched_and_poll_interval_are_rejected() -> None:
-    with pytest.raises(UserError, match="batched"):
-        make_cfg("simulation.batched=maybe")
-    with pytest.raises(UserError, match="poll_interval_s"):
-        make_cfg("simulation.poll_interval_s=0")
 
 
 # -- grouped runs equal ungrouped runs ------------------------------------------------------
