@@ -1,8 +1,10 @@
-"""FedHyper client: local training with an optional client-side hypergradient rate (CL).
+"""Local training at the rate the server sends, optionally adapted per step by a hypergradient.
 
-One client class serves FedHyper and all its baselines (FedAvg-style training from the global
-model with the rate the server sends), so every method in a comparison trains with the same
-code. With CL on (the server says so in the config and sends the previous raw global update
+What it is: FedAvg-style training from the received global model, at the learning rate the
+server sends each round (server-side schedules and optimizers: FedHyper's G/GM/SL, FedAdam,
+FedAdagrad, FedExp, decay baselines), plus FedHyper's client-side hypergradient rate (CL) when
+the server turns it on. One client class for all of these, so every method in a comparison
+trains with the same code. With CL on (the server says so in the config and sends the previous raw global update
 Delta_{t-1}), the learning rate changes after every local step, following the authors'
 released client (spec section 2, "FedHyper-CL"):
 
@@ -123,7 +125,7 @@ def _flat(params: list[nn.Parameter]) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in params])
 
 
-class FedHyperClient(Client):
+class AdaptiveRateClient(Client):
     """Trains the received global model; adapts its rate per step when the server asks (CL)."""
 
     def cl_params(self) -> CLParams:

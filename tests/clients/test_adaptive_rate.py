@@ -6,9 +6,15 @@ import pytest
 import torch
 from flwr.app import ConfigRecord, RecordDict
 
-import clients.fedhyper as fh
+import clients.adaptive_rate as fh
+from clients.adaptive_rate import (
+    AdaptiveRateClient,
+    CLController,
+    CLParams,
+    cl_gamma,
+    cl_multiplier,
+)
 from clients.fedavg import FedAvgClient
-from clients.fedhyper import CLController, CLParams, FedHyperClient, cl_gamma, cl_multiplier
 from fedplat.client import ClientState
 from fedplat.data import load_federated
 from fedplat.records import from_record, metrics_of, to_record
@@ -94,7 +100,7 @@ def _fit(cls, cfg, data, payload, store=None, rnd=1):
 
 def test_without_cl_it_trains_exactly_like_fedavg():
     cfg, data, model = _setup()
-    ours = _fit(FedHyperClient, cfg, data, _payload(model, 0.05, cl=False))
+    ours = _fit(AdaptiveRateClient, cfg, data, _payload(model, 0.05, cl=False))
     ref = _fit(FedAvgClient, cfg, data, _payload(model, 0.05, cl=False))
     a, b = from_record(ours["arrays"]), from_record(ref["arrays"])
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -106,7 +112,7 @@ def test_without_cl_it_trains_exactly_like_fedavg():
 def test_cl_counts_steps_and_stays_in_bounds(optimizer):
     cfg, data, model = _setup(f"client.optimizer={optimizer}", "client.momentum=0.5")
     batches = math.ceil(data.num_train / 64)
-    m = metrics_of(_fit(FedHyperClient, cfg, data, _payload(model, 0.01, cl=True, prev_scale=1)))
+    m = metrics_of(_fit(AdaptiveRateClient, cfg, data, _payload(model, 0.01, cl=True, prev_scale=1)))
     assert m["cl_updates"] + m["cl_nonfinite"] == 2 * (batches - 1)  # first batch per epoch skips
     assert 0.001 - 1e-12 <= m["lr_min"] <= m["lr_final"] <= m["lr_max"] <= 0.1 + 1e-12
     assert m["lr_initial"] == 0.01
@@ -114,12 +120,12 @@ def test_cl_counts_steps_and_stays_in_bounds(optimizer):
 
 def test_neutral_cl_leaves_training_unchanged_and_the_rate_reaches_the_optimizer(monkeypatch):
     cfg, data, model = _setup("client.local_epochs=3", "client.batch_size=16")
-    plain = from_record(_fit(FedHyperClient, cfg, data, _payload(model, 0.05, False))["arrays"])
+    plain = from_record(_fit(AdaptiveRateClient, cfg, data, _payload(model, 0.05, False))["arrays"])
     monkeypatch.setattr(fh, "cl_gamma", lambda *a: 1.0)
-    same = _fit(FedHyperClient, cfg, data, _payload(model, 0.05, True))
+    same = _fit(AdaptiveRateClient, cfg, data, _payload(model, 0.05, True))
     assert all(torch.equal(plain[k], v) for k, v in from_record(same["arrays"]).items())
     monkeypatch.setattr(fh, "cl_gamma", lambda *a: 0.5)
-    low = _fit(FedHyperClient, cfg, data, _payload(model, 0.05, True))
+    low = _fit(AdaptiveRateClient, cfg, data, _payload(model, 0.05, True))
     m = metrics_of(low)
     assert m["lr_final"] == pytest.approx(0.005) and m["cl_floor_hits"] > 0
     assert not all(torch.equal(plain[k], v) for k, v in from_record(low["arrays"]).items())
@@ -131,8 +137,8 @@ def test_multiplier_resets_each_round_unless_persisted(monkeypatch):
         cfg, data, model = _setup("client.batch_size=16",
                                   f"strategy.cl.persist={str(persist).lower()}")
         store = RecordDict()
-        r1 = metrics_of(_fit(FedHyperClient, cfg, data, _payload(model, 0.01, True), store, 1))
-        r2 = metrics_of(_fit(FedHyperClient, cfg, data, _payload(model, 0.01, True), store, 2))
+        r1 = metrics_of(_fit(AdaptiveRateClient, cfg, data, _payload(model, 0.01, True), store, 1))
+        r2 = metrics_of(_fit(AdaptiveRateClient, cfg, data, _payload(model, 0.01, True), store, 2))
         if persist:
             assert r2["lr_final"] > r1["lr_final"]
             assert ClientState(store, 0).get_values("cl")["mu"] == pytest.approx(
