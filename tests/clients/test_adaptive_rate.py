@@ -112,7 +112,8 @@ def test_without_cl_it_trains_exactly_like_fedavg():
 def test_cl_counts_steps_and_stays_in_bounds(optimizer):
     cfg, data, model = _setup(f"client.optimizer={optimizer}", "client.momentum=0.5")
     batches = math.ceil(data.num_train / 64)
-    m = metrics_of(_fit(AdaptiveRateClient, cfg, data, _payload(model, 0.01, cl=True, prev_scale=1)))
+    m = metrics_of(_fit(AdaptiveRateClient, cfg, data,
+                        _payload(model, 0.01, cl=True, prev_scale=1)))
     assert m["cl_updates"] + m["cl_nonfinite"] == 2 * (batches - 1)  # first batch per epoch skips
     assert 0.001 - 1e-12 <= m["lr_min"] <= m["lr_final"] <= m["lr_max"] <= 0.1 + 1e-12
     assert m["lr_initial"] == 0.01
