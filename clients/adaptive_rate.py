@@ -5,8 +5,8 @@ server sends each round (server-side schedules and optimizers: FedHyper's G/GM/S
 FedAdagrad, FedExp, decay baselines), plus FedHyper's client-side hypergradient rate (CL) when
 the server turns it on. One client class for all of these, so every method in a comparison
 trains with the same code. With CL on (the server says so in the config and sends the previous
-raw global update Delta_{t-1}), the learning rate changes after every local step, following the authors'
-released client (spec section 2, "FedHyper-CL"):
+raw global update Delta_{t-1}), the learning rate changes after every local step, following
+the authors' released client (spec section 2, "FedHyper-CL"):
 
 * the rate is base_lr * mu, mu = 1 at the start of each round (or carried over with
   `strategy.cl.persist=true`);
