@@ -56,11 +56,11 @@ class PeFLLClient(PFedHNClient):
         quirk = bool(c["divisor_quirk"])
         x, y = self.data.x_train, self.data.y_train
         if name == "embed":
-            batches = int(c["embed_batches"]) if stage == "train" else -1
-            gen = self.generator(rnd, DESCRIPTOR_STREAM, 0 if stage == "train" else 1)
+            batches = int(c["embed_batches"]) if stage == Stage.TRAIN else -1
+            gen = self.generator(rnd, DESCRIPTOR_STREAM, Stage(stage).stream)
             idx, nb = descriptor_indices(len(y), int(c["batch_size"]), batches, gen)
             idx = idx.to(x.device)
-            if stage == "train":
+            if stage == Stage.TRAIN:
                 state.set_values("descriptor_batch", {"idx": idx.tolist(), "batches": nb})
             else:
                 present = present_classes(y[idx], self.data.info.num_classes)

@@ -23,7 +23,7 @@ class Stage(StrEnum):
 
         Fixed forever: changing it would change every run's draws.
         """
-        return 0 if self is Stage.TRAIN else 1
+        return 0 if self == Stage.TRAIN else 1
 
 
 #: The name of a stage's main exchange (`Strategy.configure_train` / `configure_evaluate`).

@@ -149,7 +149,7 @@ class Strategy:
         """What to send each client in one exchange of a stage (dispatches on the names)."""
         if exchange != MAIN:
             return self.configure_exchange(stage, exchange, rnd, cids)
-        if stage is Stage.TRAIN:
+        if stage == Stage.TRAIN:
             return self.configure_train(rnd, cids)
         return self.configure_evaluate(rnd, cids)
 
@@ -158,7 +158,7 @@ class Strategy:
         """Use the replies of one exchange of a stage (dispatches on the names)."""
         if exchange != MAIN:
             return self.aggregate_exchange(stage, exchange, rnd, replies, failures)
-        if stage is Stage.TRAIN:
+        if stage == Stage.TRAIN:
             return self.aggregate_train(rnd, replies, failures)
         return self.aggregate_evaluate(rnd, replies, failures)
 

@@ -42,7 +42,7 @@ from fedplat.errors import UserError
 from fedplat.models.hypernet import HyperNetwork, vjp
 from fedplat.models.nets import MLP, LeNet
 from fedplat.records import from_record, metrics_of, to_record
-from fedplat.stage import Stage
+from fedplat.stage import MAIN, Stage
 from fedplat.strategy import ClientInfo, Strategy
 from strategies.pfedhn import (
     MASK_MODES,
@@ -302,7 +302,7 @@ class PeFLL(Strategy):
 
     @override
     def exchanges(self, stage: Stage, rnd: int) -> tuple[str, ...]:
-        return ("embed", "", "embedgrad") if stage == "train" else ("embed", "")
+        return ("embed", MAIN, "embedgrad") if stage == Stage.TRAIN else ("embed", MAIN)
 
     @override
     def configure_exchange(self, stage: Stage, exchange: str, rnd: int,
@@ -322,7 +322,7 @@ class PeFLL(Strategy):
         if exchange == "embed":
             u = {cid: from_record(rd["arrays"])["u"] for cid, rd in sorted(replies.items())}
             self._freeze_norm(u)
-            if stage == "train":
+            if stage == Stage.TRAIN:
                 self.u, self.g_h, self.du = u, {}, {}
             else:
                 self.eval_u = u

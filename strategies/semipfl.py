@@ -46,7 +46,7 @@ from fedplat.data.federated import server_sources_of
 from fedplat.errors import UserError
 from fedplat.models.hypernet import TargetSpec, auto_embed_dim, check_size_limit, check_sizes
 from fedplat.records import from_record, metrics_of, to_record
-from fedplat.stage import Stage
+from fedplat.stage import MAIN, Stage
 from fedplat.strategy import ClientInfo, Strategy
 from strategies.pfedhn import EmbeddedHyperNetwork, pfedhn_step, server_optimizer
 
@@ -383,7 +383,7 @@ class SemiPFL(Strategy):
 
     @override
     def exchanges(self, stage: Stage, rnd: int) -> tuple[str, ...]:
-        return ("", COMBINE) if stage == "train" else ("",)
+        return (MAIN, COMBINE) if stage == Stage.TRAIN else (MAIN,)
 
     @override
     def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:

@@ -70,7 +70,7 @@ class Worker:
         """
         data = self.data(cid)
         subset = int(control.get(SUBSET_KEY, 0))
-        if stage is Stage.TRAIN and subset > 0:
+        if stage == Stage.TRAIN and subset > 0:
             data = restrict(data, int(self.cfg.seed), server_round, subset)
         return self.client_cls(cid, data, self.cfg, self.device)
 
@@ -179,7 +179,7 @@ def _call(client: Client, stage: Stage, exchange: str, payload: RecordDict,
     """The client's method for this stage and exchange."""
     if exchange != MAIN:
         return client.exchange(stage, exchange, payload, state, server_round)
-    if stage is Stage.TRAIN:
+    if stage == Stage.TRAIN:
         return client.train(payload, state, server_round)
     return client.evaluate(payload, state, server_round)
 
@@ -197,7 +197,7 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage,
     replies: dict[int, RecordDict] = {}
     errors: dict[int, BaseException] = {}
     todo = sorted(batch.payloads)
-    if stage is Stage.TRAIN and batch.exchange == MAIN:
+    if stage == Stage.TRAIN and batch.exchange == MAIN:
         ready = []
         for cid in todo:
             try:
