@@ -29,7 +29,6 @@ from flwr.serverapp import Grid, ServerApp
 from omegaconf import DictConfig
 
 from fedplat import checkpoint, faults, groups, seeding
-from fedplat.capture import SUBSET_KEY, restrict
 from fedplat.client import Client, ClientState
 from fedplat.config import compose, from_json, import_object, prepare
 from fedplat.data import (
@@ -40,6 +39,7 @@ from fedplat.data import (
     load_federated,
 )
 from fedplat.errors import RunAborted
+from fedplat.privacy.capture import SUBSET_KEY, restrict
 from fedplat.records import CONTROL
 from fedplat.results import RunRecorder
 from fedplat.server import Server

@@ -26,9 +26,9 @@ from flwr.serverapp import Grid
 from omegaconf import DictConfig
 
 from fedplat import checkpoint, faults, groups, records
-from fedplat.capture import MessageCapture
 from fedplat.config import import_object, to_json
 from fedplat.errors import RunAborted
+from fedplat.privacy.capture import MessageCapture
 from fedplat.records import CONTROL, metrics_of, payload_bytes, with_control
 from fedplat.results import RunRecorder
 from fedplat.strategy import ClientInfo, Strategy

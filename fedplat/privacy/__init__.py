@@ -1,6 +1,6 @@
 """Privacy audits: gradient-inversion attacks against the messages a run really exchanged.
 
-`fedplat.capture` saves the messages; `threat` turns them into an attack problem (with a
+`capture` saves the messages; `threat` turns them into an attack problem (with a
 strategy's threat model from `attacks/`); `inversion` reconstructs the private batch;
 `metrics` scores it against the true batch (`truth`); `cli` is `fedplat-attack`.
 """

@@ -5,7 +5,7 @@
                    [--threat-model NAME|pkg.mod.Class] [--option key=value ...] [--seed S]
                    [--out DIR]
 
-The run must have been trained with `capture.round=R` (fedplat.capture). For each captured
+The run must have been trained with `capture.round=R` (fedplat.privacy.capture). For each captured
 client the threat model of the run's strategy (attacks.THREAT_MODELS, or --threat-model)
 turns the captured messages into an attack problem, the attack reconstructs the batch, and the
 reconstruction is scored against the true batch rebuilt from the seeded data pipeline. Results
@@ -30,9 +30,9 @@ from typing import Any, NoReturn
 import torch
 
 from fedplat import seeding
-from fedplat.capture import captured, load_capture
 from fedplat.config import import_object
 from fedplat.errors import UserError
+from fedplat.privacy.capture import captured, load_capture
 from fedplat.privacy.inversion import ATTACKS, AttackConfig, invert
 from fedplat.privacy.metrics import score, to_unit
 from fedplat.privacy.report import save_grid

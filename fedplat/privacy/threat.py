@@ -31,9 +31,9 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 
-from fedplat.capture import Capture
 from fedplat.data.datasets import DatasetInfo
 from fedplat.errors import UserError
+from fedplat.privacy.capture import Capture
 from fedplat.records import from_record, metrics_of
 
 Tensors = dict[str, torch.Tensor]

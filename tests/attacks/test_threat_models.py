@@ -11,10 +11,10 @@ from attacks.hyperfl import HyperFLThreat
 from attacks.pfedhn import PFedHNThreat
 from clients.pfedhn_pc import HEAD_INIT
 from fedplat import seeding
-from fedplat.capture import load_capture
 from fedplat.errors import UserError
 from fedplat.models import build_model
 from fedplat.models.hypernet import head_names
+from fedplat.privacy.capture import load_capture
 from fedplat.privacy.threat import upload_distance
 from fedplat.privacy.truth import knowledge, run_config, true_batch
 from tests.helpers import run_inline

@@ -82,8 +82,8 @@ def test_run_without_capture_and_strategy_without_threat_model(tmp_path, capsys)
 def test_the_attack_itself_never_touches_client_data(fedavg_run, monkeypatch):
     """Threat model and attack run with every client's data access made to fail."""
     from attacks.fedavg import FedAvgThreat
-    from fedplat.capture import load_capture
     from fedplat.data import FederatedDataset
+    from fedplat.privacy.capture import load_capture
     from fedplat.privacy.inversion import AttackConfig, invert
     from fedplat.privacy.truth import knowledge, run_config
 

@@ -7,7 +7,9 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from fedplat.app import client_app, make_server_app
-from fedplat.capture import (
+from fedplat.data import load_federated
+from fedplat.errors import UserError
+from fedplat.privacy.capture import (
     CAPTURE_DIR,
     SUBSET_KEY,
     attack_batch,
@@ -16,8 +18,6 @@ from fedplat.capture import (
     encode,
     load_capture,
 )
-from fedplat.data import load_federated
-from fedplat.errors import UserError
 from fedplat.records import CONTROL, from_record
 from fedplat.results import RunRecorder
 from fedplat.runtime.inline import run_inline as run_grid
