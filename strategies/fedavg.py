@@ -29,6 +29,8 @@ def fedavg_update(global_state: ops.State, client_states: dict[int, ops.State],
 class FedAvg(Strategy):
     """Keeps one global model; clients start from it and return their trained weights."""
 
+    threat_model = "attacks.fedavg.FedAvgThreat"
+
     @classmethod
     @override
     def validate_config(cls, cfg: DictConfig) -> None:
