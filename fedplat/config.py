@@ -283,9 +283,9 @@ def _validate_core(cfg: DictConfig) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check the whole config; raise `UserError` on the first problem found."""
-    from fedplat.capture import validate_capture_config
     from fedplat.data import validate_data_config
     from fedplat.models import validate_model_config
+    from fedplat.privacy.capture import validate_capture_config
 
     _validate_core(cfg)
     validate_capture_config(cfg)

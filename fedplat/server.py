@@ -25,9 +25,9 @@ from flwr.serverapp import Grid
 from omegaconf import DictConfig
 
 from fedplat import checkpoint, records
-from fedplat.capture import MessageCapture
 from fedplat.config import import_object, to_json
 from fedplat.errors import RunAborted
+from fedplat.privacy.capture import MessageCapture
 from fedplat.records import metrics_of
 from fedplat.results import RunRecorder
 from fedplat.stage import MAIN, Stage

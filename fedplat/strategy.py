@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from flwr.app import RecordDict
 from omegaconf import DictConfig
@@ -46,6 +46,19 @@ class Strategy:
     #: True for semi-supervised algorithms that learn from clients' unlabeled samples
     #: (`ClientData.x_unlabeled`); others need labels, so `split.label_ratio=0` is refused.
     learns_from_unlabeled: bool = False
+
+    #: Import path (`package.module.Class`) of the `fedplat.privacy.threat.ThreatModel` that
+    #: models what this strategy's clients upload, the default of `fedplat-attack` for its
+    #: runs (`--threat-model` overrides it); None: no threat model is written for it.
+    #:
+    #: A class attribute rather than a `threat_model:` key in conf/strategy/<name>.yaml: what a
+    #: threat model replays is the strategy's protocol, fixed by its code, not a setting to
+    #: tune per run. Declared on the class it is inherited by variants that upload the same
+    #: thing (a subclass whose upload differs sets it back to None), holds for every config
+    #: that names the class, and is found for runs saved before it was written (their
+    #: config.yaml names the class in `strategy._target_`). It is a string so that importing a
+    #: strategy never imports its attack.
+    threat_model: ClassVar[str | None] = None
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg

@@ -21,6 +21,9 @@ from strategies.fedavg import FedAvg
 class DPFedAvg(FedAvg):
     """FedAvg whose clients privatise their updates; the server side is unchanged."""
 
+    #: FedAvg's, inherited: the attacker replays plain SGD and ignores clipping and noise.
+    threat_model = FedAvg.threat_model
+
     @classmethod
     @override
     def validate_config(cls, cfg: DictConfig) -> None:

@@ -8,6 +8,8 @@ papers' released code do), so FedAvg can be compared with methods that use the p
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from flwr.app import ConfigRecord, RecordDict
 from omegaconf import DictConfig
 from typing_extensions import override
@@ -29,6 +31,8 @@ def fedavg_update(global_state: ops.State, client_states: dict[int, ops.State],
 
 class FedAvg(Strategy):
     """Keeps one global model; clients start from it and return their trained weights."""
+
+    threat_model: ClassVar[str | None] = "attacks.fedavg.FedAvgThreat"
 
     @classmethod
     @override

@@ -90,6 +90,8 @@ def local_config(p: DictConfig) -> ConfigRecord:
 class HyperFL(Strategy):
     """FedAvg over the hypernetwork only; everything else stays on the clients."""
 
+    threat_model = "attacks.hyperfl.HyperFLThreat"
+
     @classmethod
     @override
     def validate_config(cls, cfg: DictConfig) -> None:

@@ -242,6 +242,8 @@ class PFedHN(Strategy):
 
     #: pFedHN-PC sets this: the target's head is private to each client, not generated.
     personal_head = False
+    #: Also pFedHN-PC's: its private head is an unknown of the same threat model.
+    threat_model = "attacks.pfedhn.PFedHNThreat"
 
     @classmethod
     @override

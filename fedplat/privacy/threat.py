@@ -1,11 +1,12 @@
 """Threat models: what the client sent + what the attacker knows -> a differentiable model of it.
 
 A gradient-inversion attack needs to answer one question for any candidate private batch
-(x, y): *what would this client have uploaded?* A `ThreatModel` (one per strategy, in
-`attacks/`) builds that answer from a `Capture` (the real messages of one client in one round:
-what the server sent, what the client replied) and `Knowledge` (what the attacker is assumed to
-know besides: the run's public protocol, i.e. its config, model structure, local optimiser and
-step counts, and the dataset's normalisation constants). The result is an `AttackProblem`:
+(x, y): *what would this client have uploaded?* A `ThreatModel` (the one a strategy declares
+in `Strategy.threat_model`) builds that answer from a `Capture` (the real messages of one
+client in one round: what the server sent, what the client replied) and `Knowledge` (what the
+attacker is assumed to know besides: the run's public protocol, i.e. its config, model
+structure, local optimiser and step counts, and the dataset's normalisation constants). The
+result is an `AttackProblem`:
 
 * `observed`: the client's real upload, as tensors;
 * `simulate(x, y, unknowns)`: the upload the client would have sent for batch (x, y), computed
@@ -31,9 +32,9 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 
-from fedplat.capture import Capture
 from fedplat.data.datasets import DatasetInfo
 from fedplat.errors import UserError
+from fedplat.privacy.capture import Capture
 from fedplat.records import from_record, metrics_of
 
 Tensors = dict[str, torch.Tensor]
@@ -96,7 +97,10 @@ def upload_distance(sim: Mapping[str, torch.Tensor], obs: Mapping[str, torch.Ten
 
 
 class ThreatModel:
-    """Base class: turn a capture into an `AttackProblem` (subclasses live in `attacks/`).
+    """Base class: turn a capture into an `AttackProblem`.
+
+    A strategy names its subclass in `Strategy.threat_model`; `fedplat-attack
+    --threat-model pkg.mod.Class` picks any other.
 
     `options` are the threat model's own settings (`fedplat-attack --option key=value`).
     """

@@ -1,7 +1,7 @@
 """What the *scorer* (not the attacker) uses: the true private batch and the input bounds.
 
 The true batch of a capture is rebuilt from the seeded data pipeline (the client's training
-split and `fedplat.capture.attack_batch`), never from the capture. The input bounds are the
+split and `capture.attack_batch`), never from the capture. The input bounds are the
 dataset's normalisation applied to the pixel range, i.e. public constants; they are read off
 the pooled dataset (its smallest and largest standardised value per channel).
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat.capture import Capture, attack_batch
 from fedplat.data import load_federated
 from fedplat.errors import UserError
+from fedplat.privacy.capture import Capture, attack_batch
 from fedplat.privacy.threat import Knowledge
 from fedplat.results import CONFIG_FILE
 

@@ -27,7 +27,7 @@ from flwr.app import ConfigRecord, Context, RecordDict
 from omegaconf import DictConfig
 
 from fedplat import checkpoint, seeding
-from fedplat.capture import SUBSET_KEY, restrict
+from fedplat.privacy.capture import SUBSET_KEY, restrict
 from fedplat.client import Client, ClientState
 from fedplat.config import from_json, import_object
 from fedplat.data import (

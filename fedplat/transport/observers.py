@@ -2,7 +2,7 @@
 
 * `Ledger`: the counts a round's row carries per stage (failures, rejected and late replies,
   bytes down and up, exchange and packing time) and per client (bytes, why it failed).
-* `CaptureObserver`: a privacy audit's message capture (`fedplat.capture.MessageCapture`),
+* `CaptureObserver`: a privacy audit's message capture (`fedplat.privacy.capture.MessageCapture`),
   which saves chosen clients' messages exactly as they crossed and may ask a client to train on
   its attack batch.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedplat.capture import MessageCapture
+from fedplat.privacy.capture import MessageCapture
 from fedplat.stage import MAIN, Stage
 from fedplat.transport.exchange import ExchangeEvent
 
@@ -60,7 +60,7 @@ class Ledger:
 
 
 class CaptureObserver:
-    """A privacy audit's capture as an exchange observer (see `fedplat.capture`)."""
+    """A privacy audit's capture as an exchange observer (see `fedplat.privacy.capture`)."""
 
     def __init__(self, capture: MessageCapture) -> None:
         self.capture = capture

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from fedplat.capture import load_capture
 from fedplat.errors import UserError
+from fedplat.privacy.capture import load_capture
 from fedplat.records import from_record
 from tests.helpers import make_cfg, run_inline
 

@@ -1,12 +1,20 @@
-"""`fedplat-attack` end to end: the harness recovers an image from a real FedAvg upload, and bad
-input is one line with exit code 2."""
+"""`fedplat-attack` end to end: the harness recovers an image from a real FedAvg upload, bad
+input is one line with exit code 2, and the threat model is the one the run's strategy
+declares unless --threat-model says otherwise."""
 
 import json
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from fedplat.privacy.cli import main
+from attacks.fedavg import FedAvgThreat
+from attacks.hyperfl import HyperFLThreat
+from attacks.pfedhn import PFedHNThreat
+from fedplat.config import CONF_DIR
+from fedplat.errors import UserError
+from fedplat.privacy.cli import declared_threat_model, main, threat_model
+from fedplat.privacy.threat import ThreatModel
 from tests.helpers import run_inline
 
 DIGITS = ("dataset=digits", "num_clients=3", "num_rounds=1", "simulation.torch_threads=1",
@@ -64,7 +72,12 @@ def test_bad_input_is_one_line_and_exit_2(fedavg_run, tmp_path, capsys):
     assert "not a fedplat run directory" in _error(capsys, [str(tmp_path)])
     assert "no capture of round 2" in _error(capsys, [run, "--round", "2"])
     assert "client 1 was not captured" in _error(capsys, [run, "--client", "1"])
-    assert "unknown threat model 'nope'" in _error(capsys, [run, "--threat-model", "nope"])
+    assert "--threat-model='nope' is not an import path" in _error(
+        capsys, [run, "--threat-model", "nope"])
+    assert "cannot import attacks.nope" in _error(
+        capsys, [run, "--threat-model", "attacks.nope.Threat"])
+    assert "fedplat.errors.UserError is not a fedplat.privacy.threat.ThreatModel" in _error(
+        capsys, [run, "--threat-model", "fedplat.errors.UserError"])
     assert "must look like key=value" in _error(capsys, [run, "--option", "init"])
     assert "has no option 'init'" in _error(capsys, [run, "--option", "init=public"])
     assert "invalid int value" in _error(capsys, [run, "--iterations", "many"])
@@ -76,14 +89,16 @@ def test_run_without_capture_and_strategy_without_threat_model(tmp_path, capsys)
     assert "no captured messages" in _error(capsys, [str(plain)])
     local = tmp_path / "local"
     run_inline(local, *DIGITS, "strategy=local", "model=mlp", "model.hidden=[4]")
-    assert "strategy 'local' has no known threat model" in _error(capsys, [str(local)])
+    assert _error(capsys, [str(local)]) == (
+        "fedplat-attack: error: strategy 'local' (strategies.local.Local) declares no threat "
+        "model; pass --threat-model pkg.mod.Class")
 
 
 def test_the_attack_itself_never_touches_client_data(fedavg_run, monkeypatch):
     """Threat model and attack run with every client's data access made to fail."""
     from attacks.fedavg import FedAvgThreat
-    from fedplat.capture import load_capture
     from fedplat.data import FederatedDataset
+    from fedplat.privacy.capture import load_capture
     from fedplat.privacy.inversion import AttackConfig, invert
     from fedplat.privacy.truth import knowledge, run_config
 
@@ -96,3 +111,49 @@ def test_the_attack_itself_never_touches_client_data(fedavg_run, monkeypatch):
     problem = FedAvgThreat().build(load_capture(fedavg_run), know, torch.Generator())
     rec = invert(problem, know, AttackConfig(iterations=3))
     assert rec.x.shape == (1, 1, 8, 8)
+
+
+#: The threat model each strategy declares (every strategy not listed declares none).
+DECLARED = {
+    "fedavg": "attacks.fedavg.FedAvgThreat",
+    "dp_fedavg": "attacks.fedavg.FedAvgThreat",  # the attacker ignores clipping and noise
+    "pfedhn": "attacks.pfedhn.PFedHNThreat",
+    "pfedhn_pc": "attacks.pfedhn.PFedHNThreat",  # the private head is an unknown
+    "hyperfl": "attacks.hyperfl.HyperFLThreat",
+}
+STRATEGIES = sorted(p.stem for p in (CONF_DIR / "strategy").glob("*.yaml"))
+
+
+def _strategy_cfg(name):
+    return OmegaConf.create({"strategy": OmegaConf.load(CONF_DIR / "strategy" / f"{name}.yaml")})
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_each_strategy_declares_its_threat_model(name):
+    declared = declared_threat_model(_strategy_cfg(name))
+    assert declared == DECLARED.get(name)
+    if declared is not None:
+        cls = threat_model(_strategy_cfg(name), None, {})
+        assert isinstance(cls, ThreatModel) and type(cls).__name__ == declared.rpartition(".")[2]
+
+
+def test_every_declared_strategy_exists():
+    assert set(DECLARED) <= set(STRATEGIES)
+
+
+def test_threat_model_option_overrides_the_declared_one_and_options_reach_it():
+    hyperfl = _strategy_cfg("hyperfl")
+    assert type(threat_model(hyperfl, None, {})) is HyperFLThreat
+    assert threat_model(hyperfl, None, {"init": "public"}).options == {"init": "public"}
+    assert type(threat_model(hyperfl, "attacks.pfedhn.PFedHNThreat", {})) is PFedHNThreat
+    # a strategy that declares none can still be attacked with an explicit one
+    assert type(threat_model(_strategy_cfg("local"), "attacks.fedavg.FedAvgThreat", {})) \
+        is FedAvgThreat
+    with pytest.raises(UserError, match="has no option 'init'"):
+        threat_model(_strategy_cfg("fedavg"), None, {"init": "public"})
+
+
+def test_a_config_without_a_strategy_class_asks_for_the_option():
+    cfg = OmegaConf.create({"strategy": {"name": "custom"}})
+    with pytest.raises(UserError, match=r"names no strategy class .*--threat-model"):
+        threat_model(cfg, None, {})

@@ -7,17 +7,19 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from fedplat.app import client_app, make_server_app
-from fedplat.capture import (
+from fedplat.data import load_federated
+from fedplat.errors import UserError
+from fedplat.privacy.capture import (
     CAPTURE_DIR,
     SUBSET_KEY,
+    MessageCapture,
     attack_batch,
     captured,
     decode,
     encode,
     load_capture,
+    restrict,
 )
-from fedplat.data import load_federated
-from fedplat.errors import UserError
 from fedplat.records import CONTROL, from_record
 from fedplat.results import RunRecorder
 from fedplat.runtime.inline import run_inline as run_grid
@@ -129,3 +131,51 @@ def test_capture_in_a_client_group_equals_one_client_per_node(tmp_path):
     assert grouped.sent[CONTROL][SUBSET_KEY] == 5
     for name, want in from_record(one.reply["arrays"]).items():
         assert torch.equal(from_record(grouped.reply["arrays"])[name], want)
+
+
+def test_message_capture_wants_training_of_chosen_clients_in_its_round_only(tmp_path):
+    cfg = make_cfg(*SMALL, "num_rounds=3", "capture.round=2", "capture.clients=[1]",
+                   "capture.num_samples=4")
+    cap = MessageCapture(cfg, tmp_path)
+    assert cap.wants(2, "train", 1)
+    assert not cap.wants(1, "train", 1) and not cap.wants(2, "evaluate", 1)
+    assert not cap.wants(2, "train", 0)
+    assert cap.control(2, "train", 1) == {SUBSET_KEY: 4}
+    assert cap.control(2, "train", 0) == {} and cap.control(3, "train", 1) == {}
+    everyone = MessageCapture(make_cfg(*SMALL, "num_rounds=3", "capture.round=2",
+                                       "capture.clients=[]"), tmp_path)
+    assert everyone.wants(2, "train", 0) and everyone.control(2, "train", 0) == {}
+    off = MessageCapture(make_cfg(*SMALL, "num_rounds=3"), tmp_path)
+    assert not off.wants(0, "train", 0) and not off.wants(1, "train", 0)
+
+
+def test_message_capture_saves_exchanges_and_warns_about_missing_clients(tmp_path, caplog):
+    cfg = make_cfg(*SMALL, "num_rounds=3", "capture.round=2", "capture.clients=[0,1]")
+    cap = MessageCapture(cfg, tmp_path)
+    sent = RecordDict({"config": ConfigRecord({"lr": 0.1})})
+    reply = RecordDict({"metrics": MetricRecord({"num-examples": 3})})
+    cap.save(2, "train", "", 0, sent, reply)
+    cap.save(2, "train", "extra", 0, sent, None, "timed out")
+    cap.save(2, "train", "", 0, sent, reply)  # saved again: one entry per exchange
+    loaded = load_capture(tmp_path, 2, 0)
+    assert sorted(loaded.exchanges) == ["train", "train.extra"]
+    assert loaded.exchanges["train.extra"].reply is None
+    assert dict(loaded.main.reply["metrics"]) == {"num-examples": 3}
+    meta = json.loads((cap.client_dir(2, 0) / "meta.json").read_text())
+    assert [e["name"] for e in meta["exchanges"]] == ["train.extra", "train"]
+    assert meta["exchanges"][0]["failure"] == "timed out"
+    with caplog.at_level("WARNING", logger="fedplat"):
+        cap.check(1)
+        assert not caplog.records
+        cap.check(2)
+    assert "clients [1] did not train in round 2" in caplog.text
+
+
+def test_restrict_cuts_the_training_split_to_the_attack_batch():
+    cfg = make_cfg(*SMALL)
+    data = load_federated(cfg).client(2)
+    small = restrict(data, 0, 3, 4)
+    idx = attack_batch(0, 3, 2, data.num_train, 4)
+    assert torch.equal(small.x_train, data.x_train[idx])
+    assert torch.equal(small.y_train, data.y_train[idx])
+    assert torch.equal(small.x_test, data.x_test) and small.cid == 2

@@ -4,7 +4,7 @@ With `capture.round=r` (and `capture.clients=[...]`), the server saves, for each
 that trains in round r, every message of that round's training step exactly as it crossed the
 wire: the payload the server sent (`down`) and the client's reply (`up`), serialised with
 Flower's own protobuf encoding of a RecordDict. Nothing is recomputed: the reply is the object
-`Grid.send_and_receive` returned. `fedplat-attack` (fedplat.privacy) reads these files.
+`Grid.send_and_receive` returned. `fedplat-attack` (fedplat.privacy.cli) reads these files.
 
 Gradient-inversion attacks assume a known local protocol (how many steps on how many images).
 `capture.num_samples=B` makes a captured client train, in the capture round only, on a seeded
@@ -23,7 +23,7 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from flwr.app import RecordDict
@@ -33,8 +33,10 @@ from omegaconf import DictConfig
 
 from fedplat import seeding
 from fedplat.config import check_int, check_int_list
-from fedplat.data import ClientData
 from fedplat.errors import UserError
+
+if TYPE_CHECKING:  # a type only: the capture stays a leaf below config, data and models
+    from fedplat.data import ClientData
 
 log = logging.getLogger("fedplat")
 
