@@ -27,7 +27,6 @@ from flwr.app import ConfigRecord, Context, RecordDict
 from omegaconf import DictConfig
 
 from fedplat import checkpoint, seeding
-from fedplat.privacy.capture import SUBSET_KEY, restrict
 from fedplat.client import Client, ClientState
 from fedplat.config import from_json, import_object
 from fedplat.data import (
@@ -37,6 +36,7 @@ from fedplat.data import (
     GraphClientData,
     load_federated,
 )
+from fedplat.privacy.capture import SUBSET_KEY, restrict
 from fedplat.records import CONTROL
 from fedplat.stage import MAIN, Stage
 from fedplat.transport import faults, placement, wire
