@@ -30,14 +30,14 @@ class FedAvgClient(Client):
     @classmethod
     @override
     def train_batched(cls, clients: Sequence[Client], payloads: Sequence[RecordDict],
-                    states: Sequence[ClientState],
-                    rnd: int) -> list[RecordDict | BaseException] | None:
+                      states: Sequence[ClientState],
+                      rnd: int) -> list[RecordDict | BaseException] | None:
         """All clients start from the same global model: train them as one vmapped batch.
 
-        Only for this class's own `fit`: a subclass that changes `fit` (clipping and noise,
+        Only for this class's own `train`: a subclass that changes `train` (clipping and noise,
         extra losses, other replies) trains one client at a time unless it batches itself.
         """
-        if cls.fit is not FedAvgClient.fit:
+        if cls.train is not FedAvgClient.train:
             return None
         lrs = {float(p["config"]["lr"]) if "config" in p else None for p in payloads}
         if len(lrs) != 1:

@@ -2,12 +2,11 @@
 
 w_t is the global model received this round. The term is added to every batch loss through the
 training loop's `extra_loss` hook, so clipping, the non-finite check and the seeded batch order
-are FedAvg's. Stateless, like the FedAvg client.
+are FedAvg's. Stateless, like the FedAvg client. It changes `train`, so the vmapped FedAvg path
+(`FedAvgClient.train_batched`, which has no proximal term) leaves it alone.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 from flwr.app import RecordDict
@@ -15,7 +14,7 @@ from torch import nn
 from typing_extensions import override
 
 from clients.fedavg import FedAvgClient
-from fedplat.client import Client, ClientState
+from fedplat.client import ClientState
 from fedplat.records import from_record
 
 
@@ -39,11 +38,3 @@ class FedProxClient(FedAvgClient):
             model, rnd, lr=float(config["lr"]), state=state,
             extra_loss=(lambda m: proximal_term(m, anchor, mu)) if mu > 0 else None)
         return self.reply_after_training(result, model, model.state_dict())
-
-    @classmethod
-    @override
-    def train_batched(cls, clients: Sequence[Client], payloads: Sequence[RecordDict],
-                      states: Sequence[ClientState],
-                      rnd: int) -> list[RecordDict | BaseException] | None:
-        """None: the vmapped path has no proximal term, so the node trains one at a time."""
-        return None

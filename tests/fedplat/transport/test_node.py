@@ -110,8 +110,8 @@ def test_batched_falls_back_to_sequential_for_adam(tmp_path: Path) -> None:
     assert _stable(bat) == _stable(seq)  # the same code path: exactly equal
 
 
-def test_a_subclass_that_changes_fit_is_not_batched_behind_its_back(tmp_path: Path) -> None:
-    """BadReplyClient alters FedAvg's replies in fit: batching must not skip that code."""
+def test_a_subclass_that_changes_train_is_not_batched_behind_its_back(tmp_path: Path) -> None:
+    """BadReplyClient alters FedAvg's replies in train: batching must not skip that code."""
     common = (*SMALL, "simulation.clients_per_node=4",
               "strategy.client_target=tests.helpers.BadReplyClient")
     _, rows = run_inline(tmp_path, *common, "simulation.batched=true")
