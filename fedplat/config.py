@@ -1,9 +1,11 @@
 """Config composition and validation: bad input stops here, with one clear line.
 
 The config tree lives in `conf/` (Hydra config groups). `validate` checks every value the core
-uses before anything expensive starts (Ray, data loading); strategies add their own checks
-through a `validate_config(cfg)` classmethod, datasets and partitioners through their
-registries. Errors are `UserError`s whose message names the key, the bad value and the fix.
+uses before anything expensive starts (Ray, data loading): the core groups by building their
+typed `fedplat.settings.Settings`; strategies add their own checks through a
+`validate_config(cfg)` classmethod, datasets and partitioners through their registries, all
+with the checks of `fedplat.checks`. Errors are `UserError`s whose message names the key, the
+bad value and the fix.
 """
 
 from __future__ import annotations

@@ -273,7 +273,7 @@ class Settings:
             num_rounds=num_rounds,
             eval_every=eval_every,
             checkpoint_every=checkpoint_every,
-            resume=_resume_dir(cfg),
+            resume=resume_dir(cfg),
             split=SplitSettings.from_config(cfg),
             faults=FaultSettings.from_config(cfg, n),
             client=ClientSettings.from_config(cfg),
@@ -282,8 +282,12 @@ class Settings:
         )
 
 
-def _resume_dir(cfg: DictConfig) -> Path | None:
-    """`resume`: a run directory with a checkpoint, or None ('' or null: a fresh run)."""
+def resume_dir(cfg: DictConfig) -> Path | None:
+    """`resume`: a run directory with a checkpoint, or None ('' or null: a fresh run).
+
+    Also used on its own: the CLI reads it before the rest of the config, which a resumed run
+    replaces with the one it saved.
+    """
     resume = cfg.get("resume") or ""
     if not resume:
         return None
