@@ -88,8 +88,10 @@ def parse_overrides(overrides: Sequence[str]) -> list[list[str]]:
                     raise UserError(
                         f"unknown {key} '{v}' (choose from: {', '.join(options) or 'none'})"
                     )
-        prefix = ov.input_line.split("=", 1)[0]
-        choices.append([f"{prefix}={v}" for v in values] if "=" in ov.input_line else [prefix])
+        line = ov.input_line
+        assert line is not None  # the parser records the text of every override it parses
+        prefix = line.split("=", 1)[0]
+        choices.append([f"{prefix}={v}" for v in values] if "=" in line else [prefix])
     return [list(combo) for combo in itertools.product(*choices)]
 
 

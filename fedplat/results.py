@@ -48,7 +48,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 def read_rows(run_dir: Path) -> list[dict[str, Any]]:
     """The rows of a run's metrics.jsonl (skipping a torn last line)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return rows

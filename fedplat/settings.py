@@ -44,7 +44,8 @@ _ABSENT = "__absent__"
 
 def _present(cfg: DictConfig, key: str) -> bool:
     """Whether dotted `key` exists (a key with a null value exists)."""
-    return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False) != _ABSENT
+    value: object = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+    return value != _ABSENT
 
 
 @dataclass(frozen=True)
