@@ -144,6 +144,7 @@ def run_flower(cfg: Any) -> dict[str, Any]:
     from flwr.supercore.telemetry import EventType
 
     from fedplat.runtime.simulation import backend_config
+    from fedplat.settings import Settings
 
     client_app = ClientApp()
 
@@ -187,7 +188,7 @@ def run_flower(cfg: Any) -> dict[str, Any]:
     logging.getLogger("flwr").setLevel(logging.WARNING)
     _run_simulation(num_supernodes=int(cfg.num_clients), client_app=client_app,
                     server_app=server_app, backend_name="ray",
-                    backend_config=backend_config(cfg),
+                    backend_config=backend_config(Settings.from_config(cfg).simulation),
                     exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE)
     # Flower's strategy starts (and calls evaluate_fn for round 0) before the Ray actors exist,
     # so round 1 also pays the start-up: count it as start-up, not as a round.

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from typing_extensions import override
 
 from fedplat import ops, records
-from fedplat.config import check_float
+from fedplat.checks import check_float
 from fedplat.errors import UserError
 from fedplat.records import from_record, metrics_of, to_record
 from fedplat.stage import Stage

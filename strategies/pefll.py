@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from typing_extensions import override
 
 from fedplat import seeding
-from fedplat.config import check_choice, check_float, check_int
+from fedplat.checks import check_choice, check_float, check_int
 from fedplat.data.datasets import DatasetInfo
 from fedplat.errors import UserError
 from fedplat.models.hypernet import HyperNetwork, vjp

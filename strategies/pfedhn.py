@@ -28,7 +28,7 @@ from torch import nn
 from typing_extensions import override
 
 from fedplat import seeding
-from fedplat.config import check_choice, check_float, check_int
+from fedplat.checks import check_choice, check_float, check_int
 from fedplat.data.datasets import dataset_info
 from fedplat.errors import UserError
 from fedplat.models import build_model

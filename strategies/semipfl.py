@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from typing_extensions import override
 
 from fedplat import seeding
-from fedplat.config import check_choice, check_float, check_int
+from fedplat.checks import check_choice, check_float, check_int
 from fedplat.data import load_federated
 from fedplat.data.datasets import DatasetInfo, dataset_info
 from fedplat.data.federated import server_sources_of

@@ -32,7 +32,7 @@ from flwr.proto.recorddict_pb2 import RecordDict as ProtoRecordDict
 from omegaconf import DictConfig
 
 from fedplat import seeding
-from fedplat.config import check_int, check_int_list
+from fedplat.checks import check_int, check_int_list
 from fedplat.errors import UserError
 
 if TYPE_CHECKING:  # a type only: the capture stays a leaf below config, data and models
