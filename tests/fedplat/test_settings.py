@@ -128,7 +128,8 @@ def test_auto_clients_per_node_is_not_a_number_yet(raw):
          "client.weight_decay=-1 is out of range: must be in [0.0, inf]"),
         ({"client__persist_optimizer_state": "yes"},
          "client.persist_optimizer_state=yes: expected true or false"),
-        ({"client__evaluate_after_train": 1}, "client.evaluate_after_train=1: expected true or false"),
+        ({"client__evaluate_after_train": 1},
+         "client.evaluate_after_train=1: expected true or false"),
         ({"simulation__backend": "mpi"},
          "simulation.backend='mpi' is not valid (choose from: ray, inline)"),
         ({"simulation__num_cpus": 0},
@@ -194,7 +195,8 @@ def test_null_auto_and_absent_values(raw):
     assert (absent.split.label_ratio, absent.split.server_sources) == (1.0, 0)
     assert (absent.simulation.node_wait_s, absent.simulation.log_to_driver) == (120.0, False)
     assert absent.simulation.clients_per_node == 1
-    assert (absent.client.evaluate_after_train, absent.client.persist_optimizer_state) == (False, False)
+    client = absent.client
+    assert (client.evaluate_after_train, client.persist_optimizer_state) == (False, False)
     assert Settings.from_config(_with(raw, faults__crash_clients=[1, 9])).faults.crash_clients \
         == (1, 9)
 
