@@ -241,8 +241,6 @@ def _validate_core(cfg: DictConfig) -> None:
                         "keep their sum below 1")
     if "label_ratio" in cfg.split:
         check_float(cfg, "split.label_ratio", 0.0, 1.0)
-    if "server_sources" in cfg.split:
-        check_int(cfg, "split.server_sources", lo=0)
     check_int_list(cfg, "faults.crash_clients", lo=0, hi=n - 1)
     check_float(cfg, "faults.crash_prob", 0.0, 1.0)
     check_float(cfg, "faults.dropout_prob", 0.0, 1.0)
