@@ -53,7 +53,7 @@ def test_idx_dataset_label_above_the_classes_is_one_line(tmp_path):
     write_images(tmp_path / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (2, 28, 28)))
     write_labels(tmp_path / "t10k-labels-idx1-ubyte.gz", [0, 1])
     info = DatasetInfo("mnist", (1, 28, 28), 3, "image", 6)
-    with pytest.raises(UserError, match="corrupt IDX labels .*label above 2"):
+    with pytest.raises(UserError, match=r"corrupt IDX labels .*label above 2"):
         load_idx_dataset(info, tmp_path)
     raw = load_idx_dataset(DatasetInfo("mnist", (1, 28, 28), 10, "image", 6), tmp_path)
     assert raw.x_train.shape == (4, 1, 28, 28) and raw.y_test.tolist() == [0, 1]

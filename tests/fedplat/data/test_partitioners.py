@@ -73,5 +73,5 @@ def test_partition_params_reads_only_its_keys_and_names_missing_ones():
     spec = get_partitioner("dirichlet")
     cfg = {"name": "dirichlet", "alpha": 0.5, "min_size": 1, "max_retries": 2, "extra": 9}
     assert partition_params(spec, cfg) == {"alpha": 0.5, "min_size": 1, "max_retries": 2}
-    with pytest.raises(UserError, match="^partition 'dirichlet' needs min_size, max_retries$"):
+    with pytest.raises(UserError, match=r"^partition 'dirichlet' needs min_size, max_retries$"):
         partition_params(spec, {"name": "dirichlet", "alpha": 0.5})

@@ -33,8 +33,8 @@ def test_parts_hold_out_a_seeded_test_share_when_there_is_none():
     assert np.array_equal(test, SampleData(np.arange(50), seed=3, test=0.2).parts()[1])
     assert not np.array_equal(test, SampleData(np.arange(50), seed=4, test=0.2).parts()[1])
     none = SampleData(np.arange(50), seed=3, test=0.0, dataset="digits", partition="by_class")
-    with pytest.raises(UserError, match="^partition 'by_class' needs a test part and dataset "
-                                        "'digits' has none; set split.test > 0"):
+    with pytest.raises(UserError, match=r"^partition 'by_class' needs a test part and dataset "
+                                        r"'digits' has none; set split\.test > 0"):
         none.parts()
 
 

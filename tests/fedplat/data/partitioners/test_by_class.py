@@ -1,10 +1,11 @@
-"""`partition=by_class`: k classes per client, a share per holder (pFedHN's and PeFLL's variants)."""
+"""`partition=by_class`: k classes per client, a share per holder (pFedHN and PeFLL variants)."""
 
 import hashlib
 
 import numpy as np
 import pytest
 
+from fedplat.config import compose
 from fedplat.data.federated import build_federated
 from fedplat.data.partitioners.by_class import PARTITIONER, assign_classes, by_class
 from fedplat.errors import UserError
@@ -80,7 +81,7 @@ def test_by_class_random_val_pool_size_and_determinism():
 
 
 def test_by_class_bad_input_is_one_line():
-    check = PARTITIONERS["pfedhn_by_class"].validate
+    check = PARTITIONER.validate
     good = {"classes_per_client": 2, "prop_low": 0.4, "prop_high": 0.6, "val_fraction": 0.2,
             "val_split": "random", "extra_share": False, "distinct_classes": False}
     with pytest.raises(UserError, match="must be divisible by the 10 classes"):
@@ -89,22 +90,50 @@ def test_by_class_bad_input_is_one_line():
     for key, value, msg in (("classes_per_client", 11, "classes_per_client=11"),
                             ("prop_low", 0.0, "0 < prop_low"),
                             ("val_fraction", 1.0, "val_fraction=1.0"),
-                            ("val_split", "chrono", "val_split='chrono'")):
+                            ("val_split", "chrono", "val_split='chrono'"),
+                            ("distinct_classes", "yes", "distinct_classes='yes' must be true")):
         with pytest.raises(UserError, match=msg):
             check({**good, key: value}, 10, 10, 1000)
-    lg = PARTITIONERS["label_groups"].validate
-    ok = {"s": 20, "local_size": 600, "test_size": 600, "groups": GROUPS, "cursor0_train": 0,
-          "cursor0_test": 0, "block": "equal"}
-    for key, value in (("s", 120), ("local_size", 0), ("groups", [[0, 10]]), ("groups", []),
-                       ("block", "x")):
-        with pytest.raises(UserError, match=f"partition.{key}="):
-            lg({**ok, key: value}, 20, 10, 1000)
 
 
 def test_configs_compose_and_bad_values_stop_the_cli_check():
-    cfg = make_cfg("partition=pefll_by_class", "num_clients=20")
-    assert cfg.partition.val_split == "stratified"
+    cfg = make_cfg("partition=by_class", "num_clients=20")
+    assert cfg.partition.val_split == "random" and cfg.partition.prop_low == 0.4
+    for experiment in ("pefll_fmnist100_pefll", "pefll_fmnist100_pfedhn"):
+        cfg = compose([f"experiment={experiment}"])  # composition only: no Fashion-MNIST needed
+        assert (cfg.partition.name, cfg.partition.prop_low, cfg.partition.prop_high,
+                cfg.partition.val_split, cfg.partition.distinct_classes) == (
+            "by_class", 0.5, 0.5, "stratified", True)
     with pytest.raises(UserError, match="divisible"):
-        make_cfg("partition=pfedhn_by_class", "num_clients=7")
+        make_cfg("partition=by_class", "num_clients=7")
 
 
+def _digest(fed) -> str:
+    h = hashlib.sha256()
+    for t in fed.splits:
+        for a in t:
+            h.update(np.asarray(a, np.int64).tobytes())
+            h.update(b"|")
+    for a in fed.unlabeled:
+        h.update(np.asarray(a, np.int64).tobytes())
+        h.update(b"u")
+    return h.hexdigest()[:16]
+
+
+PEFLL = ("partition.prop_low=0.5", "partition.prop_high=0.5", "partition.val_split=stratified",
+         "partition.distinct_classes=true")
+
+
+# Digests of the splits that `partition=pfedhn_by_class` and `partition=pefll_by_class` gave
+# before the two were merged into `by_class` (computed with the code of commit b40d790).
+@pytest.mark.parametrize(("overrides", "digest"), [
+    (("num_clients=10", "seed=0"), "281b49d353bc78a1"),  # was pfedhn_by_class
+    (("num_clients=7", "partition.extra_share=true", "seed=3"), "31e7dd9a5571dce9"),
+    ((*PEFLL, "num_clients=10", "seed=0"), "353815ae8acb54e1"),  # was pefll_by_class
+    ((*PEFLL, "num_clients=20", "seed=1"), "78af41cb46747520"),
+])
+def test_splits_are_byte_identical_to_the_former_pfedhn_and_pefll_partitions(
+        tmp_path, overrides, digest):
+    fed = build_federated(make_cfg("dataset=digits", "partition=by_class", *overrides,
+                                   f"cache_dir={tmp_path}"))
+    assert _digest(fed) == digest
