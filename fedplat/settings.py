@@ -57,7 +57,7 @@ class SplitSettings:
     #: Share of a client's training split that keeps its labels (1.0 when the key is absent).
     label_ratio: float
     #: Shares of the partition held by the server as labeled data (0 when the key is absent).
-    server_sources: int
+    server_shares: int
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> SplitSettings:
@@ -69,9 +69,9 @@ class SplitSettings:
                             "keep their sum below 1")
         label_ratio = (check_float(cfg, "split.label_ratio", 0.0, 1.0)
                        if _present(cfg, "split.label_ratio") else 1.0)
-        server_sources = (check_int(cfg, "split.server_sources", lo=0)
-                          if _present(cfg, "split.server_sources") else 0)
-        return cls(val, test, label_ratio, server_sources)
+        server_shares = (check_int(cfg, "split.server_shares", lo=0)
+                          if _present(cfg, "split.server_shares") else 0)
+        return cls(val, test, label_ratio, server_shares)
 
 
 @dataclass(frozen=True)

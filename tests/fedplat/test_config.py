@@ -32,7 +32,7 @@ def test_every_config_file_composes_and_validates():
             if group == "partition":
                 contexts += [["dataset=wisdm"]]
             if group == "strategy":  # semipfl needs labeled server sources
-                contexts += [["split.server_sources=2"]]
+                contexts += [["split.server_shares=2"]]
             errors = []
             for extra in contexts:
                 try:

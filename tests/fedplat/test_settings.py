@@ -50,7 +50,7 @@ def test_default_settings_have_their_types(raw):
         (0, 10, 50, 1, 0)
     assert s.resume is None
     assert s.split == dataclasses.replace(s.split, val=0.1, test=0.2, label_ratio=1.0,
-                                          server_sources=0)
+                                          server_shares=0)
     assert s.faults.crash_clients == () and s.faults.slow_delay_s == 5.0
     assert s.client.optimizer == "sgd" and s.client.lr == 0.05 and s.client.local_epochs == 1
     assert s.client.persist_optimizer_state is False and s.client.evaluate_after_train is False
@@ -106,8 +106,8 @@ def test_auto_clients_per_node_is_not_a_number_yet(raw):
          "split.val + split.test = 1 leaves no training data; keep their sum below 1"),
         ({"split__label_ratio": 1.5},
          "split.label_ratio=1.5 is out of range: must be in [0.0, 1.0]"),
-        ({"split__server_sources": -1},
-         "split.server_sources=-1 is out of range: must be in [0, inf]"),
+        ({"split__server_shares": -1},
+         "split.server_shares=-1 is out of range: must be in [0, inf]"),
         ({"faults__crash_clients": [10]}, "faults.crash_clients holds 10, outside [0, 9]"),
         ({"faults__crash_prob": 2}, "faults.crash_prob=2 is out of range: must be in [0.0, 1.0]"),
         ({"faults__dropout_prob": -1},
@@ -188,11 +188,11 @@ def test_null_auto_and_absent_values(raw):
     assert Settings.from_config(
         _with(raw, simulation__clients_per_node=None)).simulation.clients_per_node == "auto"
     absent = Settings.from_config(_with(
-        raw, split__label_ratio=_DELETE, split__server_sources=_DELETE,
+        raw, split__label_ratio=_DELETE, split__server_shares=_DELETE,
         simulation__node_wait_s=_DELETE, simulation__log_to_driver=_DELETE,
         simulation__clients_per_node=_DELETE, client__evaluate_after_train=_DELETE,
         client__persist_optimizer_state=_DELETE))
-    assert (absent.split.label_ratio, absent.split.server_sources) == (1.0, 0)
+    assert (absent.split.label_ratio, absent.split.server_shares) == (1.0, 0)
     assert (absent.simulation.node_wait_s, absent.simulation.log_to_driver) == (120.0, False)
     assert absent.simulation.clients_per_node == 1
     client = absent.client
