@@ -21,7 +21,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat.config import CONF_DIR, compose, import_object, parse_overrides, prepare
+from fedplat.config import compose, import_object, parse_overrides, prepare
+from fedplat.conftree import CONF_DIR
 from fedplat.errors import RunAborted, UserError
 from fedplat.settings import resume_dir
 

@@ -14,12 +14,12 @@ import importlib
 import itertools
 import json
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from fedplat.checks import require
+from fedplat.conftree import CONF_DIR, available
 from fedplat.errors import UserError
 from fedplat.settings import Settings
 
@@ -34,27 +34,6 @@ GROUPS: tuple[str, ...] = (
     "simulation",
     "experiment",
 )
-
-
-def _find_conf_dir() -> Path:
-    """Locate `conf/`: packaged inside the wheel, or beside the package in a source tree/FAB."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parent / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return candidate
-    raise UserError(f"fedplat's config tree (conf/config.yaml) was not found near {here}; "
-                    "reinstall fedplat")
-
-
-CONF_DIR: Path = _find_conf_dir()
-
-
-def available(group: str) -> list[str]:
-    """Options of a config group (file stems under conf/<group>/, nested ones as a/b)."""
-    root = CONF_DIR / group
-    if not root.is_dir():
-        return []
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
 
 
 def _sweep_values(override: Any) -> list[str]:
@@ -167,7 +146,8 @@ def validate(cfg: DictConfig) -> Settings:
                 and not getattr(cls, "learns_from_unlabeled", False):
             raise UserError(f"split.label_ratio=0 leaves the clients no labels, and strategy "
                             f"'{cfg.strategy.get('name')}' learns from labels only; raise "
-                            "split.label_ratio or use a semi-supervised strategy (semipfl)")
+                            "split.label_ratio or use a strategy that learns from unlabeled data "
+                            "(its class sets learns_from_unlabeled = True)")
     runner = require(cfg, "scenario.runner")
     import_object(runner, "scenario.runner")
     return settings

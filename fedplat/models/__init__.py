@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from fedplat.checks import check_choice, check_float, check_int, check_int_list
-from fedplat.config import CONF_DIR
+from fedplat.conftree import CONF_DIR
 from fedplat.data.datasets import DatasetInfo, dataset_info
 from fedplat.errors import UserError
 from fedplat.models.gnn import GCN
