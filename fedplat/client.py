@@ -92,8 +92,8 @@ class ClientState:
             return False
         state: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in saved.items():
-            idx, _, field_name = key.partition(".")
-            state.setdefault(int(idx), {})[field_name] = value
+            position, _, field_name = key.partition(".")
+            state.setdefault(int(position), {})[field_name] = value
         current = optimizer.state_dict()
         params = [p for g in optimizer.param_groups for p in g["params"]]
         for idx, entry in state.items():
@@ -232,7 +232,7 @@ class Client:
             return None
         names = [n for n, _ in skeleton.named_parameters()]
         data = [ClientBatchData(cl.data.x_train, cl.data.y_train, cl.generator(rnd))
-                for cl in clients]
+                for cl in clients if isinstance(cl.data, ClientData)]
         params, results, finite = train_sgd(
             skeleton, [{n: s[n] for n in names} for s in starts], data,
             epochs=int(c.local_epochs), batch_size=int(c.batch_size),
@@ -288,11 +288,11 @@ class Client:
                             "val_accuracy": val.accuracy})
             return out
         bs = int(self.cfg.client.eval_batch_size)
-        test = evaluate(model, self.data.x_test, self.data.y_test, bs)
+        test = evaluate(model, data.x_test, data.y_test, bs)
         out = {"num-examples": test.num_examples, "test_loss": test.loss,
                "test_accuracy": test.accuracy, "test_f1": test.f1}
-        if len(self.data.y_val):
-            val = evaluate(model, self.data.x_val, self.data.y_val, bs)
+        if len(data.y_val):
+            val = evaluate(model, data.x_val, data.y_val, bs)
             out.update({"num-val-examples": val.num_examples, "val_loss": val.loss,
                         "val_accuracy": val.accuracy, "val_f1": val.f1})
         return out

@@ -57,6 +57,17 @@ def metrics_of(content: RecordDict, key: str = "metrics") -> dict[str, float]:
     return {k: float(v) for k, v in rec.items() if isinstance(v, int | float)}
 
 
+def scalar(value: object) -> int | float | str | bool:
+    """A config-record value that must be a single number, string or flag (not a list).
+
+    Flower types record values as a union of scalars and lists; this narrows it for `int()`,
+    `float()` and `str()` and says clearly when a peer sent something else.
+    """
+    if isinstance(value, int | float | str | bool):
+        return value
+    raise TypeError(f"expected a single value in the record, got {type(value).__name__}")
+
+
 def non_finite(content: RecordDict) -> str | None:
     """Name the first array entry holding NaN/inf values (None if all are finite)."""
     for name, rec in content.array_records.items():

@@ -84,9 +84,9 @@ class ClientData:
         if self.x_train.device == device:
             return self
         return ClientData(
-            self.cid, self.info,
-            *(t.to(device) for t in (self.x_train, self.y_train, self.x_val, self.y_val,
-                                     self.x_test, self.y_test)),
+            self.cid, self.info, self.x_train.to(device), self.y_train.to(device),
+            self.x_val.to(device), self.y_val.to(device), self.x_test.to(device),
+            self.y_test.to(device),
             None if self.x_unlabeled is None else self.x_unlabeled.to(device),
         )
 
@@ -122,7 +122,9 @@ class FederatedDataset:
                             torch.from_numpy(np.ascontiguousarray(self.y[idx]))]
             hidden = self.unlabeled[cid] if self.unlabeled else np.zeros(0, dtype=np.int64)
             x_unl = torch.from_numpy(np.ascontiguousarray(self.x[hidden]))  # features only
-            self._clients[cid] = ClientData(cid, self.info, *tensors, x_unl)
+            x_tr, y_tr, x_va, y_va, x_te, y_te = tensors
+            self._clients[cid] = ClientData(cid, self.info, x_tr, y_tr, x_va, y_va, x_te, y_te,
+                                            x_unl)
         return self._clients[cid]
 
     @property
@@ -224,7 +226,9 @@ class FederatedGraph:
                 cid, self.info, torch.from_numpy(np.ascontiguousarray(g.x[nodes])),
                 torch.from_numpy(np.ascontiguousarray(edges)),
                 torch.from_numpy(np.ascontiguousarray(g.y[nodes])),
-                *(torch.from_numpy(np.flatnonzero(split == s)) for s in (0, 1, 2)),
+                torch.from_numpy(np.flatnonzero(split == 0)),
+                torch.from_numpy(np.flatnonzero(split == 1)),
+                torch.from_numpy(np.flatnonzero(split == 2)),
                 torch.from_numpy(nodes.astype(np.int64)))
         return self._clients[cid]
 

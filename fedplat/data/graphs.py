@@ -81,7 +81,8 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to sum 1 (PyG's `NormalizeFeatures`; all-zero rows stay zero)."""
     s = x.sum(axis=1, keepdims=True)
     s[s == 0] = 1.0
-    return (x / s).astype(np.float32)
+    out: np.ndarray = (x / s).astype(np.float32)
+    return out
 
 
 def global_split(num_nodes: int, train: float, test: float,

@@ -57,7 +57,8 @@ def validate_capture_config(cfg: DictConfig) -> None:
 
 def encode(content: RecordDict) -> bytes:
     """Flower's wire encoding of a RecordDict."""
-    return recorddict_to_proto(content).SerializeToString()
+    data: bytes = recorddict_to_proto(content).SerializeToString()
+    return data
 
 
 def decode(data: bytes) -> RecordDict:

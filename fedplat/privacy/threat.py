@@ -88,12 +88,13 @@ def upload_distance(sim: Mapping[str, torch.Tensor], obs: Mapping[str, torch.Ten
     absolute terms, which stalls L-BFGS's tolerances).
     """
     names = sorted(obs)
-    o2 = sum(obs[n].pow(2).sum() for n in names)
+    zero = torch.zeros(())  # sum()'s start: the same additions, in order, as from 0
+    o2 = sum((obs[n].pow(2).sum() for n in names), zero)
     if kind == "l2":
-        return sum(((sim[n] - obs[n]) ** 2).sum() for n in names) / o2  # type: ignore[return-value]
-    dot = sum((sim[n] * obs[n]).sum() for n in names)
-    s2 = sum(sim[n].pow(2).sum() for n in names)
-    return 1.0 - dot / (torch.sqrt(s2) * torch.sqrt(o2) + 1e-12)  # type: ignore[operator]
+        return sum((((sim[n] - obs[n]) ** 2).sum() for n in names), zero) / o2
+    dot = sum(((sim[n] * obs[n]).sum() for n in names), zero)
+    s2 = sum((sim[n].pow(2).sum() for n in names), zero)
+    return 1.0 - dot / (torch.sqrt(s2) * torch.sqrt(o2) + 1e-12)
 
 
 class ThreatModel:
@@ -192,7 +193,8 @@ class UnrolledSGD:
         """New parameters after one step."""
         s = self.spec
         scale = clip_factor(grads, s.clip)
-        out, bufs = [], []
+        out: list[torch.Tensor] = []
+        bufs: list[torch.Tensor | None] = []
         for i, (p, g) in enumerate(zip(params, grads)):
             d = g * scale + s.weight_decay * p if s.weight_decay else g * scale
             if s.momentum:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat.data import load_federated
+from fedplat.data import ClientData, FederatedDataset, load_federated
 from fedplat.errors import UserError
 from fedplat.privacy.capture import Capture, attack_batch
 from fedplat.privacy.threat import Knowledge
@@ -33,6 +33,9 @@ def run_config(run_dir: Path) -> DictConfig:
 def knowledge(cfg: DictConfig) -> Knowledge:
     """The attacker's public knowledge for a run: its config and the input bounds."""
     fed = load_federated(cfg)
+    if not isinstance(fed, FederatedDataset):
+        raise UserError("gradient inversion reconstructs feature inputs; graph datasets are not "
+                        "supported by fedplat-attack")
     x = torch.from_numpy(fed.x)
     if x.dim() == 4:
         low, high = x.amin(dim=(0, 2, 3)), x.amax(dim=(0, 2, 3))
@@ -44,6 +47,9 @@ def knowledge(cfg: DictConfig) -> Knowledge:
 def true_batch(cfg: DictConfig, capture: Capture) -> tuple[torch.Tensor, torch.Tensor]:
     """The images and labels the captured client trained on in the capture round."""
     data = load_federated(cfg).client(capture.client)
+    if not isinstance(data, ClientData):
+        raise UserError("gradient inversion reconstructs feature inputs; graph datasets are not "
+                        "supported by fedplat-attack")
     if capture.num_samples <= 0:
         return data.x_train, data.y_train
     idx = attack_batch(int(cfg.seed), capture.round, capture.client, data.num_train,

@@ -28,7 +28,7 @@ from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from fedplat.errors import RunAborted
-from fedplat.records import CONTROL
+from fedplat.records import CONTROL, scalar
 from fedplat.stage import Stage
 from fedplat.strategy import ClientInfo
 from fedplat.transport import wire
@@ -154,27 +154,30 @@ class Transport:
         With `resume_dir`, clients also restore their private state from that checkpoint.
         """
         nodes = self._wait_for_nodes(num_nodes, node_wait_s)
-        control = {"stage": "setup", "config": config_json,
-                   "resume-dir": str(resume_dir or "")}
-        msgs = [Message(RecordDict({CONTROL: ConfigRecord(control)}),
+        control = ConfigRecord({"stage": "setup", "config": config_json,
+                                "resume-dir": str(resume_dir or "")})
+        msgs = [Message(RecordDict({CONTROL: control}),
                         dst_node_id=n, message_type=MessageType.QUERY) for n in nodes]
         infos: dict[int, ClientInfo] = {}
         for rep in self.grid.send_and_receive(msgs, timeout=self.timeout):
             node = rep.metadata.src_node_id
             if rep.has_error():
                 raise RunAborted(f"node {node} could not set up: "
-                                 f"{short_reason(rep.error.reason)}")
+                                 f"{short_reason(rep.error.reason or '')}")
             served = [rec for key, rec in sorted(rep.content.items()) if key.startswith("info")]
             for info in served:
                 assert isinstance(info, ConfigRecord)
-                cid = int(info["partition-id"])
+                cid = int(scalar(info["partition-id"]))
                 if cid in infos:
                     raise RunAborted(f"two nodes report client id {cid}; give every SuperNode "
                                      "its own --node-config partition-id")
                 self.node_of[cid] = node
                 self.clients_of.setdefault(node, []).append(cid)
-                infos[cid] = ClientInfo(cid, int(info["num-train"]), int(info["num-val"]),
-                                        int(info["num-test"]), list(info["label-counts"]))
+                counts = info["label-counts"]
+                assert isinstance(counts, list)
+                infos[cid] = ClientInfo(cid, int(scalar(info["num-train"])),
+                                        int(scalar(info["num-val"])),
+                                        int(scalar(info["num-test"])), [int(c) for c in counts])
         if sorted(infos) != list(range(num_clients)):
             raise RunAborted(f"clients report ids {sorted(infos)}, expected "
                              f"0..{num_clients - 1}; check each node's partition-id and "
@@ -215,7 +218,7 @@ class Transport:
             cids = sent_to[rep.metadata.src_node_id]
             if rep.has_error():
                 for cid in cids:
-                    res.failures[cid] = short_reason(rep.error.reason)
+                    res.failures[cid] = short_reason(rep.error.reason or "")
                 continue
             decoded = wire.decode_replies(rep.content, cids)
             res.node_compute_s = max(res.node_compute_s, decoded.compute_s)
@@ -254,7 +257,7 @@ class Transport:
                         dst_node_id=n, message_type=MessageType.QUERY)
                 for n in sorted(self.clients_of)]
         replies = list(self.grid.send_and_receive(msgs, timeout=self.timeout))
-        bad = [short_reason(r.error.reason) for r in replies if r.has_error()]
+        bad = [short_reason(r.error.reason or "") for r in replies if r.has_error()]
         if bad or len(replies) < len(msgs):
             return (f"{len(replies) - len(bad)} of {len(msgs)} nodes saved their clients' "
                     f"state" + (f"; {bad[0]}" if bad else ""))

