@@ -41,14 +41,6 @@ def test_strategy_sends_one_shared_global_record_and_aggregates():
                                                    ** 0.5, rel=1e-5)
 
 
-def test_sampling_respects_fraction_and_seed():
-    s = _strategy(10, "strategy.fraction_train=0.3")
-    a, b = s.sample_train(1), s.sample_train(1)
-    assert a == b and len(a) == 3 and a == sorted(a)
-    assert any(s.sample_train(r) != a for r in range(2, 6))
-    assert s.sample_evaluate(1) == list(range(10))
-
-
 def test_server_lr_must_be_positive():
     from fedplat.errors import UserError
 
