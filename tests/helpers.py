@@ -78,3 +78,65 @@ class StateThenCrashClient(LocalClient):
             state.set_values("poison", {"round": rnd})
             raise RuntimeError("crash after writing state")
         return reply
+
+
+# -- server-optimizer strategies (FedAdam, FedAdagrad, ...) driven with synthetic replies -------
+
+#: Per round: client -> (shift of every entry, num-examples).
+FLOWER_SHIFTS = [
+    {0: (0.01, 10), 1: (0.03, 30)},
+    {1: (0.02, 30), 2: (-0.01, 20)},
+    {0: (-0.02, 10), 2: (0.05, 20)},
+]
+
+
+def server_opt_strategy(cls: Any, name: str, *overrides: str, n: int = 3) -> Any:
+    """`cls` set up for `n` clients on a tiny MLP, averaging weighted by samples."""
+    from fedplat.strategy import ClientInfo
+
+    s = cls(make_cfg(f"strategy={name}", f"num_clients={n}", "model=mlp", "model.hidden=[3]",
+                     "strategy.weighted_avg=true", *overrides))
+    s.setup({c: ClientInfo(c, 10, 1, 2) for c in range(n)})
+    return s
+
+
+def reply_with_examples(state: Any, n: float) -> RecordDict:
+    """A training reply: the weights and `num-examples`."""
+    from flwr.app import MetricRecord
+
+    return RecordDict({"arrays": to_record(state), "metrics": MetricRecord({"num-examples": n})})
+
+
+def server_opt_round(s: Any, rnd: int, shift: float) -> dict[str, Any]:
+    """One round in which client 0 returns the global model + `shift` on every entry."""
+    sent = from_record(s.configure_train(rnd, [0])[0]["arrays"])
+    return s.aggregate_train(rnd, {0: reply_with_examples({k: v + shift for k, v in sent.items()},
+                                                          10)}, {})
+
+
+def compare_with_flower(ours: Any, flower: Any) -> None:
+    """Drive our strategy and Flower's Message-API one with the same replies (FLOWER_SHIFTS);
+    their global models must agree every round."""
+    import torch
+    from flwr.app import Message, MessageType
+    from flwr.common.constant import SUPERLINK_NODE_ID
+    from flwr.supercore.task_identity import TaskIdentity
+
+    TaskIdentity.task_id, TaskIdentity.run_id = 1, 1  # Message() needs a task identity
+    TaskIdentity.node_id = SUPERLINK_NODE_ID
+    current = {k: v.numpy().copy() for k, v in ours.global_state.items()}
+    for rnd, shifts in enumerate(FLOWER_SHIFTS, start=1):
+        flower.current_arrays = current
+        payloads = ours.configure_train(rnd, sorted(shifts))
+        sent = from_record(next(iter(payloads.values()))["arrays"])
+        replies = {c: reply_with_examples({k: v + d for k, v in sent.items()}, n)
+                   for c, (d, n) in shifts.items()}
+        ours.aggregate_train(rnd, replies, {})
+        msgs = [Message(reply_with_examples({k: torch.from_numpy(v + np.float32(d))
+                                             for k, v in current.items()}, n),
+                        dst_node_id=1, message_type=MessageType.TRAIN)
+                for c, (d, n) in sorted(shifts.items())]
+        arrays, _ = flower.aggregate_train(rnd, msgs)
+        current = {k: a.numpy().astype(np.float32) for k, a in arrays.items()}
+        for k, v in current.items():
+            assert np.allclose(ours.global_state[k].numpy(), v, atol=1e-6), (rnd, k)
