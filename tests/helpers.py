@@ -140,3 +140,31 @@ def compare_with_flower(ours: Any, flower: Any) -> None:
         current = {k: a.numpy().astype(np.float32) for k, a in arrays.items()}
         for k, v in current.items():
             assert np.allclose(ours.global_state[k].numpy(), v, atol=1e-6), (rnd, k)
+
+
+# -- graph data through the generic apps -------------------------------------------------------
+
+#: SBM subgraphs for 4 clients, full-batch graph client, no evaluation stage.
+GRAPH_RUN = ("dataset=sbm", "dataset.nodes_per_block=60", "partition=metis_disjoint",
+             "num_clients=4", "client=graph", "strategy.fraction_evaluate=0",
+             "simulation.torch_threads=1")
+
+
+def check_graph_baseline_run(tmp_path: Path, strategy: str) -> None:
+    """A 3-round graph run of `strategy` reports after local training and is reproducible."""
+    from fedplat.results import without_timing
+
+    summary, rows = run_inline(tmp_path / "a", *GRAPH_RUN, f"strategy={strategy}",
+                               "num_rounds=3")
+    assert summary["status"] == "completed" and summary["model"] == "gcn"
+    assert len(rows) == 3
+    for row in rows:
+        assert "num_evaluate_clients" not in row  # no evaluation stage
+        assert row["num_train_clients"] == 4
+        assert 0 <= row["test_accuracy_mean"] <= 1 and 0 <= row["val_accuracy_mean"] <= 1
+        for entry in row["per_client"].values():
+            assert entry["num-test-examples_train"] > 0
+    assert summary["best_mean"]["criterion"] == "val_accuracy_mean"
+    assert summary["final"]["accuracy_mean"] == rows[-1]["test_accuracy_mean"]
+    _, again = run_inline(tmp_path / "b", *GRAPH_RUN, f"strategy={strategy}", "num_rounds=3")
+    assert without_timing(rows) == without_timing(again)

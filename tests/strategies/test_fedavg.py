@@ -1,3 +1,5 @@
+"""FedAvg: the update by hand, one shared payload, (un)weighted averaging, graph runs."""
+
 import pytest
 import torch
 from flwr.app import MetricRecord, RecordDict
@@ -5,7 +7,7 @@ from flwr.app import MetricRecord, RecordDict
 from fedplat.records import from_record, to_record
 from fedplat.strategy import ClientInfo
 from strategies.fedavg import FedAvg, fedavg_update
-from tests.helpers import make_cfg
+from tests.helpers import check_graph_baseline_run, make_cfg
 
 
 def test_fedavg_update_hand_computed():
@@ -57,3 +59,8 @@ def test_unweighted_option_averages_clients_equally():
     s.aggregate_train(1, replies, {})
     for k, v in sent.items():
         assert torch.allclose(s.global_state[k], v + 2.0)  # weighted would give v + 3.0
+
+
+def test_graph_run_with_metrics_sent_after_local_training(tmp_path):
+    pytest.importorskip("pymetis")
+    check_graph_baseline_run(tmp_path, "fedavg")

@@ -155,7 +155,6 @@ def test_one_client_per_round_from_training_clients_then_novel_round_robin():
                                         r">= 0"),
     (["strategy.hypernet.max_params=1000"], r"would have .* parameters, above "
                                             r"strategy.hypernet.max_params"),
-    (["strategy=pfedhn_pc", "model=mlp", "model.hidden=[]"], r"single layer"),
     (["strategy.clients_per_round=11"], r"strategy.clients_per_round=11 is out of range"),
     (["strategy.novel_fraction=1.0"], r"strategy.novel_fraction=1.0 is out of range"),
     (["strategy.novel_fraction=0.2"], r"set strategy.novel_rounds >= 1"),
