@@ -1,5 +1,7 @@
 """HyperFL server: what crosses the wire, aggregation, sampling, message sizes, bad input."""
 
+import math
+
 import pytest
 import torch
 
@@ -46,7 +48,7 @@ def test_only_hypernetwork_parameters_leave_the_client(tmp_path):
         else:
             assert set(content.keys()) == {"metrics"}
         assert not content.config_records  # nothing hidden in a config record either
-        assert all(isinstance(v, int | float) for m in content.metric_records.values()
+        assert all(math.isfinite(v) for m in content.metric_records.values()
                    for v in m.values())
         # the private tensors and the extractor generated from them appear nowhere
         v = private["embedding"]["v"]
