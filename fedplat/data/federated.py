@@ -30,7 +30,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from fedplat import seeding
 from fedplat.data import sources
-from fedplat.data.datasets import DatasetInfo, RawDataset, dataset_info, load_raw
+from fedplat.data.datasets import (
+    DatasetInfo,
+    RawDataset,
+    dataset_info,
+    load_raw,
+    reads_data_files,
+)
 from fedplat.data.graph_partition import get_graph_partitioner, graph_partition_params
 from fedplat.data.graphs import GraphDataset, induced_subgraph, is_graph
 from fedplat.data.partition import (
@@ -391,7 +397,8 @@ def validate_data_config(cfg: DictConfig) -> None:
         # Building is cheap for graphs (one METIS call) and finds every data problem up front,
         # e.g. a client without training nodes; the result is cached for the run.
         get_graph_partitioner(name, info.name)
-        load_federated(cfg)
+        if reads_data_files(info.name):
+            load_federated(cfg)
         return
     if name not in PARTITIONERS:
         raise UserError(f"partition '{name}' needs a graph dataset (dataset=sbm, cora, ...); "

@@ -340,9 +340,22 @@ def check_graph_config(ds: DictConfig) -> None:
             raise UserError(f"dataset.homophily={h!r} must be in [0, 1]")
 
 
-#: Graph datasets, merged into `fedplat.data.datasets.DATASETS`.
+#: Nodes of each published graph (before `dataset.lcc` keeps its largest component).
+PYG_NUM_NODES: dict[str, int] = {"cora": 2708, "citeseer": 3327, "pubmed": 19717,
+                                 "computers": 13752, "photo": 7650}
+
+
+def _declared(ds: DictConfig) -> DatasetInfo:
+    check_graph_config(ds)
+    name = str(ds.name)
+    src = PYG_SOURCES[name]
+    return DatasetInfo(name, (src.num_features,), src.num_classes, GRAPH, PYG_NUM_NODES[name])
+
+
+#: Graph datasets, merged into `fedplat.data.datasets.DATASETS` (SBM is generated: no files).
 GRAPH_DATASETS: dict[str, DatasetSpec] = {
-    name: DatasetSpec(_info, _check, load_graph) for name in ("sbm", *PYG_SOURCES)
+    "sbm": DatasetSpec(_info, _check, load_graph),
+    **{name: DatasetSpec(_info, _check, load_graph, _declared) for name in PYG_SOURCES},
 }
 
 
