@@ -168,3 +168,72 @@ def check_graph_baseline_run(tmp_path: Path, strategy: str) -> None:
     assert summary["final"]["accuracy_mean"] == rows[-1]["test_accuracy_mean"]
     _, again = run_inline(tmp_path / "b", *GRAPH_RUN, f"strategy={strategy}", "num_rounds=3")
     assert without_timing(rows) == without_timing(again)
+
+
+# -- hypernetwork methods (pFedHN, pFedHN-PC, HyperFL, PeFLL): runs their test files share ----
+
+#: One tiny round on an image dataset, and each method's settings that keep it small.
+HN_IMAGE_RUN = ("num_clients=4", "num_rounds=1", "eval_every=1", "simulation.torch_threads=1",
+                "strategy.hypernet.hidden=8")
+HN_IMAGE_SETTINGS = {
+    "pfedhn": ("strategy.inner_steps=2", "strategy.hypernet.n_hidden=1"),
+    "pfedhn_pc": ("strategy.inner_steps=2", "strategy.hypernet.n_hidden=1"),
+    "hyperfl": ("strategy.local_epochs=1", "strategy.batch_size=200"),
+    "pefll": ("strategy.inner_steps=2", "strategy.hypernet.n_hidden=1",
+              "strategy.unseen_fraction=0.25", "strategy.clients_per_round=2"),
+}
+
+
+def check_hypernetwork_run_on_images(tmp_path: Path, method: str, dataset: str) -> None:
+    """`model=auto` picks a target `method` can generate on `dataset`; one round completes."""
+    import pytest
+
+    from fedplat.errors import UserError
+
+    try:
+        make_cfg(f"dataset={dataset}")
+    except UserError:
+        pytest.skip(f"dataset {dataset} is not available offline here")
+    summary, rows = run_inline(tmp_path, f"strategy={method}", f"dataset={dataset}",
+                               *HN_IMAGE_RUN, *HN_IMAGE_SETTINGS[method])
+    assert summary["status"] == "completed" and summary["failures"] == 0
+    assert 0.0 <= summary["final"]["accuracy"] <= 1.0
+    assert rows[-1]["bytes_up_train"] > 0 and rows[-1]["bytes_down_train"] > 0
+
+
+#: MNIST-1D, ten clients with 2 classes each, an MLP target (40-32-10), the inline backend: the
+#: papers' algorithms with fewer rounds/inner steps and a 32-wide hypernetwork (seconds each).
+MNIST1D_TWO_CLASSES = ("num_clients=10", "partition=pathological",
+                       "partition.classes_per_client=2", "model=mlp", "model.hidden=[32]",
+                       "simulation.torch_threads=1", "seed=0")
+_SMALL_HN = ("strategy.inner_steps=20", "strategy.hypernet.hidden=32",
+             "strategy.hypernet.n_hidden=1")
+MNIST1D_TWO_CLASS_RUNS = {
+    "fedavg": ("strategy=fedavg", "num_rounds=10", "eval_every=10"),
+    "pfedhn": ("strategy=pfedhn", "num_rounds=60", "eval_every=30", *_SMALL_HN),
+    "pfedhn_pc": ("strategy=pfedhn_pc", "num_rounds=40", "eval_every=40", *_SMALL_HN),
+    "hyperfl": ("strategy=hyperfl", "num_rounds=3", "eval_every=3", "strategy.local_epochs=2",
+                "strategy.hypernet.hidden=32"),
+    "pefll": ("strategy=pefll", "num_rounds=15", "eval_every=15", "strategy.lr=0.005",
+              "strategy.unseen_fraction=0.2", *_SMALL_HN),
+}
+
+
+def check_cli_rejects(args: list[str], message: str, capsys: Any, monkeypatch: Any,
+                      tmp_path: Path) -> None:
+    """The `fedplat` entry point turns a bad input into one line on stderr and exit code 2
+    before any run starts."""
+    import os
+
+    import pytest
+
+    from fedplat.cli import main
+
+    monkeypatch.chdir(os.environ.get("TMPDIR", "/tmp"))
+    with pytest.raises(SystemExit) as info:
+        main([*args, "simulation.backend=inline", f"hydra.run.dir={tmp_path}/run"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fedplat: error: ") and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # rejected before anything ran

@@ -11,7 +11,7 @@ from fedplat.records import from_record, to_record
 from fedplat.strategy import ClientInfo
 from strategies.pfedhn import PFedHN
 from strategies.pfedhn_pc import PFedHNPC
-from tests.helpers import make_cfg
+from tests.helpers import check_cli_rejects, check_hypernetwork_run_on_images, make_cfg
 
 SMALL = ("num_clients=4", "strategy.hypernet.hidden=8", "strategy.hypernet.n_hidden=1",
          "model=mlp", "model.hidden=[8]")
@@ -57,3 +57,23 @@ def test_a_target_that_is_only_a_head_is_refused():
     with pytest.raises(UserError, match=r"single layer"):
         make_cfg("strategy=pfedhn_pc", "model=mlp", "model.hidden=[]")
     make_cfg("strategy=pfedhn", "model=mlp", "model.hidden=[]")  # plain pFedHN generates it
+
+
+@pytest.mark.parametrize("dataset", ["digits", "mnist"])
+def test_runs_on_image_datasets(tmp_path, dataset):
+    check_hypernetwork_run_on_images(tmp_path, "pfedhn_pc", dataset)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["strategy.hypernet.hidden=-1"],
+     "strategy.hypernet.hidden=-1 must be"),
+])
+def test_bad_input_on_the_command_line_is_one_line_and_exit_2(args, message, capsys,
+                                                              monkeypatch, tmp_path):
+    check_cli_rejects(["strategy=pfedhn_pc", *args], message, capsys, monkeypatch, tmp_path)
+
+
+def test_beats_fedavg_on_two_classes_per_client(mnist1d_two_class_run):
+    fedavg = mnist1d_two_class_run("fedavg")[0]["final"]["accuracy"]
+    ours = mnist1d_two_class_run("pfedhn_pc")[0]["final"]["accuracy"]
+    assert ours > fedavg + 0.1, (ours, fedavg)
