@@ -1,6 +1,6 @@
 # fedplat: the two commands of the README, plus helpers.
 #   make demo   create .venv, install fedplat, run the default experiment (FedAvg, MNIST-1D)
-#   make test   create .venv, install fedplat with test tools, run ruff and the test suite
+#   make test   create .venv, install fedplat with test tools, run ruff, mypy and the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -21,6 +21,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # Also the long end-to-end runs (marked slow).
@@ -29,9 +30,10 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

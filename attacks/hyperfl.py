@@ -38,9 +38,9 @@ from omegaconf import DictConfig
 from torch import nn
 from typing_extensions import override
 
-from fedplat.capture import Capture
 from fedplat.errors import UserError
 from fedplat.models.hypernet import HyperNetwork, head_names, skeleton
+from fedplat.privacy.capture import Capture
 from fedplat.privacy.threat import (
     AttackProblem,
     Knowledge,

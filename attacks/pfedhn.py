@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 from typing_extensions import override
 
-from fedplat.capture import Capture
 from fedplat.models import build_model
 from fedplat.models.hypernet import head_names, skeleton
+from fedplat.privacy.capture import Capture
 from fedplat.privacy.threat import (
     AttackProblem,
     Knowledge,

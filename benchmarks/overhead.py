@@ -144,6 +144,7 @@ def run_flower(cfg: Any) -> dict[str, Any]:
     from flwr.supercore.telemetry import EventType
 
     from fedplat.runtime.simulation import backend_config
+    from fedplat.settings import Settings
 
     client_app = ClientApp()
 
@@ -187,7 +188,7 @@ def run_flower(cfg: Any) -> dict[str, Any]:
     logging.getLogger("flwr").setLevel(logging.WARNING)
     _run_simulation(num_supernodes=int(cfg.num_clients), client_app=client_app,
                     server_app=server_app, backend_name="ray",
-                    backend_config=backend_config(cfg),
+                    backend_config=backend_config(Settings.from_config(cfg).simulation),
                     exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE)
     # Flower's strategy starts (and calls evaluate_fn for round 0) before the Ray actors exist,
     # so round 1 also pays the start-up: count it as start-up, not as a round.
@@ -230,7 +231,7 @@ def run_hypernet(num_clients: int, rounds: int, seed: int) -> dict[str, Any]:
 
 def groups_of(cfg: Any) -> int:
     """Clients per node that `clients_per_node=auto` picks for this config on Ray."""
-    from fedplat.groups import resolve_clients_per_node
+    from fedplat.transport.placement import resolve_clients_per_node
 
     probe = cfg.copy()
     probe.simulation.clients_per_node = "auto"
@@ -249,8 +250,8 @@ def wire_cost(cfg: Any, clients_per_node: int, repeats: int = 5) -> dict[str, fl
     from flwr.app import ConfigRecord, RecordDict
     from flwr.common.serde import recorddict_to_proto
 
-    from fedplat import groups
-    from fedplat.records import to_record, with_control
+    from fedplat.records import to_record
+    from fedplat.transport import wire
 
     seeding.seed_torch(int(cfg.seed), seeding.INIT)
     model = build_model(cfg.model, load_federated(cfg).info)
@@ -260,10 +261,7 @@ def wire_cost(cfg: Any, clients_per_node: int, repeats: int = 5) -> dict[str, fl
     messages = []
     for start in range(0, n, clients_per_node):
         cids = list(range(start, min(n, start + clients_per_node)))
-        if len(cids) == 1:
-            messages.append(with_control(content, cid=cids[0], round=1))
-        else:
-            messages.append(groups.pack(dict.fromkeys(cids, content), round=1)[0])
+        messages.append(wire.encode_batch(dict.fromkeys(cids, content), 1, "")[0])
     times, size = [], 0
     for _ in range(repeats):
         t0 = time.perf_counter()

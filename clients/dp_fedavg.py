@@ -35,7 +35,7 @@ class DPFedAvgClient(FedAvgClient):
     """Sends w_0 + privatize(w - w_0); integer buffers are sent as trained."""
 
     @override
-    def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
         w0 = {k: v.to(self.device) for k, v in from_record(payload["arrays"]).items()}
         model = self.load(self.new_model(), w0)
         c = payload["config"]

@@ -1,7 +1,7 @@
 """FedAvg client: load the global model, train locally, send the weights back.
 
 Stateless unless `client.persist_optimizer_state` (the optimizer state then stays on the
-client between rounds) or `client.eval_after_fit` (the locally trained model is evaluated and
+client between rounds) or `client.evaluate_after_train` (the locally trained model is evaluated and
 the metrics travel with the weights).
 """
 
@@ -21,23 +21,23 @@ class FedAvgClient(Client):
     """Everything it needs comes with the message (plus optional optimizer state)."""
 
     @override
-    def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
         model = self.load(self.new_model(), from_record(payload["arrays"]))
         lr = float(payload["config"]["lr"]) if "config" in payload else None
         result = self.train_model(model, rnd, lr=lr, state=state)
-        return self.fit_reply(result, model, model.state_dict())
+        return self.reply_after_training(result, model, model.state_dict())
 
     @classmethod
     @override
-    def fit_batched(cls, clients: Sequence[Client], payloads: Sequence[RecordDict],
-                    states: Sequence[ClientState],
-                    rnd: int) -> list[RecordDict | BaseException] | None:
+    def train_batched(cls, clients: Sequence[Client], payloads: Sequence[RecordDict],
+                      states: Sequence[ClientState],
+                      rnd: int) -> list[RecordDict | BaseException] | None:
         """All clients start from the same global model: train them as one vmapped batch.
 
-        Only for this class's own `fit`: a subclass that changes `fit` (clipping and noise,
+        Only for this class's own `train`: a subclass that changes `train` (clipping and noise,
         extra losses, other replies) trains one client at a time unless it batches itself.
         """
-        if cls.fit is not FedAvgClient.fit:
+        if cls.train is not FedAvgClient.train:
             return None
         lrs = {float(p["config"]["lr"]) if "config" in p else None for p in payloads}
         if len(lrs) != 1:
@@ -50,13 +50,14 @@ class FedAvgClient(Client):
                 decoded[id(record)] = from_record(record)
             starts.append(decoded[id(record)])
         lr = lrs.pop()
-        if bool(clients[0].cfg.client.get("eval_after_fit", False)):
+        if bool(clients[0].cfg.client.get("evaluate_after_train", False)):
             # the reply carries an evaluation of each trained model: build them
             models = [c.load(c.new_model(), s) for c, s in zip(clients, starts)]
             results = Client.train_many(clients, models, rnd, lr=lr)
             if results is None:
                 return None
-            return [r if isinstance(r, BaseException) else c.fit_reply(r, m, m.state_dict())
+            return [r if isinstance(r, BaseException) else
+                    c.reply_after_training(r, m, m.state_dict())
                     for c, m, r in zip(clients, models, results)]
         skeleton = clients[0].new_model()  # structure only: no model per client
         trained = Client.train_many_from(clients, skeleton, starts, rnd, lr=lr)

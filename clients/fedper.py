@@ -24,14 +24,14 @@ class FedPerClient(Client):
         return self.load(model, weights), prefix
 
     @override
-    def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
         model, prefix = self._model(payload, state)
         lr = float(payload["config"]["lr"]) if "config" in payload else None
         result = self.train_model(model, rnd, lr=lr, state=state)
         trained = model.state_dict()
         state.set_tensors("head", {k: v for k, v in trained.items() if k.startswith(prefix)})
         base = {k: v for k, v in trained.items() if not k.startswith(prefix)}
-        return self.fit_reply(result, model, base)
+        return self.reply_after_training(result, model, base)
 
     @override
     def evaluate(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:

@@ -115,7 +115,7 @@ class FedPubClient(Client):
         return self.load(model, own)
 
     @override
-    def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
         p = self.cfg.strategy
         as_released = bool(p.as_released)
         received = from_record(payload["arrays"])

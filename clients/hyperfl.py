@@ -275,7 +275,7 @@ class HyperFLClient(Client):
                             bs).accuracy
 
     @override
-    def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
         c = payload["config"]
         target, v, head = self.private(state)
         hnet = self.hypernet(target, payload)

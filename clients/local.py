@@ -18,11 +18,11 @@ class LocalClient(Client):
         return self.load(model, saved) if saved is not None else model
 
     @override
-    def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
         model = self._model(state)
         result = self.train_model(model, rnd, state=state)
         state.set_tensors("model", model.state_dict())
-        return self.fit_reply(result, model)
+        return self.reply_after_training(result, model)
 
     @override
     def evaluate(self, payload: RecordDict, state: ClientState,

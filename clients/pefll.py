@@ -22,6 +22,7 @@ from clients.pfedhn import PFedHNClient, present_classes
 from fedplat.client import ClientState, eval_reply
 from fedplat.models.hypernet import GeneratedModel
 from fedplat.records import from_record, to_record
+from fedplat.stage import Stage
 from strategies.pefll import (
     EmbeddingNet,
     client_vnet_gradient,
@@ -49,17 +50,17 @@ class PeFLLClient(PFedHNClient):
         return net
 
     @override
-    def phase(self, stage: str, name: str, payload: RecordDict, state: ClientState,
+    def exchange(self, stage: Stage, name: str, payload: RecordDict, state: ClientState,
               rnd: int) -> RecordDict:
         c = payload["config"]
         quirk = bool(c["divisor_quirk"])
         x, y = self.data.x_train, self.data.y_train
         if name == "embed":
-            batches = int(c["embed_batches"]) if stage == "train" else -1
-            gen = self.generator(rnd, DESCRIPTOR_STREAM, 0 if stage == "train" else 1)
+            batches = int(c["embed_batches"]) if stage == Stage.TRAIN else -1
+            gen = self.generator(rnd, DESCRIPTOR_STREAM, Stage(stage).stream)
             idx, nb = descriptor_indices(len(y), int(c["batch_size"]), batches, gen)
             idx = idx.to(x.device)
-            if stage == "train":
+            if stage == Stage.TRAIN:
                 state.set_values("descriptor_batch", {"idx": idx.tolist(), "batches": nb})
             else:
                 present = present_classes(y[idx], self.data.info.num_classes)
@@ -79,7 +80,7 @@ class PeFLLClient(PFedHNClient):
             grads = client_vnet_gradient(vnet, x[idx], y[idx], int(stored["batches"]), du, quirk)
             names = [n for n, _ in vnet.named_parameters()]
             return RecordDict({"arrays": to_record(dict(zip(names, grads)))})
-        return super().phase(stage, name, payload, state, rnd)
+        return super().exchange(stage, name, payload, state, rnd)
 
     @override
     def evaluate(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:

@@ -105,7 +105,7 @@ class PFedHNClient(Client):
         return {k: v.to(self.device) for k, v in from_record(payload["arrays"]).items()}
 
     @override
-    def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
         c = payload["config"]
         theta = self.theta(payload)
         head, head_opt = self.head(state, c)

@@ -22,6 +22,7 @@ from typing_extensions import override
 
 from fedplat.client import Client, ClientState, eval_reply, train_reply
 from fedplat.records import from_record
+from fedplat.stage import Stage
 from fedplat.training import TrainResult, evaluate
 from strategies.semipfl import (
     COMBINE,
@@ -100,7 +101,7 @@ class SemiPFLClient(Client):
         return PersonalModel(ae.encoder, bases, w), stats
 
     @override
-    def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
         c = payload["config"]
         ae = self.autoencoder(from_record(payload["arrays"]))
         x_all = self.data.x_train_all  # labels ignored: every training sample
@@ -113,10 +114,10 @@ class SemiPFLClient(Client):
         return train_reply(result, ae.state_dict(), ae_mse_pre=pre, ae_mse_post=post)
 
     @override
-    def phase(self, stage: str, name: str, payload: RecordDict, state: ClientState,
+    def exchange(self, stage: Stage, name: str, payload: RecordDict, state: ClientState,
               rnd: int) -> RecordDict:
         if stage != "train" or name != COMBINE:
-            return super().phase(stage, name, payload, state, rnd)
+            return super().exchange(stage, name, payload, state, rnd)
         candidate = state.get_tensors("ae_candidate")
         if candidate is None:
             raise RuntimeError("combine without a trained autoencoder: the AE step of this "

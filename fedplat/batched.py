@@ -115,8 +115,8 @@ def train_sgd_stacked(
     valid = torch.arange(width)[None, :] < torch.as_tensor(list(counts))[:, None]  # (k, width)
     perms = torch.zeros((epochs, k, width), dtype=torch.long)
     for e in range(epochs):
-        for i, (c, g) in enumerate(zip(counts, generators)):
-            perms[e, i, :c] = torch.randperm(int(c), generator=g)
+        for i, (c, gen) in enumerate(zip(counts, generators)):
+            perms[e, i, :c] = torch.randperm(int(c), generator=gen)
     index = perms.reshape(epochs, k, chunks, batch_size).permute(0, 2, 1, 3).reshape(
         epochs * chunks, k, batch_size).to(device)
     mask = valid.float().reshape(k, chunks, batch_size).permute(1, 0, 2).repeat(

@@ -98,7 +98,8 @@ def latest(run_dir: Path) -> tuple[int, Path] | None:
 
 def load_server(directory: Path) -> dict[str, Any]:
     """The saved server state of a round directory."""
-    return torch.load(Path(directory) / SERVER_FILE, weights_only=False)
+    state: dict[str, Any] = torch.load(Path(directory) / SERVER_FILE, weights_only=False)
+    return state
 
 
 def _atomic_save(obj: Any, path: Path) -> None:

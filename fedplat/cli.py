@@ -21,8 +21,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat.config import CONF_DIR, compose, import_object, parse_overrides, prepare
+from fedplat.config import compose, import_object, parse_overrides, prepare
+from fedplat.conftree import CONF_DIR
 from fedplat.errors import RunAborted, UserError
+from fedplat.settings import resume_dir
 
 log = logging.getLogger("fedplat")
 
@@ -101,13 +103,13 @@ def format_summary(summary: Mapping[str, Any], run_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def resume_config(cfg: DictConfig, task_overrides: Sequence[str]) -> DictConfig:
-    """The saved config of the run to resume, which continues in its own directory."""
+def resume_config(resume: Path, task_overrides: Sequence[str]) -> DictConfig:
+    """The saved config of the run in `resume`, which continues in its own directory."""
     others = [o for o in task_overrides if not o.startswith("resume=")]
     if others:
         raise UserError(f"resume=... continues a run with its saved config; drop the other "
                         f"overrides ({' '.join(others)})")
-    run_dir = Path(str(cfg.resume)).expanduser().resolve()
+    run_dir = resume.resolve()
     saved = OmegaConf.load(run_dir / "config.yaml")
     assert isinstance(saved, DictConfig)
     saved.resume = str(run_dir)
@@ -118,8 +120,9 @@ def resume_config(cfg: DictConfig, task_overrides: Sequence[str]) -> DictConfig:
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
 def _hydra_entry(cfg: DictConfig) -> None:
     try:
-        if cfg.get("resume"):
-            cfg = resume_config(cfg, list(HydraConfig.get().overrides.task))
+        resume = resume_dir(cfg)
+        if resume is not None:
+            cfg = resume_config(resume, list(HydraConfig.get().overrides.task))
         prepare(cfg)
         run_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir).resolve()
         runner = import_object(cfg.scenario.runner, "scenario.runner")

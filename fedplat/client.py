@@ -1,10 +1,10 @@
 """The client side of an algorithm: a function of (message payload, private state, local data).
 
 A `Client` subclass lives in `clients/<name>.py` and is named by `strategy.client_target`. The
-generic ClientApp (fedplat.app) builds one per message, hands it the payload the strategy sent
-to this client, a `ClientState` (its private state, kept in Flower's `Context.state` between
-rounds) and its `ClientData`, and replies with the RecordDict that `fit`/`evaluate` return.
-Nothing else leaves the client.
+node runtime (fedplat.transport.node) builds one per client and message, hands it the payload
+the strategy sent to this client, a `ClientState` (its private state, kept in Flower's
+`Context.state` between rounds) and its `ClientData`, and replies with the RecordDict that
+`train`/`evaluate` return. Nothing else leaves the client.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from fedplat import seeding
 from fedplat.data import ClientData, GraphClientData
 from fedplat.models import build_model
 from fedplat.records import from_record, to_record
+from fedplat.stage import Stage
 from fedplat.training import (
     TrainResult,
     evaluate,
@@ -91,8 +92,8 @@ class ClientState:
             return False
         state: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in saved.items():
-            idx, _, field_name = key.partition(".")
-            state.setdefault(int(idx), {})[field_name] = value
+            position, _, field_name = key.partition(".")
+            state.setdefault(int(position), {})[field_name] = value
         current = optimizer.state_dict()
         params = [p for g in optimizer.param_groups for p in g["params"]]
         for idx, entry in state.items():
@@ -106,7 +107,7 @@ class ClientState:
 class Client:
     """Base class for the client half of an algorithm.
 
-    Subclasses implement `fit` (and usually `evaluate`). Helpers build the configured model,
+    Subclasses implement `train` (and usually `evaluate`). Helpers build the configured model,
     train it with the configured optimizer and a seeded batch order, and evaluate it on the
     client's val and test splits.
     """
@@ -120,7 +121,7 @@ class Client:
 
     # -- what an algorithm implements ---------------------------------------------------------
 
-    def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
         """Local training for round `rnd`; return what this client shares."""
         raise NotImplementedError
 
@@ -128,24 +129,24 @@ class Client:
         """Evaluate for round `rnd`; return metrics (see `eval_metrics`)."""
         raise NotImplementedError
 
-    def phase(self, stage: str, name: str, payload: RecordDict, state: ClientState,
-              rnd: int) -> RecordDict:
-        """An extra exchange of a multi-message protocol (`Strategy.phases`).
+    def exchange(self, stage: Stage, name: str, payload: RecordDict, state: ClientState,
+                 rnd: int) -> RecordDict:
+        """An extra exchange of a multi-message protocol (`Strategy.exchanges`).
 
-        `stage` is "train" or "evaluate", `name` the phase the strategy named.
+        `name` is the exchange the strategy named within `stage`.
         """
-        raise NotImplementedError(f"{type(self).__name__} has no {stage} phase '{name}'")
+        raise NotImplementedError(f"{type(self).__name__} has no {stage} exchange '{name}'")
 
     @classmethod
-    def fit_batched(cls, clients: Sequence[Client], payloads: Sequence[RecordDict],
+    def train_batched(cls, clients: Sequence[Client], payloads: Sequence[RecordDict],
                     states: Sequence[ClientState],
                     rnd: int) -> list[RecordDict | BaseException] | None:
         """Train several clients of one node at once (`simulation.batched=true`), or None.
 
         An algorithm whose clients share an architecture can override this to train them
-        together (see `fedplat.batched`); the result must equal calling `fit` on each in turn
+        together (see `fedplat.batched`); the result must equal calling `train` on each in turn
         up to floating-point reassociation. Return one reply or exception per client (an
-        exception fails that client alone), or None to let the node call `fit` per client
+        exception fails that client alone), or None to let the node call `train` per client
         (the default, and the right answer when this round's settings do not allow batching).
         """
         return None
@@ -231,7 +232,7 @@ class Client:
             return None
         names = [n for n, _ in skeleton.named_parameters()]
         data = [ClientBatchData(cl.data.x_train, cl.data.y_train, cl.generator(rnd))
-                for cl in clients]
+                for cl in clients if isinstance(cl.data, ClientData)]
         params, results, finite = train_sgd(
             skeleton, [{n: s[n] for n in names} for s in starts], data,
             epochs=int(c.local_epochs), batch_size=int(c.batch_size),
@@ -287,33 +288,34 @@ class Client:
                             "val_accuracy": val.accuracy})
             return out
         bs = int(self.cfg.client.eval_batch_size)
-        test = evaluate(model, self.data.x_test, self.data.y_test, bs)
+        test = evaluate(model, data.x_test, data.y_test, bs)
         out = {"num-examples": test.num_examples, "test_loss": test.loss,
                "test_accuracy": test.accuracy, "test_f1": test.f1}
-        if len(self.data.y_val):
-            val = evaluate(model, self.data.x_val, self.data.y_val, bs)
+        if len(data.y_val):
+            val = evaluate(model, data.x_val, data.y_val, bs)
             out.update({"num-val-examples": val.num_examples, "val_loss": val.loss,
                         "val_accuracy": val.accuracy, "val_f1": val.f1})
         return out
 
-    def post_fit_metrics(self, model: nn.Module) -> dict[str, float]:
+    def post_train_metrics(self, model: nn.Module) -> dict[str, float]:
         """Evaluation right after local training, for the train reply (or {} if not asked).
 
-        With `client.eval_after_fit=true` a client reports val/test metrics of the model it
+        With `client.evaluate_after_train=true` a client reports val/test metrics of the model it
         just trained (personalised-FL protocols such as FED-PUB's "local accuracy after local
         training"); the test count is sent as `num-test-examples` so that `num-examples`
         stays the training count that aggregation weights by.
         """
-        if not bool(self.cfg.client.get("eval_after_fit", False)):
+        if not bool(self.cfg.client.get("evaluate_after_train", False)):
             return {}
         out = self.eval_metrics(model)
         out["num-test-examples"] = out.pop("num-examples")
         return out
 
-    def fit_reply(self, result: TrainResult, model: nn.Module,
-                  arrays: Mapping[str, torch.Tensor] | None = None, **extra: float) -> RecordDict:
-        """`train_reply` plus the post-training evaluation when `client.eval_after_fit`."""
-        return train_reply(result, arrays, **self.post_fit_metrics(model), **extra)
+    def reply_after_training(self, result: TrainResult, model: nn.Module,
+                             arrays: Mapping[str, torch.Tensor] | None = None,
+                             **extra: float) -> RecordDict:
+        """`train_reply` plus the post-training evaluation when `client.evaluate_after_train`."""
+        return train_reply(result, arrays, **self.post_train_metrics(model), **extra)
 
 
 def train_reply(result: TrainResult, arrays: Mapping[str, torch.Tensor] | None = None,

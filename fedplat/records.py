@@ -1,4 +1,4 @@
-"""Conversions between torch state dicts and Flower records, and message-size accounting."""
+"""Conversions between torch state dicts and Flower records, and checks of what clients send."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
 
 #: The ConfigRecord fedplat adds to every message (client id, round, stage).
 CONTROL = "fedplat"
@@ -49,15 +49,6 @@ def from_record(record: ArrayRecord) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(array_values(a).copy()) for k, a in record.items()}
 
 
-def payload_bytes(content: RecordDict) -> int:
-    """Bytes of tensor data (plus key names) in a message's ArrayRecords.
-
-    Config and metric records are small and left out; this is the figure that grows with the
-    model and that studies of communication cost compare.
-    """
-    return sum(rec.count_bytes() for rec in content.array_records.values())
-
-
 def metrics_of(content: RecordDict, key: str = "metrics") -> dict[str, float]:
     """The numeric metrics a client put under `key` (empty if none)."""
     rec = content.get(key)
@@ -66,11 +57,15 @@ def metrics_of(content: RecordDict, key: str = "metrics") -> dict[str, float]:
     return {k: float(v) for k, v in rec.items() if isinstance(v, int | float)}
 
 
-def with_control(content: RecordDict, **control: int | float | str | bool) -> RecordDict:
-    """A shallow copy of `content` plus fedplat's control record."""
-    out = RecordDict(dict(content.items()))
-    out[CONTROL] = ConfigRecord(dict(control))
-    return out
+def scalar(value: object) -> int | float | str | bool:
+    """A config-record value that must be a single number, string or flag (not a list).
+
+    Flower types record values as a union of scalars and lists; this narrows it for `int()`,
+    `float()` and `str()` and says clearly when a peer sent something else.
+    """
+    if isinstance(value, int | float | str | bool):
+        return value
+    raise TypeError(f"expected a single value in the record, got {type(value).__name__}")
 
 
 def non_finite(content: RecordDict) -> str | None:

@@ -34,7 +34,7 @@ def find_runs(paths: Sequence[Path]) -> list[Path]:
     return sorted(runs)
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(d: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
@@ -48,7 +48,8 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _load(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     summary = json.loads((run / SUMMARY_FILE).read_text())
     cfg_path = run / CONFIG_FILE
-    cfg = _flatten(OmegaConf.to_container(OmegaConf.load(cfg_path))) if cfg_path.is_file() else {}
+    saved = OmegaConf.to_container(OmegaConf.load(cfg_path)) if cfg_path.is_file() else {}
+    cfg = _flatten(saved) if isinstance(saved, Mapping) else {}
     return summary, {k: v for k, v in cfg.items() if k not in _IGNORED_KEYS}
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from fedplat.settings import Settings
+
 log = logging.getLogger("fedplat")
 
 METRICS_FILE = "metrics.jsonl"
@@ -46,7 +48,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 def read_rows(run_dir: Path) -> list[dict[str, Any]]:
     """The rows of a run's metrics.jsonl (skipping a torn last line)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return rows
@@ -155,6 +157,7 @@ class RunRecorder:
         self.run_dir = Path(run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.cfg = cfg
+        self.settings = Settings.from_config(cfg)
         self.rows: list[dict[str, Any]] = []
         if resume_round is not None:
             self.rows = [r for r in read_rows(self.run_dir) if r["round"] <= resume_round]
@@ -205,9 +208,9 @@ class RunRecorder:
             "dataset": cfg.dataset.name,
             "partition": cfg.partition.name,
             "model": cfg.model.name,
-            "seed": cfg.seed,
-            "num_clients": cfg.num_clients,
-            "num_rounds": cfg.num_rounds,
+            "seed": self.settings.seed,
+            "num_clients": self.settings.num_clients,
+            "num_rounds": self.settings.num_rounds,
             "rounds_completed": len(self.rows),
             "wall_time_s": self.wall_time_s,
             "startup_s": startup,

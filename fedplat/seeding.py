@@ -46,6 +46,6 @@ def seed_torch(seed: int, *ids: int) -> None:
     call (about 3 ms), which a node serving many clients pays several times per client.
     """
     value = derive_seed(seed, *ids)
-    torch.random.default_generator.manual_seed(value)
+    torch.default_generator.manual_seed(value)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(value)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from flwr.app import RecordDict
 from omegaconf import DictConfig
@@ -22,9 +22,7 @@ from torch import nn
 from fedplat import records, seeding
 from fedplat.data.datasets import DatasetInfo, dataset_info
 from fedplat.models import build_model
-
-#: Stage ids mixed into the sampling seed.
-TRAIN, EVALUATE = 0, 1
+from fedplat.stage import MAIN, Stage
 
 
 @dataclass(frozen=True)
@@ -48,6 +46,19 @@ class Strategy:
     #: True for semi-supervised algorithms that learn from clients' unlabeled samples
     #: (`ClientData.x_unlabeled`); others need labels, so `split.label_ratio=0` is refused.
     learns_from_unlabeled: bool = False
+
+    #: Import path (`package.module.Class`) of the `fedplat.privacy.threat.ThreatModel` that
+    #: models what this strategy's clients upload, the default of `fedplat-attack` for its
+    #: runs (`--threat-model` overrides it); None: no threat model is written for it.
+    #:
+    #: A class attribute rather than a `threat_model:` key in conf/strategy/<name>.yaml: what a
+    #: threat model replays is the strategy's protocol, fixed by its code, not a setting to
+    #: tune per run. Declared on the class it is inherited by variants that upload the same
+    #: thing (a subclass whose upload differs sets it back to None), holds for every config
+    #: that names the class, and is found for runs saved before it was written (their
+    #: config.yaml names the class in `strategy._target_`). It is a string so that importing a
+    #: strategy never imports its attack.
+    threat_model: ClassVar[str | None] = None
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
@@ -89,19 +100,19 @@ class Strategy:
 
     def sample_train(self, rnd: int) -> list[int]:
         """Clients that train in round `rnd` (`strategy.fraction_train`)."""
-        return self.sample(rnd, float(self.params.fraction_train), TRAIN,
+        return self.sample(rnd, float(self.params.fraction_train), Stage.TRAIN.stream,
                            int(self.params.get("min_train_clients", 1)))
 
     def sample_evaluate(self, rnd: int) -> list[int]:
         """Clients that evaluate in round `rnd` (`strategy.fraction_evaluate`).
 
         `fraction_evaluate=0` means no evaluation stage at all: clients then report their
-        metrics with the train reply (`client.eval_after_fit`).
+        metrics with the train reply (`client.evaluate_after_train`).
         """
         fraction = float(self.params.fraction_evaluate)
         if fraction == 0:
             return []
-        return self.sample(rnd, fraction, EVALUATE)
+        return self.sample(rnd, fraction, Stage.EVALUATE.stream)
 
     # -- rounds -------------------------------------------------------------------------------
 
@@ -119,31 +130,50 @@ class Strategy:
         """
         raise NotImplementedError
 
-    # -- protocols with several exchanges per step ---------------------------------------------
+    # -- stages made of several exchanges ------------------------------------------------------
 
-    def phases(self, stage: str, rnd: int) -> tuple[str, ...]:
-        """The message exchanges making up one train or evaluate step of round `rnd`, in order.
+    def exchanges(self, stage: Stage, rnd: int) -> tuple[str, ...]:
+        """The exchanges (round trips) making up one stage of round `rnd`, in order.
 
-        `stage` is "train" or "evaluate". "" is the main exchange (`configure_train`/
-        `aggregate_train`, or `configure_evaluate`/`aggregate_evaluate`); any other name is an
-        extra round trip handled by `configure_phase`/`aggregate_phase` (e.g. PeFLL's
-        descriptor before the weights and the embedding gradient after them). The main
-        exchange's clients are the sampled ones; a strategy may send fewer (those that
-        completed an earlier phase). Clients receive the phase name and answer it in
-        `Client.phase`. Default: the main exchange only.
+        `MAIN` ("") is the main exchange (`configure_train`/`aggregate_train`, or
+        `configure_evaluate`/`aggregate_evaluate`); any other name is an extra round trip of a
+        multi-message protocol, handled by `configure_exchange`/`aggregate_exchange` (e.g. a
+        client descriptor sent before the weights, or a gradient sent back after them). The
+        main exchange's clients are the sampled ones; a strategy may send fewer in an extra
+        exchange (those that completed an earlier one). Clients receive the exchange name and
+        answer it in `Client.exchange`. Default: the main exchange only.
         """
-        return ("",)
+        return (MAIN,)
 
-    def configure_phase(self, stage: str, phase: str, rnd: int,
-                        cids: list[int]) -> dict[int, RecordDict]:
-        """What to send each client in an extra phase (see `phases`)."""
-        raise NotImplementedError(f"{type(self).__name__} lists phase '{phase}' of {stage} but "
-                                  "does not configure it")
+    def configure_exchange(self, stage: Stage, exchange: str, rnd: int,
+                           cids: list[int]) -> dict[int, RecordDict]:
+        """What to send each client in an extra exchange (see `exchanges`)."""
+        raise NotImplementedError(f"{type(self).__name__} lists exchange '{exchange}' of "
+                                  f"{stage} but does not configure it")
 
-    def aggregate_phase(self, stage: str, phase: str, rnd: int, replies: dict[int, RecordDict],
-                        failures: dict[int, str]) -> dict[str, float]:
-        """Use an extra phase's replies; return strategy metrics for the round log."""
+    def aggregate_exchange(self, stage: Stage, exchange: str, rnd: int,
+                           replies: dict[int, RecordDict],
+                           failures: dict[int, str]) -> dict[str, Any]:
+        """Use an extra exchange's replies; return strategy metrics for the round log."""
         return {}
+
+    def configure(self, stage: Stage, exchange: str, rnd: int,
+                  cids: list[int]) -> dict[int, RecordDict]:
+        """What to send each client in one exchange of a stage (dispatches on the names)."""
+        if exchange != MAIN:
+            return self.configure_exchange(stage, exchange, rnd, cids)
+        if stage == Stage.TRAIN:
+            return self.configure_train(rnd, cids)
+        return self.configure_evaluate(rnd, cids)
+
+    def aggregate(self, stage: Stage, exchange: str, rnd: int, replies: dict[int, RecordDict],
+                  failures: dict[int, str]) -> dict[str, Any]:
+        """Use the replies of one exchange of a stage (dispatches on the names)."""
+        if exchange != MAIN:
+            return self.aggregate_exchange(stage, exchange, rnd, replies, failures)
+        if stage == Stage.TRAIN:
+            return self.aggregate_train(rnd, replies, failures)
+        return self.aggregate_evaluate(rnd, replies, failures)
 
     def configure_evaluate(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
         """What to send each evaluating client (default: nothing; clients use their state)."""
@@ -154,7 +184,7 @@ class Strategy:
         """Strategy-specific evaluation metrics (accuracy/loss are aggregated by the server)."""
         return {}
 
-    def check_reply(self, stage: str, cid: int, content: RecordDict) -> str | None:
+    def check_reply(self, stage: Stage, cid: int, content: RecordDict) -> str | None:
         """Why a client's reply must not be used (None = accept it).
 
         The default rejects non-finite values in any array; strategies add shape checks

@@ -112,7 +112,7 @@ def constant_guesses(run_dirs: list[Path]) -> list[str]:
     Calibrates the scale: sparse Fashion-MNIST items (a sandal on black) already score
     10+ dB against an all-black image.
     """
-    from fedplat.capture import captured, load_capture
+    from fedplat.privacy.capture import captured, load_capture
     from fedplat.privacy.metrics import psnr, ssim, to_unit
     from fedplat.privacy.truth import knowledge, run_config, true_batch
 
@@ -142,7 +142,7 @@ def stats(values: list[float]) -> str:
 
 def picture(rows: list[tuple[str, list[Path]]], path: Path, clients: list[int]) -> None:
     """Originals, then the reconstructions of each attack (first seed, the given clients)."""
-    from fedplat.capture import load_capture
+    from fedplat.privacy.capture import load_capture
     from fedplat.privacy.metrics import to_unit
     from fedplat.privacy.report import save_grid
     from fedplat.privacy.truth import knowledge, run_config, true_batch

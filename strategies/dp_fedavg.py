@@ -14,12 +14,15 @@ from flwr.app import ConfigRecord, RecordDict
 from omegaconf import DictConfig
 from typing_extensions import override
 
-from fedplat.config import check_float
+from fedplat.checks import check_float
 from strategies.fedavg import FedAvg
 
 
 class DPFedAvg(FedAvg):
     """FedAvg whose clients privatise their updates; the server side is unchanged."""
+
+    #: FedAvg's, inherited: the attacker replays plain SGD and ignores clipping and noise.
+    threat_model = FedAvg.threat_model
 
     @classmethod
     @override

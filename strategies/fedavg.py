@@ -8,14 +8,17 @@ papers' released code do), so FedAvg can be compared with methods that use the p
 
 from __future__ import annotations
 
-from flwr.app import ConfigRecord, MessageType, RecordDict
+from typing import ClassVar
+
+from flwr.app import ConfigRecord, RecordDict
 from omegaconf import DictConfig
 from typing_extensions import override
 
 from fedplat import ops, records
-from fedplat.config import check_float
+from fedplat.checks import check_float
 from fedplat.errors import UserError
 from fedplat.records import from_record, metrics_of, to_record
+from fedplat.stage import Stage
 from fedplat.strategy import ClientInfo, Strategy
 
 
@@ -28,6 +31,8 @@ def fedavg_update(global_state: ops.State, client_states: dict[int, ops.State],
 
 class FedAvg(Strategy):
     """Keeps one global model; clients start from it and return their trained weights."""
+
+    threat_model: ClassVar[str | None] = "attacks.fedavg.FedAvgThreat"
 
     @classmethod
     @override
@@ -64,9 +69,9 @@ class FedAvg(Strategy):
         return {"update_norm": step}
 
     @override
-    def check_reply(self, stage: str, cid: int, content: RecordDict) -> str | None:
+    def check_reply(self, stage: Stage, cid: int, content: RecordDict) -> str | None:
         problem = super().check_reply(stage, cid, content)
-        if problem is None and stage == MessageType.TRAIN:
+        if problem is None and stage == Stage.TRAIN:
             problem = records.mismatch(content.get("arrays"), self.global_state, "arrays")
         return problem
 

@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig
 from typing_extensions import override
 
-from fedplat.config import check_choice, check_float
+from fedplat.checks import check_choice, check_float
 from fedplat.errors import UserError
 from fedplat.strategy import ClientInfo
 from strategies.server_opt import RoundInput, ServerOpt, check_bool, check_bounds
@@ -160,7 +160,7 @@ class FedHyper(ServerOpt):
 
     State: `a` (global-rate offset, eta_g = 1 + a, a_0 = eta_g0 - 1), `mom` (GM momentum),
     `a_sl` (SL offset, unclipped, kept across rounds unless `sl_reset_each_round`), the raw
-    previous update (base class). CL lives on the clients (clients/fedhyper.py); the server
+    previous update (base class). CL lives on the clients (clients/adaptive_rate.py); the server
     only sends it Delta_{t-1}.
     """
 

@@ -14,7 +14,7 @@ import logging
 from omegaconf import DictConfig
 from typing_extensions import override
 
-from fedplat.config import check_float
+from fedplat.checks import check_float
 from fedplat.errors import UserError
 from fedplat.strategy import ClientInfo
 from strategies.fedadam import FedAdam

@@ -40,6 +40,9 @@ def split_head(state: ops.State, prefix: str) -> tuple[ops.State, ops.State]:
 class FedPer(FedAvg):
     """FedAvg over the base layers only; heads never leave the clients."""
 
+    #: None: FedAvg's threat model replays the whole model, but only the base layers travel.
+    threat_model = None
+
     @classmethod
     @override
     def validate_config(cls, cfg: DictConfig) -> None:

@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from typing_extensions import override
 
 from fedplat import ops
-from fedplat.config import check_choice, check_float, check_int
+from fedplat.checks import check_choice, check_float, check_int
 from fedplat.data.datasets import dataset_info
 from fedplat.errors import UserError
 from fedplat.records import from_record, metrics_of, to_record

@@ -25,7 +25,7 @@ from torch import nn
 from typing_extensions import override
 
 from fedplat import ops, seeding
-from fedplat.config import check_choice, check_float, check_int
+from fedplat.checks import check_choice, check_float, check_int
 from fedplat.data.datasets import dataset_info
 from fedplat.errors import UserError
 from fedplat.models import build_model
@@ -38,7 +38,8 @@ from fedplat.models.hypernet import (
     head_names,
 )
 from fedplat.records import from_record, metrics_of, to_record
-from fedplat.strategy import TRAIN, ClientInfo, Strategy
+from fedplat.stage import Stage
+from fedplat.strategy import ClientInfo, Strategy
 
 #: Stream id (under seeding.INIT) of the one model all clients and the server start from.
 HYPERFL_INIT = 201
@@ -89,6 +90,8 @@ def local_config(p: DictConfig) -> ConfigRecord:
 class HyperFL(Strategy):
     """FedAvg over the hypernetwork only; everything else stays on the clients."""
 
+    threat_model = "attacks.hyperfl.HyperFLThreat"
+
     @classmethod
     @override
     def validate_config(cls, cfg: DictConfig) -> None:
@@ -129,7 +132,7 @@ class HyperFL(Strategy):
         if m >= len(ids):
             chosen = ids
         else:
-            draw = seeding.rng(self.seed, seeding.SAMPLING, rnd, TRAIN).choice(ids, m,
+            draw = seeding.rng(self.seed, seeding.SAMPLING, rnd, Stage.TRAIN.stream).choice(ids, m,
                                                                                replace=False)
             chosen = sorted(int(c) for c in draw)
         self.last_sampled = chosen

@@ -36,13 +36,14 @@ from torch.nn import functional as F
 from typing_extensions import override
 
 from fedplat import seeding
-from fedplat.config import check_choice, check_float, check_int
+from fedplat.checks import check_choice, check_float, check_int
 from fedplat.data.datasets import DatasetInfo
 from fedplat.errors import UserError
 from fedplat.models.hypernet import HyperNetwork, vjp
 from fedplat.models.nets import MLP, LeNet
 from fedplat.records import from_record, metrics_of, to_record
-from fedplat.strategy import TRAIN, ClientInfo, Strategy
+from fedplat.stage import MAIN, Stage
+from fedplat.strategy import ClientInfo, Strategy
 from strategies.pfedhn import (
     MASK_MODES,
     EvalLog,
@@ -295,18 +296,18 @@ class PeFLL(Strategy):
     @override
     def sample_train(self, rnd: int) -> list[int]:
         k = int(self.params.clients_per_round)
-        chosen = seeding.rng(self.seed, seeding.SAMPLING, rnd, TRAIN).choice(
+        chosen = seeding.rng(self.seed, seeding.SAMPLING, rnd, Stage.TRAIN.stream).choice(
             self.seen, k, replace=False)
         return sorted(int(c) for c in chosen)
 
     @override
-    def phases(self, stage: str, rnd: int) -> tuple[str, ...]:
-        return ("embed", "", "embedgrad") if stage == "train" else ("embed", "")
+    def exchanges(self, stage: Stage, rnd: int) -> tuple[str, ...]:
+        return ("embed", MAIN, "embedgrad") if stage == Stage.TRAIN else ("embed", MAIN)
 
     @override
-    def configure_phase(self, stage: str, phase: str, rnd: int,
-                        cids: list[int]) -> dict[int, RecordDict]:
-        if phase == "embed":
+    def configure_exchange(self, stage: Stage, exchange: str, rnd: int,
+                           cids: list[int]) -> dict[int, RecordDict]:
+        if exchange == "embed":
             content = self._vnet_payload()
             return {cid: content for cid in cids}
         # embedgrad: eta_v again (the client recomputes vnet on its stored batch) and du_i
@@ -315,12 +316,13 @@ class PeFLL(Strategy):
                 for cid in sorted(self.du)}
 
     @override
-    def aggregate_phase(self, stage: str, phase: str, rnd: int, replies: dict[int, RecordDict],
-                        failures: dict[int, str]) -> dict[str, float]:
-        if phase == "embed":
+    def aggregate_exchange(self, stage: Stage, exchange: str, rnd: int,
+                           replies: dict[int, RecordDict],
+                           failures: dict[int, str]) -> dict[str, Any]:
+        if exchange == "embed":
             u = {cid: from_record(rd["arrays"])["u"] for cid, rd in sorted(replies.items())}
             self._freeze_norm(u)
-            if stage == "train":
+            if stage == Stage.TRAIN:
                 self.u, self.g_h, self.du = u, {}, {}
             else:
                 self.eval_u = u

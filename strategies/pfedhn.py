@@ -28,7 +28,7 @@ from torch import nn
 from typing_extensions import override
 
 from fedplat import seeding
-from fedplat.config import check_choice, check_float, check_int
+from fedplat.checks import check_choice, check_float, check_int
 from fedplat.data.datasets import dataset_info
 from fedplat.errors import UserError
 from fedplat.models import build_model
@@ -44,7 +44,8 @@ from fedplat.models.hypernet import (
     vjp,
 )
 from fedplat.records import from_record, metrics_of, to_record
-from fedplat.strategy import TRAIN, ClientInfo, Strategy
+from fedplat.stage import Stage
+from fedplat.strategy import ClientInfo, Strategy
 
 #: Stream id (under seeding.INIT) of the server's hypernetwork initialisation.
 HYPERNET_INIT = 101
@@ -241,6 +242,8 @@ class PFedHN(Strategy):
 
     #: pFedHN-PC sets this: the target's head is private to each client, not generated.
     personal_head = False
+    #: Also pFedHN-PC's: its private head is an unknown of the same threat model.
+    threat_model = "attacks.pfedhn.PFedHNThreat"
 
     @classmethod
     @override
@@ -291,7 +294,7 @@ class PFedHN(Strategy):
         if self.is_novel_round(rnd):  # round-robin: every novel client gets its share
             return [self.novel[(rnd - self.novel_start) % len(self.novel)]]
         k = int(self.params.clients_per_round)
-        chosen = seeding.rng(self.seed, seeding.SAMPLING, rnd, TRAIN).choice(
+        chosen = seeding.rng(self.seed, seeding.SAMPLING, rnd, Stage.TRAIN.stream).choice(
             self.seen, k, replace=False)
         return sorted(int(c) for c in chosen)
 

@@ -67,7 +67,7 @@ class RoundInput:
 
 
 def client_rate_stats(replies: Mapping[int, RecordDict]) -> dict[str, float]:
-    """Client-rate statistics of a round from the replies of `FedHyperClient`.
+    """Client-rate statistics of a round from the replies of `AdaptiveRateClient`.
 
     Mean/min/max of the clients' final local rates, their per-step extremes, and the summed
     CL counters.

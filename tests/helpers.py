@@ -53,8 +53,8 @@ from fedplat.records import from_record, to_record  # noqa: E402
 class BadReplyClient(FedAvgClient):
     """Client 1 sends a truncated weight tensor, client 2 sends NaN weights; others are fine."""
 
-    def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
-        reply = super().fit(payload, state, rnd)
+    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+        reply = super().train(payload, state, rnd)
         if self.cid in (1, 2):
             weights = from_record(reply["arrays"])
             name = next(iter(weights))
@@ -72,8 +72,8 @@ from clients.local import LocalClient  # noqa: E402
 class StateThenCrashClient(LocalClient):
     """Client 1 saves its model, then raises, in round 2: its state must roll back."""
 
-    def fit(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
-        reply = super().fit(payload, state, rnd)
+    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+        reply = super().train(payload, state, rnd)
         if self.cid == 1 and rnd == 2:
             state.set_values("poison", {"round": rnd})
             raise RuntimeError("crash after writing state")

@@ -1,6 +1,11 @@
-"""Data layer: offline-first loaders, partitioners and per-client splits (samples or subgraphs)."""
+"""Data layer: offline-first loaders, partitioners and per-client splits (samples or subgraphs).
 
-from fedplat.data.datasets import DATASETS, DatasetInfo, RawDataset, dataset_info, load_raw
+`datasets` holds one module per dataset behind `get_spec`; `partitioners` one module per
+partitioner behind `get_partitioner`; `federated` builds every client's view from the config.
+"""
+
+from fedplat.data.base import DatasetInfo, GraphDataset, RawDataset, is_graph
+from fedplat.data.datasets import DATASETS, dataset_info, get_spec, load_raw
 from fedplat.data.federated import (
     ClientData,
     FederatedDataset,
@@ -10,13 +15,10 @@ from fedplat.data.federated import (
     load_federated,
     validate_data_config,
 )
-from fedplat.data.graph_partition import GRAPH_PARTITIONERS
-from fedplat.data.graphs import GraphDataset, is_graph
-from fedplat.data.partition import PARTITIONERS
+from fedplat.data.partitioners import PARTITIONERS, get_partitioner
 
 __all__ = [
     "DATASETS",
-    "GRAPH_PARTITIONERS",
     "PARTITIONERS",
     "ClientData",
     "DatasetInfo",
@@ -27,6 +29,8 @@ __all__ = [
     "RawDataset",
     "build_federated",
     "dataset_info",
+    "get_partitioner",
+    "get_spec",
     "is_graph",
     "load_federated",
     "load_raw",

@@ -1,8 +1,10 @@
 """A federated view of a dataset: one train/val/test split per client.
 
-The pooled dataset (its train and test parts together) is partitioned over clients by the
-configured partitioner, and each client's share is cut into train/val/test, so a client's test
-data follows its own distribution (what personalised-FL papers evaluate). Everything is a
+The configured partitioner (`fedplat.data.partitioners`) gives every client its (train, val,
+test) indices into the pooled arrays (the dataset's train part, then its test part): most
+partition the pooled samples and cut each share into train/val/test, so a client's test data
+follows its own distribution (what personalised-FL papers evaluate); some keep the dataset's
+official test part. Everything is a
 function of the config and the seed, so any process (a Ray worker, a SuperNode) rebuilds the
 same partition from `partition-id` alone; within a process the result is cached.
 
@@ -13,8 +15,9 @@ train/val/test node masks inherited from the global split).
 
 Semi-supervised settings: `split.label_ratio` keeps the labels of a random share of each
 client's training split; the rest becomes `x_unlabeled`, whose labels never leave this module
-(a client's `y_train` and label counts cover its labeled samples only). `split.server_sources`
-makes the first M shares (users) labeled datasets held by the server instead of clients.
+(a client's `y_train` and label counts cover its labeled samples only). `split.server_shares`
+makes the first M shares of the partition (users, for `partition=natural`) labeled datasets
+held by the server instead of clients: server-held labeled data, for methods that need it.
 """
 
 from __future__ import annotations
@@ -30,23 +33,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from fedplat import seeding
 from fedplat.data import sources
-from fedplat.data.datasets import (
-    DatasetInfo,
-    RawDataset,
-    dataset_info,
-    load_raw,
-    reads_data_files,
-)
-from fedplat.data.graph_partition import get_graph_partitioner, graph_partition_params
-from fedplat.data.graphs import GraphDataset, induced_subgraph, is_graph
-from fedplat.data.partition import (
-    PARTITIONERS,
-    PartitionerSpec,
+from fedplat.data.base import DatasetInfo, GraphDataset, RawDataset, is_graph
+from fedplat.data.datasets import dataset_info, load_raw, reads_data_files
+from fedplat.data.graphs import induced_subgraph
+from fedplat.data.partitioners import (
+    GraphPartition,
+    Partitioner,
+    SampleData,
     get_partitioner,
-    label_split,
     partition_params,
-    split_client,
 )
+from fedplat.data.splits import label_split
 from fedplat.errors import UserError
 
 
@@ -87,9 +84,9 @@ class ClientData:
         if self.x_train.device == device:
             return self
         return ClientData(
-            self.cid, self.info,
-            *(t.to(device) for t in (self.x_train, self.y_train, self.x_val, self.y_val,
-                                     self.x_test, self.y_test)),
+            self.cid, self.info, self.x_train.to(device), self.y_train.to(device),
+            self.x_val.to(device), self.y_val.to(device), self.x_test.to(device),
+            self.y_test.to(device),
             None if self.x_unlabeled is None else self.x_unlabeled.to(device),
         )
 
@@ -105,7 +102,7 @@ class FederatedDataset:
     splits: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     #: Per client: training indices whose labels are hidden (empty unless label_ratio < 1).
     unlabeled: list[np.ndarray] = field(default_factory=list)
-    #: Per server source: indices of a labeled dataset held by the server (split.server_sources).
+    #: Per server share: indices of a labeled dataset held by the server (split.server_shares).
     server: list[np.ndarray] = field(default_factory=list)
     _clients: dict[int, ClientData] = field(default_factory=dict, repr=False)
 
@@ -125,16 +122,18 @@ class FederatedDataset:
                             torch.from_numpy(np.ascontiguousarray(self.y[idx]))]
             hidden = self.unlabeled[cid] if self.unlabeled else np.zeros(0, dtype=np.int64)
             x_unl = torch.from_numpy(np.ascontiguousarray(self.x[hidden]))  # features only
-            self._clients[cid] = ClientData(cid, self.info, *tensors, x_unl)
+            x_tr, y_tr, x_va, y_va, x_te, y_te = tensors
+            self._clients[cid] = ClientData(cid, self.info, x_tr, y_tr, x_va, y_va, x_te, y_te,
+                                            x_unl)
         return self._clients[cid]
 
     @property
-    def num_server_sources(self) -> int:
+    def num_server_shares(self) -> int:
         """Number of labeled datasets held by the server."""
         return len(self.server)
 
-    def server_source(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features and labels of server source `m` (all of that user's samples)."""
+    def server_share(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and labels of server share `m` (all of that share's samples, labeled)."""
         idx = self.server[m]
         return (torch.from_numpy(np.ascontiguousarray(self.x[idx])),
                 torch.from_numpy(np.ascontiguousarray(self.y[idx])))
@@ -227,7 +226,9 @@ class FederatedGraph:
                 cid, self.info, torch.from_numpy(np.ascontiguousarray(g.x[nodes])),
                 torch.from_numpy(np.ascontiguousarray(edges)),
                 torch.from_numpy(np.ascontiguousarray(g.y[nodes])),
-                *(torch.from_numpy(np.flatnonzero(split == s)) for s in (0, 1, 2)),
+                torch.from_numpy(np.flatnonzero(split == 0)),
+                torch.from_numpy(np.flatnonzero(split == 1)),
+                torch.from_numpy(np.flatnonzero(split == 2)),
                 torch.from_numpy(nodes.astype(np.int64)))
         return self._clients[cid]
 
@@ -252,16 +253,24 @@ class FederatedGraph:
 def build_federated_graph(cfg: DictConfig, graph: GraphDataset) -> FederatedGraph:
     """Cut the global graph into client subgraphs with the configured subgraph partitioner."""
     n = int(cfg.num_clients)
-    spec = get_graph_partitioner(str(cfg.partition.name), graph.info.name)
-    params = graph_partition_params(spec, OmegaConf.to_container(cfg.partition, resolve=True))
-    spec.validate(params, n, graph.num_nodes)
-    part = spec.fn(graph.edge_index, graph.num_nodes, n, **params)
+    spec = get_partitioner(str(cfg.partition.name), graph.info)
+    params = partition_params(spec, partition_config(cfg))
+    spec.validate(params, n, graph.info.num_classes, graph.num_nodes)
+    part: GraphPartition = spec.partition(graph, n, seeding.rng(cfg.seed, seeding.PARTITION),
+                                          **params)
     for cid, nodes in enumerate(part.nodes):
         if not np.any(graph.split[nodes] == 0):
             raise UserError(f"client {cid} has no training nodes ({len(nodes)} nodes in its "
                             f"subgraph) with partition '{cfg.partition.name}' and "
                             f"{n} clients; use fewer clients or a larger dataset.split_train")
     return FederatedGraph(graph.info, graph, part.nodes, part.community)
+
+
+def partition_config(cfg: DictConfig) -> dict[str, Any]:
+    """The `partition` group as a plain dict (what `partition_params` reads from)."""
+    out = OmegaConf.to_container(cfg.partition, resolve=True)
+    assert isinstance(out, dict)
+    return {str(k): v for k, v in out.items()}
 
 
 def data_key(cfg: DictConfig) -> str:
@@ -277,17 +286,17 @@ def label_ratio_of(cfg: DictConfig) -> float:
     return float(cfg.split.get("label_ratio", 1.0))
 
 
-def server_sources_of(cfg: DictConfig) -> int:
-    """`split.server_sources`: how many shares (users) the server holds as labeled data."""
-    return int(cfg.split.get("server_sources", 0))
+def server_shares_of(cfg: DictConfig) -> int:
+    """`split.server_shares`: how many shares of the partition the server holds, labeled."""
+    return int(cfg.split.get("server_shares", 0))
 
 
-def check_share_count(info: DatasetInfo, spec: PartitionerSpec, name: str, num_clients: int,
-                      server_sources: int) -> None:
-    """Enough samples (or natural users) for the clients plus the server's sources."""
-    total = num_clients + server_sources
-    asked = (f"the {total} requested (num_clients={num_clients} + split.server_sources="
-             f"{server_sources})" if server_sources else f"num_clients={num_clients}")
+def check_share_count(info: DatasetInfo, spec: Partitioner[Any, Any], name: str,
+                      num_clients: int, server_shares: int) -> None:
+    """Enough samples (or natural users) for the clients plus the server's shares."""
+    total = num_clients + server_shares
+    asked = (f"the {total} requested (num_clients={num_clients} + split.server_shares="
+             f"{server_shares})" if server_shares else f"num_clients={num_clients}")
     if spec.groups:
         if info.num_groups == 0:
             raise UserError(f"partition '{name}' needs a dataset with natural users (e.g. "
@@ -296,39 +305,40 @@ def check_share_count(info: DatasetInfo, spec: PartitionerSpec, name: str, num_c
             raise UserError(f"dataset '{info.name}' has {info.num_groups} users, fewer than "
                             f"{asked}; lower num_clients")
     if total > info.num_samples:
-        what = f"num_clients={num_clients}" if not server_sources else \
-            f"num_clients + split.server_sources = {total}"
+        what = f"num_clients={num_clients}" if not server_shares else \
+            f"num_clients + split.server_shares = {total}"
         raise UserError(f"{what} exceeds the {info.num_samples} samples of dataset "
                         f"'{info.name}'; use fewer clients")
 
 
 def build_federated(cfg: DictConfig) -> FederatedDataset | FederatedGraph:
-    """Load the dataset, partition it over the clients (and server sources), split each share."""
+    """Load the dataset, partition it over the clients (and server shares), split each share."""
     raw = load_raw(cfg.dataset, sources.cache_dir(cfg.get("cache_dir") or None))
     if isinstance(raw, GraphDataset):
         return build_federated_graph(cfg, raw)
     assert isinstance(raw, RawDataset)
     x = np.concatenate([raw.x_train, raw.x_test])
     y = np.concatenate([raw.y_train, raw.y_test])
-    n, m = int(cfg.num_clients), server_sources_of(cfg)
-    spec = get_partitioner(str(cfg.partition.name))
-    check_share_count(raw.info, spec, str(cfg.partition.name), n, m)
-    params = partition_params(spec, OmegaConf.to_container(cfg.partition, resolve=True))
+    n, m = int(cfg.num_clients), server_shares_of(cfg)
+    name = str(cfg.partition.name)
+    spec = get_partitioner(name, raw.info)
+    check_share_count(raw.info, spec, name, n, m)
+    params = partition_params(spec, partition_config(cfg))
     spec.validate(params, n + m, raw.info.num_classes, len(y))
-    if spec.presplit:
-        splits = _presplit(spec, params, raw, cfg, n + m)
-        sizes = [sum(len(a) for a in t) for t in splits]
-    else:
-        parts = spec.fn(y, n + m, seeding.rng(cfg.seed, seeding.PARTITION), **params)
-        split_rng = seeding.rng(cfg.seed, seeding.SPLIT)
-        splits = [split_client(p, float(cfg.split.val), float(cfg.split.test), split_rng)
-                  for p in parts]
-        sizes = [len(p) for p in parts]
+    groups = None
+    if raw.g_train is not None:
+        groups = np.concatenate([raw.g_train, raw.g_test if raw.g_test is not None
+                                 else np.zeros(0, dtype=raw.g_train.dtype)])
+    data = SampleData(y, int(cfg.seed), num_train=len(raw.y_train), groups=groups,
+                      val=float(cfg.split.val), test=float(cfg.split.test),
+                      dataset=str(cfg.dataset.name), partition=name)
+    splits = spec.partition(data, n + m, seeding.rng(cfg.seed, seeding.PARTITION), **params)
+    sizes = [sum(len(a) for a in t) for t in splits]
     server = [np.sort(np.concatenate(t)) for t in splits[:m]]
     splits, sizes = splits[m:], sizes[m:]
     for k, share in enumerate(server):
         if len(share) == 0:
-            raise UserError(f"server source {k} gets no samples; use fewer clients or "
+            raise UserError(f"server share {k} gets no samples; use fewer clients or "
                             "another partition")
     for cid, (train, _, _) in enumerate(splits):
         if len(train) == 0:
@@ -344,36 +354,6 @@ def build_federated(cfg: DictConfig) -> FederatedDataset | FederatedGraph:
     return FederatedDataset(raw.info, x, y, labeled, unlabeled, server)
 
 
-def _presplit(spec: PartitionerSpec, params: dict[str, Any], raw: RawDataset, cfg: DictConfig,
-              num_shares: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Run a partitioner that splits the dataset's train and test parts separately.
-
-    Indices come back relative to each part and are mapped onto the pooled arrays (train part
-    first). A dataset without a test part (digits, the 5,000-digit MNIST) first gets one: a
-    seeded random `split.test` share of its samples.
-    """
-    y_train, y_test = raw.y_train, raw.y_test
-    n_train = len(y_train)
-    train_ids = np.arange(n_train)
-    test_ids = n_train + np.arange(len(y_test))
-    if len(y_test) == 0:
-        perm = seeding.rng(cfg.seed, seeding.SPLIT, 1).permutation(n_train)
-        n_test = round(float(cfg.split.test) * n_train)
-        if n_test == 0:
-            raise UserError(f"partition '{cfg.partition.name}' needs a test part and dataset "
-                            f"'{cfg.dataset.name}' has none; set split.test > 0 to hold one out")
-        test_ids, train_ids = np.sort(perm[:n_test]), np.sort(perm[n_test:])
-    y = np.concatenate([y_train, y_test])
-    if spec.groups:
-        assert raw.g_train is not None
-        g = np.concatenate([raw.g_train, raw.g_test if raw.g_test is not None
-                            else np.zeros(0, dtype=raw.g_train.dtype)])
-        params = {**params, "g_train": g[train_ids], "g_test": g[test_ids]}
-    triples = spec.fn(y[train_ids], y[test_ids], num_shares,
-                      seeding.rng(cfg.seed, seeding.PARTITION), **params)
-    return [(train_ids[a], train_ids[b], test_ids[c]) for a, b, c in triples]
-
-
 @functools.lru_cache(maxsize=2)
 def _cached(key: str) -> FederatedDataset | FederatedGraph:
     return build_federated(OmegaConf.create(json.loads(key)))
@@ -384,27 +364,32 @@ def load_federated(cfg: DictConfig) -> FederatedDataset | FederatedGraph:
     return _cached(data_key(cfg))
 
 
+def _check_server_shares(cfg: DictConfig) -> int:
+    """`split.server_shares` is an integer >= 0 (absent = 0), or one error line."""
+    value = cfg.split.get("server_shares", 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"split.server_shares={value!r} must be an integer")
+    if value < 0:
+        raise UserError(f"split.server_shares={value} is out of range: must be in [0, inf]")
+    return value
+
+
 def validate_data_config(cfg: DictConfig) -> None:
-    """Check dataset and partition settings without loading the data."""
+    """Check the data keys (dataset, partition, split.server_shares) without loading data."""
+    m = _check_server_shares(cfg)
     info = dataset_info(cfg.dataset)
-    n, m = int(cfg.num_clients), server_sources_of(cfg)
+    n = int(cfg.num_clients)
     name = str(cfg.partition.name)
+    if is_graph(info) and (m or label_ratio_of(cfg) < 1.0):
+        raise UserError(f"split.server_shares and split.label_ratio apply to feature "
+                        f"datasets, not to graph dataset '{info.name}'; leave them at 0 and 1")
+    spec = get_partitioner(name, info)
     if is_graph(info):
-        if m or label_ratio_of(cfg) < 1.0:
-            raise UserError(f"split.server_sources and split.label_ratio apply to feature "
-                            f"datasets, not to graph dataset '{info.name}'; leave them at 0 "
-                            "and 1")
         # Building is cheap for graphs (one METIS call) and finds every data problem up front,
         # e.g. a client without training nodes; the result is cached for the run.
-        get_graph_partitioner(name, info.name)
         if reads_data_files(info.name):
             load_federated(cfg)
         return
-    if name not in PARTITIONERS:
-        raise UserError(f"partition '{name}' needs a graph dataset (dataset=sbm, cora, ...); "
-                        f"for dataset '{info.name}' choose from: "
-                        f"{', '.join(sorted(PARTITIONERS))}")
-    spec = get_partitioner(str(cfg.partition.name))
-    check_share_count(info, spec, str(cfg.partition.name), n, m)
-    params = partition_params(spec, OmegaConf.to_container(cfg.partition, resolve=True))
+    check_share_count(info, spec, name, n, m)
+    params = partition_params(spec, partition_config(cfg))
     spec.validate(params, n + m, info.num_classes, info.num_samples)

@@ -1,7 +1,8 @@
-"""Reader for the IDX format of (Fashion-)MNIST, with checks that turn corruption into one line.
+"""The IDX format of MNIST and Fashion-MNIST: a reader, and loading or fetching the four files.
 
 Format: big-endian header; images have magic 2051 then (n, rows, cols) and pixels from byte
 16; labels have magic 2049 then n and labels from byte 8. Files may be gzip-compressed.
+Corruption of any kind becomes one `UserError` line.
 """
 
 from __future__ import annotations
@@ -13,10 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
+from fedplat.data import sources
+from fedplat.data.base import DatasetInfo, RawDataset, standardise
 from fedplat.errors import UserError
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
+#: The four files of an IDX dataset (each may also be gzip-compressed, `<name>.gz`).
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -53,3 +63,28 @@ def read_idx(path: Path) -> np.ndarray:
         raise UserError(f"corrupt IDX file {path}: header promises {expected} values but the "
                         f"file holds {len(raw) - offset}; provide a fresh copy")
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+def load_idx_dataset(info: DatasetInfo, directory: Path) -> RawDataset:
+    """The four IDX files in `directory` as a standardised dataset, sanity-checked."""
+    xtr, ytr, xte, yte = (read_idx(sources.resolve_file(directory, n)) for n in IDX_FILES)
+    if xtr.ndim != 3 or xte.ndim != 3 or ytr.ndim != 1 or yte.ndim != 1:
+        raise UserError(f"corrupt IDX files in {directory}: images and labels are swapped or "
+                        "malformed; provide fresh copies")
+    if len(xtr) != len(ytr) or len(xte) != len(yte):
+        raise UserError(f"corrupt IDX files in {directory}: {len(xtr)} train images but "
+                        f"{len(ytr)} labels; provide fresh copies")
+    if max(int(ytr.max()), int(yte.max())) >= info.num_classes:
+        raise UserError(f"corrupt IDX labels in {directory}: label above "
+                        f"{info.num_classes - 1}; provide fresh copies")
+    x_train, x_test = standardise(xtr[:, None] / 255.0, xte[:, None] / 255.0)
+    return RawDataset(info, x_train, ytr.astype(np.int64), x_test, yte.astype(np.int64))
+
+
+def download_idx(name: str, url: str) -> Path:
+    """Fetch the four gzipped IDX files from `url` into the cache's `<name>` folder."""
+    target = sources.cache_dir(None) / name
+    for fname in IDX_FILES:
+        if not (target / f"{fname}.gz").is_file():
+            sources.download(f"{url}{fname}.gz", target / f"{fname}.gz")
+    return target

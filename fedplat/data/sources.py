@@ -49,6 +49,15 @@ def candidate_dirs(name: str, root: str | None, extra: Iterable[Path] = ()) -> l
     return dirs
 
 
+def search_dirs(name: str, root: str | None, extra: Iterable[Path] = ()) -> list[Path]:
+    """`candidate_dirs`, then the extra system locations, then the cache's `<name>` folder.
+
+    Where file-based datasets that may be downloaded are looked for: a download lands in the
+    cache, so a second run finds it there.
+    """
+    return candidate_dirs(name, root, (*extra, cache_dir(None) / name))
+
+
 def find_files(dirs: Iterable[Path], names: Iterable[str]) -> Path | None:
     """First directory holding every file in `names` (each may also exist with `.gz`)."""
     wanted = list(names)

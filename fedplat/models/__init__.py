@@ -8,7 +8,8 @@ from collections.abc import Callable
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from fedplat.config import CONF_DIR, check_choice, check_float, check_int, check_int_list
+from fedplat.checks import check_choice, check_float, check_int, check_int_list
+from fedplat.conftree import CONF_DIR
 from fedplat.data.datasets import DatasetInfo, dataset_info
 from fedplat.errors import UserError
 from fedplat.models.gnn import GCN
@@ -65,6 +66,14 @@ MODELS: dict[str, tuple[Callable[[DictConfig, DatasetInfo], nn.Module], tuple[st
 }
 
 
+def _model_file(name: str) -> DictConfig:
+    """The model config `conf/model/<name>.yaml` (OSError when there is no such file)."""
+    loaded = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+    if not isinstance(loaded, DictConfig):
+        raise UserError(f"conf/model/{name}.yaml must be a mapping of model keys")
+    return loaded
+
+
 def resolve_auto_model(cfg: DictConfig) -> None:
     """Replace `model=auto` by the model file that suits the dataset, in place.
 
@@ -81,11 +90,11 @@ def resolve_auto_model(cfg: DictConfig) -> None:
         else None
     if preferred:
         try:
-            build_model(OmegaConf.load(CONF_DIR / "model" / f"{preferred}.yaml"), info)
+            build_model(_model_file(str(preferred)), info)
             name = str(preferred)
         except (UserError, OSError):
             pass
-    loaded = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+    loaded = _model_file(name)
     struct = OmegaConf.is_struct(cfg)
     OmegaConf.set_struct(cfg, False)
     cfg.model = loaded

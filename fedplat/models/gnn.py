@@ -116,7 +116,7 @@ class Classifier(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """Logits."""
-        w = self.weight
+        w: torch.Tensor = self.weight
         if self.mask is not None:
             w = w * prune(self.mask, self.prune_threshold, self.training)
         return F.linear(h, w, self.bias)

@@ -2,12 +2,13 @@
 
     fedplat-attack RUN_DIR [--attack ig|dlg] [--round R] [--client C ...] [--iterations N]
                    [--restarts K] [--lr LR] [--tv W] [--labels auto|infer|optimise]
-                   [--threat-model NAME|pkg.mod.Class] [--option key=value ...] [--seed S]
+                   [--threat-model pkg.mod.Class] [--option key=value ...] [--seed S]
                    [--out DIR]
 
-The run must have been trained with `capture.round=R` (fedplat.capture). For each captured
-client the threat model of the run's strategy (attacks.THREAT_MODELS, or --threat-model)
-turns the captured messages into an attack problem, the attack reconstructs the batch, and the
+The run must have been trained with `capture.round=R` (fedplat.privacy.capture). For each
+captured client the threat model turns the captured messages into an attack problem: the one
+the run's strategy declares (`Strategy.threat_model` of the class in the saved config's
+`strategy._target_`), or `--threat-model`. The attack reconstructs the batch, and the
 reconstruction is scored against the true batch rebuilt from the seeded data pipeline. Results
 go to `RUN_DIR/attack/<attack>_<threat model>[_<options>]/` (or --out): per client
 `round_<r>_client_<c>.json` and `.png` (originals above, reconstructions below) and
@@ -28,11 +29,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
+from omegaconf import DictConfig
 
 from fedplat import seeding
-from fedplat.capture import captured, load_capture
 from fedplat.config import import_object
 from fedplat.errors import UserError
+from fedplat.privacy.capture import captured, load_capture
 from fedplat.privacy.inversion import ATTACKS, AttackConfig, invert
 from fedplat.privacy.metrics import score, to_unit
 from fedplat.privacy.report import save_grid
@@ -40,8 +42,6 @@ from fedplat.privacy.threat import ThreatModel
 from fedplat.privacy.truth import knowledge, run_config, true_batch
 from fedplat.results import write_json
 
-#: Where strategy names are mapped to threat models.
-REGISTRY = "attacks.THREAT_MODELS"
 #: Seed stream of the attacker's random guesses (its own, not the run's).
 ATTACKER = 9
 
@@ -70,11 +70,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--tv", type=float, default=1e-4, help="total-variation weight (ig)")
     p.add_argument("--labels", default="auto", help="auto | infer | optimise")
-    p.add_argument("--threat-model", default=None,
-                   help="a name in attacks.THREAT_MODELS or pkg.mod.Class (default: the run's "
-                        "strategy)")
+    p.add_argument("--threat-model", default=None, metavar="pkg.mod.Class",
+                   help="a ThreatModel subclass (default: the one the run's strategy declares)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="threat-model option (repeatable), e.g. init=public for hyperfl")
+                   help="threat-model option (repeatable; the threat model's OPTIONS)")
     p.add_argument("--seed", type=int, default=0, help="the attacker's seed")
     p.add_argument("--out", type=Path, default=None, help="output directory")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -82,22 +81,33 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def threat_model(cfg: Any, name: str | None, options: dict[str, str]) -> ThreatModel:
-    """The threat model named on the command line, or the one registered for the strategy."""
-    registry: dict[str, str] = import_object(REGISTRY, "threat-model registry")
-    strategy = str(cfg.strategy.name)
-    key = name or strategy
-    path = registry.get(key, key if "." in key else None)
+def declared_threat_model(cfg: DictConfig) -> str | None:
+    """The import path of the threat model the run's strategy class declares (or None).
+
+    The class is the one the run's saved config names (`strategy._target_`), so the answer
+    follows the code, not a table to keep in step with it.
+    """
+    target = cfg.strategy.get("_target_")
+    if target is None:
+        raise UserError("the run's config names no strategy class (strategy._target_); pass "
+                        "--threat-model pkg.mod.Class")
+    strategy = import_object(str(target), "strategy._target_")
+    declared = getattr(strategy, "threat_model", None)
+    return None if declared is None else str(declared)
+
+
+def threat_model(cfg: DictConfig, path: str | None, options: dict[str, str]) -> ThreatModel:
+    """The threat model given by `--threat-model`, else the one the run's strategy declares."""
     if path is None:
-        if name is None:
-            raise UserError(f"strategy '{strategy}' has no known threat model (known: "
-                            f"{', '.join(sorted(registry))}); pass --threat-model NAME or "
-                            "pkg.mod.Class")
-        raise UserError(f"unknown threat model '{name}' (choose from: "
-                        f"{', '.join(sorted(registry))}, or pkg.mod.Class)")
+        path = declared_threat_model(cfg)
+        if path is None:
+            raise UserError(f"strategy '{cfg.strategy.get('name')}' "
+                            f"({cfg.strategy._target_}) declares no threat model; pass "
+                            "--threat-model pkg.mod.Class")
     cls = import_object(path, "--threat-model")
     if not (isinstance(cls, type) and issubclass(cls, ThreatModel)):
-        raise UserError(f"--threat-model {path} is not a fedplat.privacy.threat.ThreatModel")
+        raise UserError(f"--threat-model {path} is not a fedplat.privacy.threat.ThreatModel "
+                        "subclass")
     return cls(options)
 
 

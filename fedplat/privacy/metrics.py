@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Any
 
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -89,7 +90,7 @@ def finite_mean(values: torch.Tensor, cap: float = 100.0) -> float:
 
 def score(recon: torch.Tensor, recon_labels: torch.Tensor, truth: torch.Tensor,
           true_labels: torch.Tensor, low: torch.Tensor, high: torch.Tensor
-          ) -> dict[str, object]:
+          ) -> dict[str, Any]:
     """PSNR / SSIM (after pairing) and label recovery of a reconstructed batch."""
     a, b = to_unit(recon, low, high), to_unit(truth, low, high)
     perm = match(a, b)

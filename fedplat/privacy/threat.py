@@ -1,11 +1,12 @@
 """Threat models: what the client sent + what the attacker knows -> a differentiable model of it.
 
 A gradient-inversion attack needs to answer one question for any candidate private batch
-(x, y): *what would this client have uploaded?* A `ThreatModel` (one per strategy, in
-`attacks/`) builds that answer from a `Capture` (the real messages of one client in one round:
-what the server sent, what the client replied) and `Knowledge` (what the attacker is assumed to
-know besides: the run's public protocol, i.e. its config, model structure, local optimiser and
-step counts, and the dataset's normalisation constants). The result is an `AttackProblem`:
+(x, y): *what would this client have uploaded?* A `ThreatModel` (the one a strategy declares
+in `Strategy.threat_model`) builds that answer from a `Capture` (the real messages of one
+client in one round: what the server sent, what the client replied) and `Knowledge` (what the
+attacker is assumed to know besides: the run's public protocol, i.e. its config, model
+structure, local optimiser and step counts, and the dataset's normalisation constants). The
+result is an `AttackProblem`:
 
 * `observed`: the client's real upload, as tensors;
 * `simulate(x, y, unknowns)`: the upload the client would have sent for batch (x, y), computed
@@ -31,9 +32,9 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 
-from fedplat.capture import Capture
 from fedplat.data.datasets import DatasetInfo
 from fedplat.errors import UserError
+from fedplat.privacy.capture import Capture
 from fedplat.records import from_record, metrics_of
 
 Tensors = dict[str, torch.Tensor]
@@ -87,16 +88,20 @@ def upload_distance(sim: Mapping[str, torch.Tensor], obs: Mapping[str, torch.Ten
     absolute terms, which stalls L-BFGS's tolerances).
     """
     names = sorted(obs)
-    o2 = sum(obs[n].pow(2).sum() for n in names)
+    zero = torch.zeros(())  # sum()'s start: the same additions, in order, as from 0
+    o2 = sum((obs[n].pow(2).sum() for n in names), zero)
     if kind == "l2":
-        return sum(((sim[n] - obs[n]) ** 2).sum() for n in names) / o2  # type: ignore[return-value]
-    dot = sum((sim[n] * obs[n]).sum() for n in names)
-    s2 = sum(sim[n].pow(2).sum() for n in names)
-    return 1.0 - dot / (torch.sqrt(s2) * torch.sqrt(o2) + 1e-12)  # type: ignore[operator]
+        return sum((((sim[n] - obs[n]) ** 2).sum() for n in names), zero) / o2
+    dot = sum(((sim[n] * obs[n]).sum() for n in names), zero)
+    s2 = sum((sim[n].pow(2).sum() for n in names), zero)
+    return 1.0 - dot / (torch.sqrt(s2) * torch.sqrt(o2) + 1e-12)
 
 
 class ThreatModel:
-    """Base class: turn a capture into an `AttackProblem` (subclasses live in `attacks/`).
+    """Base class: turn a capture into an `AttackProblem`.
+
+    A strategy names its subclass in `Strategy.threat_model`; `fedplat-attack
+    --threat-model pkg.mod.Class` picks any other.
 
     `options` are the threat model's own settings (`fedplat-attack --option key=value`).
     """
@@ -188,7 +193,8 @@ class UnrolledSGD:
         """New parameters after one step."""
         s = self.spec
         scale = clip_factor(grads, s.clip)
-        out, bufs = [], []
+        out: list[torch.Tensor] = []
+        bufs: list[torch.Tensor | None] = []
         for i, (p, g) in enumerate(zip(params, grads)):
             d = g * scale + s.weight_decay * p if s.weight_decay else g * scale
             if s.momentum:

@@ -1,7 +1,7 @@
 """What the *scorer* (not the attacker) uses: the true private batch and the input bounds.
 
 The true batch of a capture is rebuilt from the seeded data pipeline (the client's training
-split and `fedplat.capture.attack_batch`), never from the capture. The input bounds are the
+split and `capture.attack_batch`), never from the capture. The input bounds are the
 dataset's normalisation applied to the pixel range, i.e. public constants; they are read off
 the pooled dataset (its smallest and largest standardised value per channel).
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat.capture import Capture, attack_batch
-from fedplat.data import load_federated
+from fedplat.data import ClientData, FederatedDataset, load_federated
 from fedplat.errors import UserError
+from fedplat.privacy.capture import Capture, attack_batch
 from fedplat.privacy.threat import Knowledge
 from fedplat.results import CONFIG_FILE
 
@@ -33,6 +33,9 @@ def run_config(run_dir: Path) -> DictConfig:
 def knowledge(cfg: DictConfig) -> Knowledge:
     """The attacker's public knowledge for a run: its config and the input bounds."""
     fed = load_federated(cfg)
+    if not isinstance(fed, FederatedDataset):
+        raise UserError("gradient inversion reconstructs feature inputs; graph datasets are not "
+                        "supported by fedplat-attack")
     x = torch.from_numpy(fed.x)
     if x.dim() == 4:
         low, high = x.amin(dim=(0, 2, 3)), x.amax(dim=(0, 2, 3))
@@ -44,6 +47,9 @@ def knowledge(cfg: DictConfig) -> Knowledge:
 def true_batch(cfg: DictConfig, capture: Capture) -> tuple[torch.Tensor, torch.Tensor]:
     """The images and labels the captured client trained on in the capture round."""
     data = load_federated(cfg).client(capture.client)
+    if not isinstance(data, ClientData):
+        raise UserError("gradient inversion reconstructs feature inputs; graph datasets are not "
+                        "supported by fedplat-attack")
     if capture.num_samples <= 0:
         return data.x_train, data.y_train
     idx = attack_batch(int(cfg.seed), capture.round, capture.client, data.num_train,

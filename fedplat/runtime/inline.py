@@ -18,6 +18,7 @@ from uuid import uuid4
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import SUPERLINK_NODE_ID, ErrorCode
+from flwr.proto.node_pb2 import NodeInfo
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
@@ -35,7 +36,8 @@ class InlineGrid(Grid):
         self._contexts: dict[int, Context] = {}
         for i in range(num_nodes):
             node_id = rng.getrandbits(63)
-            cfg: dict[str, str | int] = {"partition-id": i, "num-partitions": num_nodes}
+            cfg: dict[str, bool | float | int | str] = {"partition-id": i,
+                                                        "num-partitions": num_nodes}
             cfg.update((node_config or {}).get(i, {}))
             self._contexts[node_id] = Context(run_id=run.run_id, node_id=node_id,
                                               node_config=cfg, state=RecordDict(),
@@ -61,7 +63,7 @@ class InlineGrid(Grid):
         return list(self._contexts)
 
     @override
-    def get_nodes(self) -> Iterable:
+    def get_nodes(self) -> Iterable[NodeInfo]:
         return []
 
     @override

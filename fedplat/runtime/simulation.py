@@ -18,6 +18,8 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 from omegaconf import DictConfig
 
+from fedplat.settings import Settings, SimulationSettings
+
 log = logging.getLogger("fedplat")
 
 
@@ -30,26 +32,25 @@ class _DropEngineTracebacks(logging.Filter):
         return not noisy
 
 
-def backend_config(cfg: DictConfig) -> dict[str, Any]:
+def backend_config(sim: SimulationSettings) -> dict[str, Any]:
     """Ray backend settings from `simulation.*` (GPU shares dropped when no GPU exists)."""
     import torch
 
-    sim = cfg.simulation
-    num_gpus = float(sim.num_gpus)
-    if num_gpus > 0 and not torch.cuda.is_available() and sim.get("ray_num_gpus") is None:
+    num_gpus = sim.num_gpus
+    if num_gpus > 0 and not torch.cuda.is_available() and sim.ray_num_gpus is None:
         log.warning("simulation.num_gpus=%g but no CUDA device is visible: clients run on CPU",
                     num_gpus)
         num_gpus = 0.0
     init_args: dict[str, Any] = {
-        "num_cpus": int(sim.ray_num_cpus) if sim.get("ray_num_cpus") else os.cpu_count() or 1,
+        "num_cpus": int(sim.ray_num_cpus) if sim.ray_num_cpus else os.cpu_count() or 1,
         "logging_level": "ERROR",
-        "log_to_driver": bool(sim.get("log_to_driver", False)),
+        "log_to_driver": sim.log_to_driver,
         "include_dashboard": False,
     }
-    if sim.get("ray_num_gpus") is not None:
+    if sim.ray_num_gpus is not None:
         init_args["num_gpus"] = int(sim.ray_num_gpus)
     return {
-        "client_resources": {"num_cpus": float(sim.num_cpus), "num_gpus": num_gpus},
+        "client_resources": {"num_cpus": sim.num_cpus, "num_gpus": num_gpus},
         "init_args": init_args,
     }
 
@@ -86,10 +87,11 @@ def _fast_polling(interval: float) -> Callable[[], None]:
 def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
            num_nodes: int | None = None) -> None:
     """Run `server_app` with `num_nodes` simulated nodes (default: what the client groups need)."""
-    from fedplat.groups import num_nodes as nodes_needed
+    from fedplat.transport.placement import num_nodes as nodes_needed
 
+    sim = Settings.from_config(cfg).simulation
     nodes = nodes_needed(cfg) if num_nodes is None else int(num_nodes)
-    if cfg.simulation.backend == "inline":
+    if sim.backend == "inline":
         from fedplat.runtime.inline import run_inline
 
         run_inline(server_app, client_app, nodes)
@@ -105,15 +107,14 @@ def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
     flwr_logger.addFilter(engine_filter)
     for handler in flwr_logger.handlers:
         handler.addFilter(engine_filter)
-    poll = cfg.simulation.get("poll_interval_s")
-    restore = _fast_polling(float(poll)) if poll is not None else None
+    restore = _fast_polling(sim.poll_interval_s) if sim.poll_interval_s is not None else None
     try:
         _run_simulation(
             num_supernodes=nodes,
             client_app=client_app,
             server_app=server_app,
             backend_name="ray",
-            backend_config=backend_config(cfg),
+            backend_config=backend_config(sim),
             exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
         )
     finally:

@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat.config import check_choice, check_float, check_int
+from fedplat.checks import check_choice, check_float, check_int
 from fedplat.errors import UserError
 from simulations.disaster.decavg import FALLBACKS, WEIGHT_RULES
 

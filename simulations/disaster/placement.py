@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from fedplat import seeding
 from fedplat.data import RawDataset, load_raw
 from fedplat.data import sources as data_sources
-from fedplat.data.partition import get_partitioner, partition_params
+from fedplat.data.partitioners import SampleData, get_partitioner, partition_params
 from fedplat.errors import UserError
 from simulations.disaster.events import Timeline, select_nodes
 
@@ -105,10 +105,13 @@ def place_data(cfg: DictConfig, relays: frozenset[int], raw: RawDataset | None =
     if len(pool) < len(holders):
         raise UserError(f"{len(holders)} data holders but only {len(pool)} training samples; "
                         "use fewer nodes")
-    spec = get_partitioner(str(cfg.partition.name))
+    spec = get_partitioner(str(cfg.partition.name), raw.info)
     params = partition_params(spec, OmegaConf.to_container(cfg.partition, resolve=True))
     spec.validate(params, len(holders), raw.info.num_classes, len(pool))
-    parts = spec.fn(y_tr[pool], len(holders), seeding.rng(seed, seeding.PARTITION), **params)
+    # No per-share train/val/test cut here (split 0/0): a holder's share is all training data.
+    data = SampleData(y_tr[pool], seed, dataset=raw.info.name, partition=spec.name)
+    shares = spec.partition(data, len(holders), seeding.rng(seed, seeding.PARTITION), **params)
+    parts = [np.sort(np.concatenate(share)) for share in shares]
     train_idx: dict[int, np.ndarray] = {}
     for v, part in zip(holders, parts):
         if len(part) == 0:

@@ -51,7 +51,7 @@ def test_reply_is_exactly_the_trained_weights_and_two_metrics():
     client = _client(cfg)
     start = _global(client)
     state = ClientState(RecordDict(), 0)
-    reply = client.fit(_payload(start, lr=0.05), state, rnd=3)
+    reply = client.train(_payload(start, lr=0.05), state, rnd=3)
     assert set(reply.keys()) == {"arrays", "metrics"}
     sent_back = from_record(reply["arrays"])
     assert {k: tuple(v.shape) for k, v in sent_back.items()} == NAMES
@@ -73,18 +73,18 @@ def test_reply_is_exactly_the_trained_weights_and_two_metrics():
 def test_without_a_rate_in_the_payload_the_client_rate_is_used():
     cfg = _cfg()
     start = _global(_client(cfg))
-    a = _client(cfg).fit(_payload(start), ClientState(RecordDict(), 0), rnd=1)
-    b = _client(cfg).fit(_payload(start, lr=0.1), ClientState(RecordDict(), 0), rnd=1)
-    c = _client(cfg).fit(_payload(start, lr=0.01), ClientState(RecordDict(), 0), rnd=1)
+    a = _client(cfg).train(_payload(start), ClientState(RecordDict(), 0), rnd=1)
+    b = _client(cfg).train(_payload(start, lr=0.1), ClientState(RecordDict(), 0), rnd=1)
+    c = _client(cfg).train(_payload(start, lr=0.01), ClientState(RecordDict(), 0), rnd=1)
     wa, wb, wc = (from_record(r["arrays"]) for r in (a, b, c))
     assert all(torch.equal(wa[k], wb[k]) for k in NAMES)  # client.lr=0.1
     assert not torch.equal(wa["net.1.weight"], wc["net.1.weight"])
 
 
 def test_evaluation_after_fit_travels_with_the_weights():
-    cfg = _cfg("client.eval_after_fit=true")
+    cfg = _cfg("client.evaluate_after_train=true")
     client = _client(cfg)
-    m = metrics_of(client.fit(_payload(_global(client)), ClientState(RecordDict(), 0), rnd=1))
+    m = metrics_of(client.train(_payload(_global(client)), ClientState(RecordDict(), 0), rnd=1))
     assert m["num-examples"] == 2 * 20  # still the training count (aggregation weights)
     assert m["num-test-examples"] == 6 and m["num-val-examples"] == 4
     assert 0 <= m["test_accuracy"] <= 1 and math.isfinite(m["val_loss"])
@@ -105,7 +105,7 @@ def test_optimizer_state_is_kept_only_when_asked():
     cfg = _cfg("client.persist_optimizer_state=true", "client.momentum=0.9")
     client = _client(cfg)
     state = ClientState(RecordDict(), 0)
-    client.fit(_payload(_global(client)), state, rnd=1)
+    client.train(_payload(_global(client)), state, rnd=1)
     assert state.names() == ["optimizer"]
     buffers = state.get_tensors("optimizer")
     assert {v.shape for v in buffers.values()} == {torch.Size(s) for s in NAMES.values()}
@@ -117,10 +117,10 @@ def test_batched_fit_equals_one_client_at_a_time():
     start = _global(clients[0])
     payload = _payload(start, lr=0.05)  # one shared record, as FedAvg sends it
     states = [ClientState(RecordDict(), c.cid) for c in clients]
-    batched = FedAvgClient.fit_batched(clients, [payload] * 3, states, 2)
+    batched = FedAvgClient.train_batched(clients, [payload] * 3, states, 2)
     assert batched is not None and len(batched) == 3
     for client, reply in zip(clients, batched):
-        alone = client.fit(payload, ClientState(RecordDict(), client.cid), 2)
+        alone = client.train(payload, ClientState(RecordDict(), client.cid), 2)
         assert set(reply.keys()) == set(alone.keys()) == {"arrays", "metrics"}
         got, want = from_record(reply["arrays"]), from_record(alone["arrays"])
         for k in NAMES:
@@ -133,11 +133,11 @@ def test_batching_declines_mixed_rates_and_subclasses_that_change_fit():
     clients = [_client(cfg, cid) for cid in range(2)]
     start = _global(clients[0])
     states = [ClientState(RecordDict(), c.cid) for c in clients]
-    assert FedAvgClient.fit_batched(clients, [_payload(start, 0.1), _payload(start, 0.2)],
+    assert FedAvgClient.train_batched(clients, [_payload(start, 0.1), _payload(start, 0.2)],
                                     states, 1) is None
 
     class Changed(FedAvgClient):
-        def fit(self, payload, state, rnd):
-            return super().fit(payload, state, rnd)
+        def train(self, payload, state, rnd):
+            return super().train(payload, state, rnd)
 
-    assert Changed.fit_batched(clients, [_payload(start)] * 2, states, 1) is None
+    assert Changed.train_batched(clients, [_payload(start)] * 2, states, 1) is None

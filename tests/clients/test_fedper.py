@@ -38,7 +38,7 @@ def _payload(client, shift=0.0):
 def test_reply_is_the_trained_base_and_the_head_goes_to_state():
     client = _client()
     state = ClientState(RecordDict(), 0)
-    reply = client.fit(_payload(client), state, rnd=1)
+    reply = client.train(_payload(client), state, rnd=1)
     assert set(reply.keys()) == {"arrays", "metrics"}
     assert set(from_record(reply["arrays"])) == {"net.1.weight", "net.1.bias"}
     assert state.names() == ["head"] and set(state.get_tensors("head")) == HEAD
@@ -55,7 +55,7 @@ def test_the_model_is_the_sent_base_with_the_kept_head():
     weights = model.state_dict()
     weights.update(from_record(_payload(client, 0.5)["arrays"]))
     assert fresh == client.eval_metrics(client.load(model, weights))
-    client.fit(_payload(client), state, rnd=1)
+    client.train(_payload(client), state, rnd=1)
     head = state.get_tensors("head")
     later = metrics_of(client.evaluate(_payload(client, 0.5), state, rnd=2))
     weights.update(head)
@@ -69,10 +69,10 @@ def test_client_keeps_its_head_and_uploads_the_base_on_graphs():
     s.setup({})
     client = FedPerClient(0, load_federated(cfg).client(0), cfg, torch.device("cpu"))
     state = ClientState(RecordDict(), 0)
-    reply = client.fit(s.configure_train(1, [0])[0], state, 1)
+    reply = client.train(s.configure_train(1, [0])[0], state, 1)
     assert not any(k.startswith("clsif.") for k in from_record(reply["arrays"]))
     head = state.get_tensors("head")
     assert head is not None and set(head) == {"clsif.weight", "clsif.bias"}
-    reply2 = client.fit(s.configure_train(2, [0])[0], state, 2)
+    reply2 = client.train(s.configure_train(2, [0])[0], state, 2)
     assert not torch.equal(state.get_tensors("head")["clsif.weight"], head["clsif.weight"])
     assert "test_accuracy" in reply2["metrics"]

@@ -116,7 +116,7 @@ def test_fit_keeps_own_masks_persists_adam_and_uploads_masks_only_as_released(as
             received = {k: torch.full_like(v, 7.0) if "mask" in k else v
                         for k, v in received.items()}
         before = state.get_tensors("masks")
-        reply = client.fit(RecordDict({"arrays": to_record(received)}), state, rnd)
+        reply = client.train(RecordDict({"arrays": to_record(received)}), state, rnd)
         up = from_record(reply["arrays"])
         assert any("mask" in k for k in up) == as_released
         masks = state.get_tensors("masks")
@@ -139,7 +139,7 @@ def test_client_without_test_nodes(as_released, expected):
     d = client.data
     client.data = type(d)(d.cid, d.info, d.x, d.edge_index, d.y, d.train_idx, d.val_idx,
                           d.test_idx[:0], d.global_ids)
-    reply = client.fit(RecordDict({"arrays": to_record(client.new_model().state_dict())}),
+    reply = client.train(RecordDict({"arrays": to_record(client.new_model().state_dict())}),
                        ClientState(RecordDict(), 0), 1)
     acc = reply["metrics"]["test_accuracy"]
     assert (math.isnan(acc) if expected is None else acc == expected)

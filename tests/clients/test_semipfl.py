@@ -12,7 +12,7 @@ from strategies.semipfl import AutoEncoder, BaseModel, pack_bases
 from tests.helpers import make_cfg
 
 INFO = DatasetInfo("mnist1d", (40,), 10, "vector", 5000)
-CFG = ("strategy=semipfl", "num_clients=4", "split.server_sources=2",
+CFG = ("strategy=semipfl", "num_clients=4", "split.server_shares=2",
        "strategy.ae.h1=16", "strategy.ae.h2=8", "strategy.ae.latent=4",
        "strategy.hypernet.hidden=8", "strategy.hypernet.n_hidden=1")
 
@@ -38,7 +38,7 @@ def _theta():
 def _fit(client, store, rnd=1):
     payload = RecordDict({"arrays": to_record(_theta()), "config": ConfigRecord(
         {"ae_epochs": 2, "ae_lr": 1e-3, "batch_size": 16})})
-    return client.fit(payload, ClientState(store, 0), rnd)
+    return client.train(payload, ClientState(store, 0), rnd)
 
 
 def test_ae_training_zeroes_gradients_every_batch():

@@ -24,7 +24,7 @@ def _fedplat(*args, cwd):
     [
         (["strategy=fedavgg"], "unknown strategy 'fedavgg' (choose from: "),
         (["dataset=imagenet"], "unknown dataset 'imagenet' (choose from: basic_motions, cifar10, "),
-        (["partition=random"], "unknown partition 'random' (choose from: dirichlet, iid"),
+        (["partition=random"], "unknown partition 'random' (choose from: by_class, dirichlet, iid"),
         (["partition=dirichlet", "partition.alpha=0"], "partition.alpha=0 must be > 0"),
         (["num_clients=5001"], "num_clients=5001 exceeds the 5000 samples of dataset"),
         (["strategy.fraction_train=1.2"], "strategy.fraction_train=1.2 is out of range"),

@@ -44,19 +44,19 @@ def test_graph_client_trains_full_batch_persists_adam_and_reports_after_fit():
     opt = torch.optim.Adam(model.parameters())
     assert state.load_optimizer("optimizer", opt)
     assert {float(v["step"]) for v in opt.state_dict()["state"].values()} == {3.0}
-    reply = client.fit_reply(result, model)
+    reply = client.reply_after_training(result, model)
     m = metrics_of(reply)
     assert m["num-examples"] == data.num_train
     assert m["num-test-examples"] == len(data.test_idx) and 0 <= m["test_accuracy"] <= 1
     assert m["num-val-examples"] == len(data.val_idx) and "val_accuracy" in m
 
 
-def test_post_fit_metrics_off_by_default():
+def test_post_train_metrics_off_by_default():
     cfg = make_cfg("dataset=sbm", "partition=metis_disjoint", "num_clients=4",
                    "dataset.nodes_per_block=60")
     assert cfg.model.name == "gcn"
     client = Client(0, load_federated(cfg).client(0), cfg, torch.device("cpu"))
-    assert client.post_fit_metrics(client.new_model()) == {}
+    assert client.post_train_metrics(client.new_model()) == {}
 
 
 def test_new_model_leaves_the_dropout_rng_alone():

@@ -1,7 +1,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from fedplat.config import CONF_DIR, available, compose, parse_overrides, prepare
+from fedplat.config import compose, parse_overrides, prepare
+from fedplat.conftree import CONF_DIR, available
 from fedplat.errors import UserError
 from tests.helpers import make_cfg
 
@@ -39,7 +40,7 @@ CONTEXTS = {
     "dataset": [["partition=metis_disjoint"]],
     # peer-to-peer strategies run in their own scenario; semipfl needs labeled server sources
     "strategy": [GRAPH, [*GRAPH, "model=masked_gcn"], ["scenario=disaster"],
-                 ["split.server_sources=2"]],
+                 ["split.server_shares=2"]],
 }
 
 

@@ -2,24 +2,7 @@ import math
 
 import pytest
 
-from fedplat.server import aggregate_metrics, progress_line, short_reason
-
-
-def test_short_reason_extracts_the_exception_line():
-    reason = ("<class 'ray.exceptions.RayTaskError(ClientAppException)'>:<'\x1b[36mray::"
-              "ClientAppActor.run()\x1b[39m (pid=5535)\n  File \"/x/fedplat/app.py\", line 71,"
-              " in maybe_crash\n    raise InjectedFault(f\"injected crash\")\n"
-              "fedplat.app.InjectedFault: injected crash of client 3 (faults.crash_clients)\n\n"
-              "The above exception was the direct cause of the following exception:\n\n"
-              "  File \"/x/ray_actor.py\", line 65, in run\n    raise ClientAppException(str(ex))"
-              " from ex\nflwr.clientapp.client_app.ClientAppException: \nException "
-              "ClientAppException occurred. Message: injected crash of client 3'>")
-    assert short_reason(reason) == ("fedplat.app.InjectedFault: injected crash of client 3 "
-                                    "(faults.crash_clients)")
-    inline = "<class 'fedplat.app.InjectedFault'>:<'injected crash'>\nTraceback...\n" \
-             "fedplat.app.InjectedFault: injected crash"
-    assert short_reason(inline) == "fedplat.app.InjectedFault: injected crash"
-    assert short_reason("plain text") == "plain text"
+from fedplat.server import aggregate_metrics, progress_line
 
 
 def test_aggregate_metrics_pooled_and_mean():

@@ -1,5 +1,5 @@
-"""The base `Strategy`: seeded client sampling, defaults, state, and several exchanges per step
-(`Strategy.phases`, `Client.phase`)."""
+"""The base `Strategy`: seeded client sampling, defaults, state, the dispatch of a stage's
+exchanges, and stages made of several exchanges (`Strategy.exchanges`, `Client.exchange`)."""
 
 import math
 
@@ -10,10 +10,13 @@ from flwr.app import ArrayRecord, MetricRecord, RecordDict
 from clients.fedavg import FedAvgClient
 from fedplat import seeding
 from fedplat.errors import RunAborted
-from fedplat.records import payload_bytes
-from fedplat.strategy import EVALUATE, TRAIN, ClientInfo, Strategy
+from fedplat.stage import MAIN, Stage
+from fedplat.strategy import ClientInfo, Strategy
+from fedplat.transport.wire import payload_bytes
 from strategies.fedavg import FedAvg
 from tests.helpers import make_cfg, run_inline
+
+TRAIN, EVALUATE = Stage.TRAIN.stream, Stage.EVALUATE.stream  # ids in the sampling stream
 
 
 def _base(n=10, *overrides):
@@ -52,23 +55,24 @@ def test_sample_train_and_evaluate_read_the_strategy_fractions():
               "strategy.min_train_clients=4")
     assert len(s.sample_train(1)) == 4  # ceil(3) raised to min_train_clients
     assert s.sample_train(1) == s.sample(1, 0.3, TRAIN, 4)
-    assert s.sample_evaluate(1) == s.sample(1, 0.5, EVALUATE) and len(s.sample_evaluate(1)) == 5
+    assert s.sample_evaluate(1) == s.sample(1, 0.5, EVALUATE)
+    assert len(s.sample_evaluate(1)) == 5
     assert _base(4, "strategy.fraction_evaluate=0").sample_evaluate(1) == []
 
 
 def test_defaults_of_the_base_class():
     s = _base(3)
-    assert s.phases("train", 1) == ("",) and s.phases("evaluate", 7) == ("",)
+    assert s.exchanges(Stage.TRAIN, 1) == (MAIN,) and s.exchanges(Stage.EVALUATE, 7) == (MAIN,)
     with pytest.raises(NotImplementedError):
         s.configure_train(1, [0])
     with pytest.raises(NotImplementedError):
         s.aggregate_train(1, {}, {})
-    with pytest.raises(NotImplementedError, match="Strategy lists phase 'x' of train"):
-        s.configure_phase("train", "x", 1, [0])
+    with pytest.raises(NotImplementedError, match="Strategy lists exchange 'x' of train"):
+        s.configure_exchange(Stage.TRAIN, "x", 1, [0])
     sent = s.configure_evaluate(1, [0, 2])
     assert list(sent) == [0, 2] and all(len(rd) == 0 for rd in sent.values())
-    assert s.aggregate_evaluate(1, {}, {}) == {} and s.aggregate_phase("train", "x", 1, {}, {}) \
-        == {}
+    assert s.aggregate_evaluate(1, {}, {}) == {}
+    assert s.aggregate_exchange(Stage.TRAIN, "x", 1, {}, {}) == {}
     assert s.summary() == {}
     assert s.dataset.input_shape == (40,) and s.dataset.num_classes == 10
 
@@ -77,11 +81,11 @@ def test_check_reply_rejects_non_finite_arrays_only():
     s = _base(3)
     ok = RecordDict({"arrays": ArrayRecord({"w": torch.ones(2, 2)}),
                      "metrics": MetricRecord({"loss": 1.0})})
-    assert s.check_reply("train", 0, ok) is None
+    assert s.check_reply(Stage.TRAIN, 0, ok) is None
     bad = RecordDict({"arrays": ArrayRecord({"w": torch.tensor([1.0, float("inf")])})})
-    assert s.check_reply("train", 0, bad) == "non-finite values in arrays/w"
+    assert s.check_reply(Stage.TRAIN, 0, bad) == "non-finite values in arrays/w"
     nan = RecordDict({"extra": ArrayRecord({"v": torch.tensor([float("nan")])})})
-    assert s.check_reply("evaluate", 1, nan) == "non-finite values in extra/v"
+    assert s.check_reply(Stage.EVALUATE, 1, nan) == "non-finite values in extra/v"
 
 
 def test_initial_model_is_the_same_on_every_call_and_process():
@@ -104,33 +108,63 @@ def test_state_dict_holds_state_not_configuration_and_round_trips():
     assert fresh.table == {0: 1.5} and torch.equal(fresh.model, torch.zeros(3))
     assert fresh.seed == 0 and set(fresh.clients) == {0, 1, 2}
 
+def test_configure_and_aggregate_dispatch_on_stage_and_exchange():
+    calls = []
+
+    class Recording(Strategy):
+        def configure_train(self, rnd, cids):
+            calls.append(("configure_train", rnd))
+            return {}
+
+        def aggregate_train(self, rnd, replies, failures):
+            calls.append(("aggregate_train", rnd))
+            return {"t": 1}
+
+        def configure_evaluate(self, rnd, cids):
+            calls.append(("configure_evaluate", rnd))
+            return {}
+
+        def configure_exchange(self, stage, exchange, rnd, cids):
+            calls.append((f"configure_exchange {stage} {exchange}", rnd))
+            return {}
+
+    s = Recording(make_cfg("num_clients=2"))
+    s.configure(Stage.TRAIN, MAIN, 1, [0])
+    s.configure(Stage.EVALUATE, MAIN, 2, [0])
+    s.configure(Stage.EVALUATE, "x", 3, [0])
+    assert s.aggregate(Stage.TRAIN, MAIN, 4, {}, {}) == {"t": 1}
+    assert s.aggregate(Stage.EVALUATE, MAIN, 5, {}, {}) == {}
+    assert calls == [("configure_train", 1), ("configure_evaluate", 2),
+                     ("configure_exchange evaluate x", 3), ("aggregate_train", 4)]
+
+
 CALLS: list[tuple[str, str, int, tuple[int, ...]]] = []
 
 
-class PhasedFedAvg(FedAvg):
+class MultiExchangeFedAvg(FedAvg):
     """FedAvg with a `hello` exchange before training and a `bye` after it."""
 
-    def phases(self, stage, rnd):
+    def exchanges(self, stage, rnd):
         return ("hello", "", "bye") if stage == "train" else ("", "check")
 
-    def configure_phase(self, stage, phase, rnd, cids):
-        CALLS.append((stage, phase, rnd, tuple(cids)))
-        size = 10 if phase == "hello" else 3
+    def configure_exchange(self, stage, exchange, rnd, cids):
+        CALLS.append((stage, exchange, rnd, tuple(cids)))
+        size = 10 if exchange == "hello" else 3
         return {c: RecordDict({"arrays": ArrayRecord({"x": torch.zeros(size)})})
-                for c in cids if not (phase == "bye" and c == 0)}
+                for c in cids if not (exchange == "bye" and c == 0)}
 
-    def aggregate_phase(self, stage, phase, rnd, replies, failures):
-        return {f"{stage}_{phase}_replies": float(len(replies))}
+    def aggregate_exchange(self, stage, exchange, rnd, replies, failures):
+        return {f"{stage}_{exchange}_replies": float(len(replies))}
 
     def configure_train(self, rnd, cids):
         CALLS.append(("train", "", rnd, tuple(cids)))
         return super().configure_train(rnd, cids)
 
 
-class PhasedClient(FedAvgClient):
-    """Answers the extra phases with what it received."""
+class MultiExchangeClient(FedAvgClient):
+    """Answers the extra exchanges with what it received."""
 
-    def phase(self, stage, name, payload, state, rnd):
+    def exchange(self, stage, name, payload, state, rnd):
         if name == "bye" and self.cfg.get("fail_bye"):
             raise RuntimeError("bye failed")
         state.set_values(f"{stage}.{name}", {"round": rnd})
@@ -140,13 +174,14 @@ class PhasedClient(FedAvgClient):
 
 def _run(tmp_path, *extra):
     CALLS.clear()
-    return run_inline(tmp_path, "strategy._target_=tests.fedplat.test_strategy.PhasedFedAvg",
-                      "strategy.client_target=tests.fedplat.test_strategy.PhasedClient",
+    here = "tests.fedplat.test_strategy"
+    return run_inline(tmp_path, f"strategy._target_={here}.MultiExchangeFedAvg",
+                      f"strategy.client_target={here}.MultiExchangeClient",
                       "num_rounds=2", "num_clients=3", "simulation.torch_threads=1",
                       "model=mlp", "model.hidden=[8]", *extra)
 
 
-def test_phases_run_in_order_and_their_bytes_add_up(tmp_path):
+def test_exchanges_run_in_order_and_their_bytes_add_up(tmp_path):
     _, rows = _run(tmp_path)
     assert [c[:3] for c in CALLS] == [("train", "hello", 1), ("train", "", 1), ("train", "bye", 1),
                                       ("evaluate", "check", 1), ("train", "hello", 2),
@@ -167,6 +202,6 @@ def test_phases_run_in_order_and_their_bytes_add_up(tmp_path):
     assert "seen" not in row  # only the main exchange's metrics are aggregated
 
 
-def test_a_phase_every_client_fails_stops_the_run(tmp_path):
+def test_an_exchange_every_client_fails_stops_the_run(tmp_path):
     with pytest.raises(RunAborted, match=r"all 2 clients failed in train \(bye\)"):
         _run(tmp_path, "+fail_bye=true")

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from fedplat.capture import load_capture
 from fedplat.errors import UserError
+from fedplat.privacy.capture import load_capture
 from fedplat.records import from_record
 from tests.helpers import make_cfg, run_inline
 

@@ -32,7 +32,7 @@ from strategies.semipfl import (
 from tests.conftest import SHARED_DATA
 from tests.helpers import make_cfg, run_inline
 
-TINY = ("strategy=semipfl", "num_clients=4", "split.server_sources=2", "split.val=0",
+TINY = ("strategy=semipfl", "num_clients=4", "split.server_shares=2", "split.val=0",
         "split.label_ratio=0.2", "strategy.ae.h1=16", "strategy.ae.h2=8",
         "strategy.ae.latent=4", "strategy.hypernet.hidden=8", "strategy.hypernet.n_hidden=1",
         "strategy.server_epochs=2", "strategy.ae_epochs=1", "strategy.mix_steps=20",
@@ -193,7 +193,7 @@ def test_absolute_tau_that_keeps_nothing_sends_no_base_model():
     _, reply = _reply(s.generate(0))
     metrics = s.aggregate_train(1, {0: reply}, {})
     assert metrics["accept_rate"] == 0.0 and s.pending[0] == {}
-    payloads = s.configure_phase("train", "combine", 1, [0])
+    payloads = s.configure_exchange("train", "combine", 1, [0])
     assert len(payloads[0]["arrays"]) == 0
 
 
@@ -273,7 +273,7 @@ def test_tiny_har_run_on_basic_motions(tmp_path):
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    (["split.server_sources=0"], "no server sources are configured: set split.server_sources"),
+    (["split.server_shares=0"], "no server sources are configured: set split.server_shares"),
     (["strategy.tau_mode=quantile", "strategy.tau=1.5"], "strategy.tau=1.5 is out of range"),
     (["strategy.tau_mode=rank"], "strategy.tau_mode='rank' is not valid"),
     (["strategy.clients_per_round=5"], "strategy.clients_per_round=5 is out of range"),
@@ -290,7 +290,7 @@ def test_bad_input_is_one_line(overrides, message):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-def test_cli_without_server_sources_exits_2(capsys, monkeypatch, tmp_path):
+def test_cli_without_server_shares_exits_2(capsys, monkeypatch, tmp_path):
     from fedplat.cli import main
 
     monkeypatch.chdir(tmp_path)
@@ -305,11 +305,11 @@ WISDM_ARFF = SHARED_DATA / "wisdm" / "WISDM_ar_v1.1_transformed.arff"
 
 
 @pytest.mark.parametrize(("overrides", "message", "needs_wisdm"), [
-    (["split.server_sources=2", "split.label_ratio=1.5"], "split.label_ratio=1.5 is out of range",
+    (["split.server_shares=2", "split.label_ratio=1.5"], "split.label_ratio=1.5 is out of range",
      False),
-    (["split.server_sources=2", "split.label_ratio=-0.1"],
+    (["split.server_shares=2", "split.label_ratio=-0.1"],
      "split.label_ratio=-0.1 is out of range", False),
-    (["experiment=semipfl_wisdm", "split.server_sources=0"], "no server sources are configured",
+    (["experiment=semipfl_wisdm", "split.server_shares=0"], "no server sources are configured",
      True),
     (["experiment=semipfl_wisdm", "num_clients=30"],
      "dataset 'wisdm' has 36 users, fewer than the 39 requested", True),

@@ -41,3 +41,19 @@ def test_truncated_gzip_is_reported(tmp_path):
     (tmp_path / "t.gz").write_bytes(good[: len(good) // 2])
     with pytest.raises(UserError, match="corrupt data file"):
         read_idx(tmp_path / "t.gz")
+
+
+def test_idx_dataset_label_above_the_classes_is_one_line(tmp_path):
+    from fedplat.data.base import DatasetInfo
+    from fedplat.data.idx import load_idx_dataset
+
+    rng = np.random.default_rng(0)
+    write_images(tmp_path / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (4, 28, 28)))
+    write_labels(tmp_path / "train-labels-idx1-ubyte.gz", [0, 1, 2, 3])
+    write_images(tmp_path / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (2, 28, 28)))
+    write_labels(tmp_path / "t10k-labels-idx1-ubyte.gz", [0, 1])
+    info = DatasetInfo("mnist", (1, 28, 28), 3, "image", 6)
+    with pytest.raises(UserError, match=r"corrupt IDX labels .*label above 2"):
+        load_idx_dataset(info, tmp_path)
+    raw = load_idx_dataset(DatasetInfo("mnist", (1, 28, 28), 10, "image", 6), tmp_path)
+    assert raw.x_train.shape == (4, 1, 28, 28) and raw.y_test.tolist() == [0, 1]

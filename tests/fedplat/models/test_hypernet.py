@@ -155,6 +155,6 @@ def test_paper_targets_are_selectable_and_reject_inputs_they_cannot_take():
 
 
 def _has_fashion() -> bool:
-    from fedplat.data.datasets import DEBIAN_FASHION_DIR
+    from fedplat.data.datasets.fashion_mnist import DEBIAN_FASHION_DIR
 
     return DEBIAN_FASHION_DIR.is_dir()

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from fedplat.runtime.simulation import backend_config
+from fedplat.settings import Settings
 from tests.helpers import make_cfg, run_inline
 
 pytestmark = pytest.mark.ray
@@ -17,7 +18,7 @@ def test_backend_config_drops_gpu_share_without_cuda():
     import torch
 
     cfg = make_cfg("simulation.num_cpus=1", "simulation.num_gpus=0.25")
-    bc = backend_config(cfg)
+    bc = backend_config(Settings.from_config(cfg).simulation)
     expected = 0.25 if torch.cuda.is_available() else 0.0
     assert bc["client_resources"] == {"num_cpus": 1.0, "num_gpus": expected}
     assert bc["init_args"]["num_cpus"] >= 1

@@ -1,0 +1,56 @@
+"""`dataset=fashion_mnist`: Fashion-MNIST from IDX files (Debian's package, a folder, a download).
+
+Looked for in `dataset.root`, `$FEDPLAT_DATA_DIR/fashion_mnist`, `../shared/data/fashion_mnist`,
+Debian's `dataset-fashion-mnist` package and the cache; downloaded into the cache only when
+`dataset.allow_download=true`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from fedplat.data import sources
+from fedplat.data.base import DatasetInfo, DatasetSpec, RawDataset, check_via_info
+from fedplat.data.idx import IDX_FILES, download_idx, load_idx_dataset
+from fedplat.errors import UserError
+
+FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+#: Where `apt-get install dataset-fashion-mnist` puts the files.
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _dirs(ds: DictConfig) -> list[Path]:
+    return sources.search_dirs("fashion_mnist", ds.get("root") or None, (DEBIAN_FASHION_DIR,))
+
+
+def source(ds: DictConfig) -> Path | None:
+    """The folder holding the IDX files; None when absent but a download is allowed."""
+    found = sources.find_files(_dirs(ds), IDX_FILES)
+    if found is not None or ds.get("allow_download", False):
+        return found
+    dirs = ", ".join(str(d) for d in _dirs(ds))
+    raise UserError("Fashion-MNIST not found: `apt-get install dataset-fashion-mnist` (Debian), "
+                    f"or put the four IDX files in one of [{dirs}] or set dataset.root=DIR, or "
+                    "set dataset.allow_download=true on a machine that is online")
+
+
+def info(ds: DictConfig) -> DatasetInfo:
+    """28x28 grey images, 10 classes, 70,000 samples (raises when the files are absent)."""
+    source(ds)
+    return declared(ds)
+
+
+def declared(ds: DictConfig) -> DatasetInfo:
+    """`info` without looking for the files."""
+    return DatasetInfo("fashion_mnist", (1, 28, 28), 10, "image", 70000)
+
+
+def load(ds: DictConfig, cache: Path) -> RawDataset:
+    """The official 60,000/10,000 train/test parts."""
+    path = source(ds) or download_idx("fashion_mnist", FASHION_URL)
+    return load_idx_dataset(info(ds), path)
+
+
+SPECS = (DatasetSpec("fashion_mnist", info, check_via_info(info), load, declared),)

@@ -1,0 +1,301 @@
+"""Typed settings of the core config groups, checked once when they are built.
+
+The composed config (`DictConfig`) stays the source of truth: it is what Hydra composes, what a
+run saves as config.yaml and what the server sends to the clients, and it carries the groups the
+core does not know (a strategy's own keys, dataset, partition, model, scenario). The keys every
+run has, the ones the core itself reads, are read from here instead: `Settings.from_config(cfg)`
+checks each of them (a bad value is a one-line `UserError` naming the key, the value and the
+allowed range) and returns frozen dataclasses whose fields have their real types, so code reads
+`settings.seed` (an int) or `settings.simulation.num_cpus` (a float) instead of casting
+`int(cfg.seed)` out of the config wherever it is needed.
+
+Build one `Settings` per run (and per process that receives the config) and pass it on: it is a
+snapshot, so a change made to the `DictConfig` afterwards is not seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast
+
+from omegaconf import DictConfig, OmegaConf
+
+from fedplat.checks import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_int_list,
+    require,
+)
+from fedplat.errors import UserError
+
+#: Largest seed numpy's and torch's generators accept.
+MAX_SEED = 2**32 - 1
+
+Optimizer = Literal["sgd", "adam"]
+Backend = Literal["ray", "inline"]
+#: `simulation.clients_per_node` before `fedplat.config.prepare` resolves `auto` to a number.
+ClientsPerNode = int | Literal["auto"]
+
+_ABSENT = "__absent__"
+
+
+def _present(cfg: DictConfig, key: str) -> bool:
+    """Whether dotted `key` exists (a key with a null value exists)."""
+    value: object = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+    return value != _ABSENT
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """`split.*`: how each client's share of the data is divided (`val`, `test`: fractions)."""
+
+    val: float
+    test: float
+    #: Share of a client's training split that keeps its labels (1.0 when the key is absent).
+    label_ratio: float
+    #: Shares of the partition held by the server as labeled data (0 when the key is absent).
+    server_shares: int
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> SplitSettings:
+        """Check `split.*` of the whole config `cfg`."""
+        val = check_float(cfg, "split.val", 0.0, 1.0, hi_open=True)
+        test = check_float(cfg, "split.test", 0.0, 1.0, hi_open=True)
+        if val + test >= 1.0:
+            raise UserError(f"split.val + split.test = {val + test:g} leaves no training data; "
+                            "keep their sum below 1")
+        label_ratio = (check_float(cfg, "split.label_ratio", 0.0, 1.0)
+                       if _present(cfg, "split.label_ratio") else 1.0)
+        server_shares = (check_int(cfg, "split.server_shares", lo=0)
+                          if _present(cfg, "split.server_shares") else 0)
+        return cls(val, test, label_ratio, server_shares)
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """`faults.*`: injected failures and stragglers (all draws seeded)."""
+
+    crash_clients: tuple[int, ...]
+    crash_prob: float
+    dropout_prob: float
+    slow_clients: tuple[int, ...]
+    slow_prob: float
+    slow_delay_s: float
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, num_clients: int) -> FaultSettings:
+        """Check `faults.*`; client ids must be below `num_clients`."""
+        last = num_clients - 1
+        crash_clients = tuple(check_int_list(cfg, "faults.crash_clients", lo=0, hi=last))
+        crash_prob = check_float(cfg, "faults.crash_prob", 0.0, 1.0)
+        dropout_prob = check_float(cfg, "faults.dropout_prob", 0.0, 1.0)
+        slow_clients = tuple(check_int_list(cfg, "faults.slow_clients", lo=0, hi=last))
+        slow_prob = check_float(cfg, "faults.slow_prob", 0.0, 1.0)
+        slow_delay_s = check_float(cfg, "faults.slow_delay_s", 0.0)
+        return cls(crash_clients, crash_prob, dropout_prob, slow_clients, slow_prob,
+                   slow_delay_s)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """`client.*`: local training and evaluation on every client."""
+
+    local_epochs: int
+    batch_size: int
+    eval_batch_size: int
+    optimizer: Optimizer
+    lr: float
+    momentum: float
+    weight_decay: float
+    #: Keep the optimizer's state between rounds (false when the key is absent).
+    persist_optimizer_state: bool
+    #: Evaluate right after local training, in the train reply (false when absent).
+    evaluate_after_train: bool
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> ClientSettings:
+        """Check `client.*` of the whole config `cfg`."""
+        local_epochs = check_int(cfg, "client.local_epochs", lo=1)
+        batch_size = check_int(cfg, "client.batch_size", lo=1)
+        eval_batch_size = check_int(cfg, "client.eval_batch_size", lo=1)
+        optimizer = cast(Optimizer, check_choice(cfg, "client.optimizer", ["sgd", "adam"]))
+        lr = check_float(cfg, "client.lr", 0.0, lo_open=True)
+        momentum = check_float(cfg, "client.momentum", 0.0, 1.0, hi_open=True)
+        weight_decay = check_float(cfg, "client.weight_decay", 0.0)
+        persist = (check_bool(cfg, "client.persist_optimizer_state")
+                   if _present(cfg, "client.persist_optimizer_state") else False)
+        evaluate_after_train = (check_bool(cfg, "client.evaluate_after_train")
+                          if _present(cfg, "client.evaluate_after_train") else False)
+        return cls(local_epochs, batch_size, eval_batch_size, optimizer, lr, momentum,
+                   weight_decay, persist, evaluate_after_train)
+
+
+def _clients_per_node(cfg: DictConfig) -> ClientsPerNode:
+    """`simulation.clients_per_node`: 'auto' (also for null or an absent key) or an int >= 1.
+
+    Absent, it is 1 (one client per node, as in a deployment).
+    """
+    key = "simulation.clients_per_node"
+    if not _present(cfg, key):
+        return 1
+    value = require(cfg, key)
+    if value is None or str(value) == "auto":
+        return "auto"
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        k = 0
+    if k < 1 or str(k) != str(value).strip():
+        raise UserError(f"{key}={value}: expected 'auto' or an integer >= 1")
+    return k
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """`simulation.*`: the backend that runs the clients and the resources they get."""
+
+    backend: Backend
+    #: Ray resources per client.
+    num_cpus: float
+    num_gpus: float
+    #: Seconds to wait for a round's replies (None: wait for all).
+    round_timeout: float | None
+    #: Totals Ray may use (None: all of this machine's).
+    ray_num_cpus: float | None
+    ray_num_gpus: float | None
+    #: Seconds between the engine's polls (None: Flower's default).
+    poll_interval_s: float | None
+    #: Train a node's clients together when the algorithm supports it (null reads as false).
+    batched: bool
+    #: torch threads per client process (None: `num_cpus`).
+    torch_threads: int | None
+    #: Forward the Ray workers' output to this console (false when the key is absent).
+    log_to_driver: bool
+    #: Seconds the server waits for every client to connect (120 when the key is absent).
+    node_wait_s: float
+    #: Clients per simulated node; 'auto' until `fedplat.config.prepare` resolves it.
+    clients_per_node: ClientsPerNode
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> SimulationSettings:
+        """Check `simulation.*` of the whole config `cfg`."""
+        backend = cast(Backend, check_choice(cfg, "simulation.backend", ["ray", "inline"]))
+        num_cpus = check_float(cfg, "simulation.num_cpus", 0.0, lo_open=True)
+        num_gpus = check_float(cfg, "simulation.num_gpus", 0.0)
+        round_timeout = check_float(cfg, "simulation.round_timeout", 0.0, lo_open=True,
+                                    allow_none=True)
+        ray_num_cpus = check_float(cfg, "simulation.ray_num_cpus", 0.0, lo_open=True,
+                                   allow_none=True)
+        ray_num_gpus = check_float(cfg, "simulation.ray_num_gpus", 0.0, allow_none=True)
+        poll = check_float(cfg, "simulation.poll_interval_s", 0.0, lo_open=True,
+                           allow_none=True)
+        batched = (False if require(cfg, "simulation.batched") is None
+                   else check_bool(cfg, "simulation.batched"))
+        threads = (None if require(cfg, "simulation.torch_threads") is None
+                   else check_int(cfg, "simulation.torch_threads", lo=1))
+        log_to_driver = (check_bool(cfg, "simulation.log_to_driver")
+                         if _present(cfg, "simulation.log_to_driver") else False)
+        node_wait_s = (check_float(cfg, "simulation.node_wait_s", 0.0)
+                       if _present(cfg, "simulation.node_wait_s") else 120.0)
+        return cls(backend, num_cpus, num_gpus, round_timeout, ray_num_cpus, ray_num_gpus, poll,
+                   batched, threads, log_to_driver, node_wait_s, _clients_per_node(cfg))
+
+    def resolved_clients_per_node(self) -> int:
+        """`clients_per_node` as a number (the config must have been through `prepare`)."""
+        if self.clients_per_node == "auto":
+            raise ValueError("simulation.clients_per_node is still 'auto': build the settings "
+                             "from a config that fedplat.config.prepare has resolved")
+        return self.clients_per_node
+
+
+@dataclass(frozen=True)
+class StrategySettings:
+    """The part of `strategy.*` every strategy has (its own keys stay in the config)."""
+
+    #: Share of the clients sampled to train in a round.
+    fraction_train: float
+    #: Share sampled to evaluate (0: no evaluation stage).
+    fraction_evaluate: float
+    min_train_clients: int
+    #: Import paths of the server-side strategy and of its client class.
+    target: str
+    client_target: str
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, num_clients: int) -> StrategySettings:
+        """Check the common `strategy.*` keys; at most `num_clients` clients can be required."""
+        fraction_train = check_float(cfg, "strategy.fraction_train", 0.0, 1.0, lo_open=True)
+        fraction_evaluate = check_float(cfg, "strategy.fraction_evaluate", 0.0, 1.0)
+        min_train = check_int(cfg, "strategy.min_train_clients", lo=1, hi=num_clients)
+        strategy = cfg.strategy
+        for key in ("_target_", "client_target"):
+            if key not in strategy:
+                raise UserError(f"strategy '{strategy.get('name')}' has no '{key}' in its config")
+        return cls(fraction_train, fraction_evaluate, min_train, str(strategy["_target_"]),
+                   str(strategy["client_target"]))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The core settings of one run: top-level keys and the core groups, typed and checked."""
+
+    seed: int
+    num_clients: int
+    num_rounds: int
+    #: Evaluate every k rounds (the last round is always evaluated).
+    eval_every: int
+    #: Checkpoint every N rounds (0: never).
+    checkpoint_every: int
+    #: Run directory to continue (None: a fresh run).
+    resume: Path | None
+    split: SplitSettings
+    faults: FaultSettings
+    client: ClientSettings
+    simulation: SimulationSettings
+    strategy: StrategySettings
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> Settings:
+        """Check the core keys of the composed config `cfg` and return them typed.
+
+        Raises `UserError` on the first bad value, in the order of the config file.
+        """
+        seed = check_int(cfg, "seed", lo=0, hi=MAX_SEED)
+        n = check_int(cfg, "num_clients", lo=1)
+        num_rounds = check_int(cfg, "num_rounds", lo=1)
+        eval_every = check_int(cfg, "eval_every", lo=1)
+        checkpoint_every = check_int(cfg, "checkpoint_every", lo=0)
+        return cls(
+            seed=seed,
+            num_clients=n,
+            num_rounds=num_rounds,
+            eval_every=eval_every,
+            checkpoint_every=checkpoint_every,
+            resume=resume_dir(cfg),
+            split=SplitSettings.from_config(cfg),
+            faults=FaultSettings.from_config(cfg, n),
+            client=ClientSettings.from_config(cfg),
+            simulation=SimulationSettings.from_config(cfg),
+            strategy=StrategySettings.from_config(cfg, n),
+        )
+
+
+def resume_dir(cfg: DictConfig) -> Path | None:
+    """`resume`: a run directory with a checkpoint, or None ('' or null: a fresh run).
+
+    Also used on its own: the CLI reads it before the rest of the config, which a resumed run
+    replaces with the one it saved.
+    """
+    resume = cfg.get("resume") or ""
+    if not resume:
+        return None
+    run_dir = Path(str(resume)).expanduser()
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"resume={resume}: no run directory there (no config.yaml)")
+    if not (run_dir / "checkpoint" / "latest.json").is_file():
+        raise UserError(f"resume={resume}: the run has no checkpoint; it must have been "
+                        "started with checkpoint_every=N")
+    return run_dir

@@ -1,0 +1,251 @@
+"""The node side of the transport: run the clients of one message and reply for each.
+
+A node receives one message per stage and exchange carrying the work of one or several of its
+clients (`fedplat.transport.wire`). For each client it injects the configured faults, builds
+the algorithm's `Client` on that client's data, seeds the client's RNG from (seed, round,
+client, stage), restores nothing by hand (the client's private state lives namespaced in the
+node's `Context.state`) and calls the client's method for the stage and exchange. A client that
+raises fails alone: its private state is rolled back (as Flower drops the context of a ClientApp
+that raised) while the other clients' replies and state updates stand.
+
+The worker (resolved config, device, client class, partitioned data) is built once per process
+and config, never per message.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from flwr.app import ConfigRecord, Context, RecordDict
+from omegaconf import DictConfig
+
+from fedplat import checkpoint, seeding
+from fedplat.client import Client, ClientState
+from fedplat.config import from_json, import_object
+from fedplat.data import (
+    ClientData,
+    FederatedDataset,
+    FederatedGraph,
+    GraphClientData,
+    load_federated,
+)
+from fedplat.privacy.capture import SUBSET_KEY, restrict
+from fedplat.records import CONTROL
+from fedplat.stage import MAIN, Stage
+from fedplat.transport import faults, placement, wire
+
+log = logging.getLogger("fedplat")
+
+
+@dataclass
+class Worker:
+    """Per-process client runtime: config, device, algorithm class and cached data."""
+
+    cfg: DictConfig
+    device: torch.device
+    client_cls: type[Client]
+
+    @property
+    def federated(self) -> FederatedDataset | FederatedGraph:
+        """The partitioned dataset (built once per process)."""
+        return load_federated(self.cfg)
+
+    def data(self, cid: int) -> ClientData | GraphClientData:
+        """Client `cid`'s tensors (or subgraph) on this worker's device."""
+        return self.federated.client(cid).to(self.device)
+
+    def client(self, cid: int, control: Mapping[str, Any], stage: Stage,
+               server_round: int) -> Client:
+        """The algorithm's client `cid` on its data.
+
+        A privacy audit may ask for a client's training on its attack batch only
+        (`capture.num_samples`): the data is then cut to that batch.
+        """
+        data = self.data(cid)
+        subset = int(control.get(SUBSET_KEY, 0))
+        if stage == Stage.TRAIN and subset > 0 and isinstance(data, ClientData):
+            data = restrict(data, int(self.cfg.seed), server_round, subset)
+        return self.client_cls(cid, data, self.cfg, self.device)
+
+
+@functools.lru_cache(maxsize=4)
+def _worker(config_json: str, data_root: str, device: str) -> Worker:
+    cfg = from_json(config_json)
+    if data_root:
+        cfg.dataset.root = data_root
+    sim = cfg.simulation
+    threads = sim.get("torch_threads")
+    if threads is None and sim.backend == "ray":
+        threads = max(1, int(float(sim.num_cpus)))
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    if device:
+        dev = torch.device(device)
+    elif float(sim.num_gpus) > 0 and torch.cuda.is_available():
+        dev = torch.device("cuda")
+    else:
+        dev = torch.device("cpu")
+    client_cls = import_object(cfg.strategy.client_target, "strategy.client_target")
+    return Worker(cfg, dev, client_cls)
+
+
+def worker_for(context: Context, config_json: str) -> Worker:
+    """The cached worker for this node's config (node config may set data-root and device)."""
+    nc = context.node_config
+    return _worker(config_json, str(nc.get("data-root", "")), str(nc.get("device", "")))
+
+
+def stored_worker(context: Context) -> Worker:
+    """The worker of the config this node received in the set-up exchange."""
+    stored = context.state.get(CONTROL)
+    if not isinstance(stored, ConfigRecord):
+        raise RuntimeError("this node has no run config: the server's set-up message did not "
+                           "reach it; restart the run")
+    return worker_for(context, str(stored["config"]))
+
+
+def node_dir(context: Context, server_dir: str) -> Path:
+    """Where this node keeps checkpoints: its `checkpoint-dir` node config, else the server's."""
+    root = context.node_config.get("checkpoint-dir")
+    return Path(str(root)) / Path(server_dir).name if root else Path(server_dir)
+
+
+# -- set-up and checkpoint queries --------------------------------------------------------------
+
+
+def setup(control: ConfigRecord, context: Context) -> RecordDict:
+    """Receive the run config, load this node's clients' data, report ids and sizes.
+
+    A node serves the clients `placement.members` gives for its `partition-id` (one client per
+    node unless `simulation.clients_per_node` > 1); it answers with one `info-<id>` record per
+    client. With a `resume-dir`, each client's private state is restored from that checkpoint.
+    """
+    config_json = str(control["config"])
+    context.state[CONTROL] = ConfigRecord({"config": config_json})
+    worker = worker_for(context, config_json)
+    resume_dir = str(control.get("resume-dir", ""))
+    out = RecordDict()
+    for cid in placement.members(worker.cfg, int(context.node_config["partition-id"])):
+        if resume_dir:
+            checkpoint.restore_client_state(context.state, node_dir(context, resume_dir), cid)
+        data = worker.federated.client(cid)
+        counts = torch.bincount(data.y_train, minlength=data.info.num_classes).tolist()
+        out[f"info-{cid}"] = ConfigRecord({
+            "partition-id": cid, "num-train": data.num_train, "num-val": len(data.y_val),
+            "num-test": len(data.y_test), "label-counts": [int(c) for c in counts]})
+    return out
+
+
+def save_checkpoint(control: ConfigRecord, context: Context) -> RecordDict:
+    """Save this node's clients' private state into the server's checkpoint directory."""
+    saved = checkpoint.save_client_states(context.state, node_dir(context, str(control["dir"])))
+    return RecordDict({"info": ConfigRecord({"saved": saved})})
+
+
+# -- the clients of one message -----------------------------------------------------------------
+
+
+def reason(exc: BaseException) -> str:
+    """`pkg.mod.Error: message`, as a traceback's last line (and a lone client's reply) says."""
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else \
+        f"{kind.__module__}.{kind.__qualname__}"
+    return f"{name}: {exc}"
+
+
+def _snapshot(state: RecordDict, cid: int) -> dict[str, Any]:
+    prefix = f"c{cid}."
+    return {k: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _restore(state: RecordDict, cid: int, saved: dict[str, Any]) -> None:
+    """Put back a client's entries as they were before a handler that raised."""
+    prefix = f"c{cid}."
+    for key in [k for k in state if k.startswith(prefix) and k not in saved]:
+        del state[key]
+    for key, value in saved.items():
+        state[key] = value
+
+
+def _call(client: Client, stage: Stage, exchange: str, payload: RecordDict,
+          state: ClientState, server_round: int) -> RecordDict:
+    """The client's method for this stage and exchange."""
+    if exchange != MAIN:
+        return client.exchange(stage, exchange, payload, state, server_round)
+    if stage == Stage.TRAIN:
+        return client.train(payload, state, server_round)
+    return client.evaluate(payload, state, server_round)
+
+
+def run_clients(worker: Worker, state: RecordDict, stage: Stage,
+                batch: wire.Batch) -> tuple[dict[int, RecordDict], dict[int, BaseException]]:
+    """Every client of `batch`: its replies, and the exception of each client that failed.
+
+    Faults (`faults.inject`) are drawn for every client of a main training exchange before any
+    training, in one place. With `simulation.batched=true`, several clients and a client class
+    that can train a group at once (`Client.train_batched`), the clients that did not fail
+    train together; otherwise one at a time.
+    """
+    rnd = batch.server_round
+    replies: dict[int, RecordDict] = {}
+    errors: dict[int, BaseException] = {}
+    todo = sorted(batch.payloads)
+    if stage == Stage.TRAIN and batch.exchange == MAIN:
+        ready = []
+        for cid in todo:
+            try:
+                faults.inject(worker.cfg, cid, rnd)
+                ready.append(cid)
+            except Exception as exc:  # this client's failure only
+                errors[cid] = exc
+        todo = ready
+        if (bool(worker.cfg.simulation.get("batched", False)) and len(batch.payloads) > 1
+                and not any(c.get(SUBSET_KEY) for c in batch.controls.values())):
+            clients = [worker.client(cid, {}, stage, rnd) for cid in todo]
+            saved = {cid: _snapshot(state, cid) for cid in todo}
+            trained = worker.client_cls.train_batched(
+                clients, [batch.payloads[c] for c in todo],
+                [ClientState(state, c) for c in todo], rnd)
+            if trained is not None:
+                for cid, result in zip(todo, trained):
+                    if isinstance(result, BaseException):
+                        _restore(state, cid, saved[cid])
+                        errors[cid] = result
+                    else:
+                        replies[cid] = result
+                todo = []
+    for cid in todo:
+        saved_one = _snapshot(state, cid)
+        try:
+            client = worker.client(cid, batch.controls.get(cid, {}), stage, rnd)
+            seeding.seed_torch(int(worker.cfg.seed), seeding.CLIENT, rnd, cid, stage.stream)
+            replies[cid] = _call(client, stage, batch.exchange, batch.payloads[cid],
+                                 ClientState(state, cid), rnd)
+        except Exception as exc:  # this client's failure only
+            _restore(state, cid, saved_one)
+            log.debug("client %d failed", cid, exc_info=True)
+            errors[cid] = exc
+    return replies, errors
+
+
+def serve(content: RecordDict, context: Context, stage: Stage) -> RecordDict:
+    """A node's reply to one stage message: decode, run its clients, encode.
+
+    A lone client (plain format) that fails raises its exception, so Flower answers with an
+    error reply exactly as for any ClientApp that raises.
+    """
+    t0 = time.perf_counter()
+    worker = stored_worker(context)
+    batch = wire.decode_batch(content)
+    replies, errors = run_clients(worker, context.state, stage, batch)
+    if not batch.packed and errors:
+        raise next(iter(errors.values()))
+    return wire.encode_replies(batch, replies, {c: reason(e) for c, e in errors.items()},
+                               time.perf_counter() - t0)

@@ -1,0 +1,211 @@
+"""How the work of several clients travels in one Flower message, and back.
+
+A Flower message costs far more than a small model's local training step: the engine polls,
+serialises the node's whole context, dispatches to a Ray worker and back. Simulating 100
+clients as 100 nodes pays that per client and round, so a simulated node may serve several
+clients (`fedplat.transport.placement`) and receive all of its selected clients' work in one
+message. Both ends go through this module only: the server calls `encode_batch` and
+`decode_replies`, the node calls `decode_batch` and `encode_replies`. Neither end branches on
+the format.
+
+Two formats, chosen by `encode_batch` from the number of clients:
+
+* plain (one client): the client's payload records plus the control record (`cid`, `round`,
+  `exchange`, and per-client control such as a privacy audit's subset size). A deployment with
+  one client per SuperNode only ever sees this format. The plain reply is the client's reply;
+  a client that raises makes the node's handler raise, which Flower turns into an error reply.
+* packed (several clients): records `r0, r1, ...` hold every distinct record of the payloads
+  **once** (strategies that send the same global model to every client build one record object
+  for all of them, so it travels once per node instead of once per client); the control record
+  has `cids`, `layout` (a JSON map `{cid: {payload key: record name}}`) and `client-control`.
+  Packed replies use the same layout plus `errors` (`{cid: reason}`): one client's failure is
+  that client's failure, not its node's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+
+from fedplat.records import CONTROL, scalar
+
+#: Control key marking a packed message.
+GROUP_KEY = "group"
+
+
+@dataclass
+class Batch:
+    """The clients' work in one message, as a node sees it after `decode_batch`."""
+
+    server_round: int
+    exchange: str
+    payloads: dict[int, RecordDict]
+    #: Per-client control entries (e.g. a privacy audit's subset size); {} when none.
+    controls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: True when the message used the packed format (several clients).
+    packed: bool = False
+
+
+@dataclass
+class Replies:
+    """Per-client replies of one node, as the server sees them after `decode_replies`."""
+
+    contents: dict[int, RecordDict] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+    #: The node's handler time for a packed reply (0 for a plain one).
+    compute_s: float = 0.0
+
+
+def record_bytes(record: object) -> int:
+    """Bytes of tensor data in one record (0 for config and metric records)."""
+    return record.count_bytes() if isinstance(record, ArrayRecord) else 0
+
+
+def payload_bytes(content: RecordDict) -> int:
+    """Bytes of tensor data (plus key names) in a message's ArrayRecords.
+
+    Config and metric records are small and left out; this is the figure that grows with the
+    model and that studies of communication cost compare.
+    """
+    return sum(rec.count_bytes() for rec in content.array_records.values())
+
+
+def is_packed(content: RecordDict) -> bool:
+    """True for a packed message or reply."""
+    control = content.get(CONTROL)
+    return isinstance(control, ConfigRecord) and bool(control.get(GROUP_KEY, False))
+
+
+def _plain(content: RecordDict, control: Mapping[str, Any]) -> RecordDict:
+    """A shallow copy of `content` (without any control record) plus `control`."""
+    out = RecordDict({k: v for k, v in content.items() if k != CONTROL})
+    out[CONTROL] = ConfigRecord(dict(control))
+    return out
+
+
+def as_sent(payload: RecordDict, cid: int, server_round: int, exchange: str,
+            client_control: Mapping[str, Any] | None = None) -> RecordDict:
+    """The plain message a client receives: what a single-client node gets on the wire.
+
+    Privacy audits save exactly this for a captured client, whichever format carried it.
+    """
+    control: dict[str, Any] = {"cid": cid, "round": server_round}
+    if exchange:
+        control["exchange"] = exchange
+    control.update(client_control or {})
+    return _plain(payload, control)
+
+
+def _pack(contents: Mapping[int, RecordDict], control: dict[str, Any]) -> tuple[RecordDict,
+                                                                                 dict[int, int]]:
+    """Packed content with each distinct record object once, and each client's byte share.
+
+    A record shared by m clients counts 1/m to each (the remainder spread over the first
+    ones), so the shares add up to what actually travels.
+    """
+    names: dict[int, str] = {}
+    users: dict[int, int] = {}
+    out = RecordDict()
+    layout: dict[str, dict[str, str]] = {}
+    for cid in sorted(contents):
+        entry: dict[str, str] = {}
+        for key, record in contents[cid].items():
+            if key == CONTROL:
+                continue
+            ident = id(record)
+            if ident not in names:
+                names[ident] = f"r{len(names)}"
+                out[names[ident]] = record
+            users[ident] = users.get(ident, 0) + 1
+            entry[key] = names[ident]
+        layout[str(cid)] = entry
+    shares = dict.fromkeys(sorted(contents), 0)
+    seen: dict[int, int] = {}  # users of a record handed their share so far
+    for cid in sorted(contents):
+        for key, record in contents[cid].items():
+            if key == CONTROL:
+                continue
+            size, m = record_bytes(record), users[id(record)]
+            i = seen.get(id(record), 0)
+            seen[id(record)] = i + 1
+            shares[cid] += size // m + (1 if i < size % m else 0)  # shares add up exactly
+    out[CONTROL] = ConfigRecord({GROUP_KEY: True, "cids": sorted(int(c) for c in contents),
+                                 "layout": json.dumps(layout), **control})
+    return out, shares
+
+
+def _unpack(content: RecordDict) -> dict[int, RecordDict]:
+    """Per-client contents of a packed message; clients sharing a record get the same object."""
+    control = content[CONTROL]
+    assert isinstance(control, ConfigRecord)
+    layout = json.loads(str(control["layout"]))
+    return {int(cid): RecordDict({key: content[name] for key, name in entry.items()})
+            for cid, entry in layout.items()}
+
+
+# -- server -> node -----------------------------------------------------------------------------
+
+
+def encode_batch(payloads: Mapping[int, RecordDict], server_round: int, exchange: str,
+                 controls: Mapping[int, Mapping[str, Any]] | None = None
+                 ) -> tuple[RecordDict, dict[int, int]]:
+    """One message's content for the clients of one node, and each client's bytes down."""
+    controls = controls or {}
+    if len(payloads) == 1:
+        (cid, payload), = payloads.items()
+        content = as_sent(payload, cid, server_round, exchange, controls.get(cid))
+        return content, {cid: payload_bytes(content)}
+    control: dict[str, Any] = {"round": server_round, "client-control": json.dumps(
+        {str(c): dict(v) for c, v in controls.items() if v})}
+    if exchange:
+        control["exchange"] = exchange
+    return _pack(payloads, control)
+
+
+def decode_batch(content: RecordDict) -> Batch:
+    """The per-client payloads and controls of a message, in either format."""
+    control = content[CONTROL]
+    assert isinstance(control, ConfigRecord)
+    server_round = int(scalar(control["round"]))
+    exchange = str(control.get("exchange", ""))
+    if is_packed(content):
+        raw = json.loads(str(control.get("client-control", "{}")))
+        return Batch(server_round, exchange, _unpack(content),
+                     {int(c): dict(v) for c, v in raw.items()}, packed=True)
+    cid = int(scalar(control["cid"]))
+    own = {k: v for k, v in control.items() if k not in ("cid", "round", "exchange")}
+    payload = RecordDict({k: v for k, v in content.items() if k != CONTROL})
+    return Batch(server_round, exchange, {cid: payload}, {cid: own} if own else {})
+
+
+# -- node -> server -----------------------------------------------------------------------------
+
+
+def encode_replies(batch: Batch, replies: Mapping[int, RecordDict], errors: Mapping[int, str],
+                   compute_s: float) -> RecordDict:
+    """A node's reply to `batch`, in the format the batch came in.
+
+    A plain batch's client either replied (its content is the reply) or failed, which the
+    caller handles by raising (Flower's error reply); so only packed replies carry errors.
+    """
+    if not batch.packed:
+        (cid,) = batch.payloads
+        return replies[cid]
+    content, _ = _pack(replies, {
+        "errors": json.dumps({str(c): str(e) for c, e in errors.items()}),
+        "compute-s": compute_s})
+    return content
+
+
+def decode_replies(content: RecordDict, cids: list[int]) -> Replies:
+    """Per-client replies and errors of a node's reply to a message sent to `cids`."""
+    if not is_packed(content):
+        return Replies({cids[0]: content})
+    control = content[CONTROL]
+    assert isinstance(control, ConfigRecord)
+    errors = {int(c): str(e) for c, e in json.loads(str(control.get("errors", "{}"))).items()}
+    return Replies(_unpack(content), errors, float(scalar(control.get("compute-s", 0.0))))

@@ -1,0 +1,32 @@
+"""FedProx (Li et al., MLSys 2020): FedAvg whose clients add a proximal term to their loss.
+
+The server is FedAvg's; it only tells the clients the proximal weight mu each round. Client k
+minimises F_k(w) + mu/2 * ||w - w_t||^2 from the global model w_t (clients/fedprox.py), which
+keeps local models near the global one under heterogeneous data. mu = 0 is FedAvg exactly.
+"""
+
+from __future__ import annotations
+
+from flwr.app import RecordDict
+from omegaconf import DictConfig
+from typing_extensions import override
+
+from fedplat.checks import check_float
+from strategies.fedavg import FedAvg
+
+
+class FedProx(FedAvg):
+    """FedAvg plus the proximal weight `strategy.mu` in every training message."""
+
+    @classmethod
+    @override
+    def validate_config(cls, cfg: DictConfig) -> None:
+        super().validate_config(cfg)
+        check_float(cfg, "strategy.mu", 0.0)
+
+    @override
+    def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+        payloads = super().configure_train(rnd, cids)
+        for content in {id(c): c for c in payloads.values()}.values():  # one shared record
+            content["config"]["mu"] = float(self.params.mu)
+        return payloads

@@ -1,0 +1,118 @@
+"""The node runtime: grouped runs equal ungrouped ones; a client fails alone; batched training."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import run_inline
+
+# Keys that legitimately differ between grouped and ungrouped runs (timing, wire layout).
+VOLATILE = ("wall_time_s", "round_time_s", "exchange_s_", "pack_s_", "node_compute_s_",
+            "bytes_down_")
+
+
+def _stable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def keep(key: str) -> bool:
+        return not any(key.startswith(v) for v in VOLATILE)
+
+    out = []
+    for row in rows:
+        clean = {k: v for k, v in row.items() if keep(k) and k != "per_client"}
+        clean["per_client"] = {c: {k: v for k, v in e.items() if keep(k)}
+                               for c, e in row.get("per_client", {}).items()}
+        out.append(clean)
+    return out
+
+
+# -- grouped runs equal ungrouped runs ------------------------------------------------------
+
+SMALL = ("num_clients=7", "num_rounds=3", "dataset.num_samples=1400", "model=mlp",
+         "seed=5")
+
+
+SMALL_HN = ("strategy.inner_steps=5", "strategy.hypernet.hidden=16",
+            "strategy.hypernet.n_hidden=1")
+
+
+@pytest.mark.parametrize("strategy", [
+    ("strategy=fedavg", "strategy.fraction_train=0.6"),
+    ("strategy=fedper", "strategy.fraction_train=0.6"),
+    ("strategy=local", "strategy.fraction_train=0.6"),
+    # multi-exchange protocol (descriptor, weights, embedding gradient) and unseen clients
+    ("strategy=pefll", "strategy.unseen_fraction=0.2", "strategy.fraction_train=0.6",
+     *SMALL_HN),
+    # private embedding and classifier in each client's state
+    ("strategy=hyperfl", "strategy.hypernet.hidden=16"),
+], ids=["fedavg", "fedper", "local", "pefll", "hyperfl"])
+def test_grouped_run_equals_ungrouped(tmp_path: Path, strategy: tuple[str, ...]) -> None:
+    common = (*SMALL, *strategy)
+    s1, plain = run_inline(tmp_path / "one", *common, "simulation.clients_per_node=1")
+    s3, grouped = run_inline(tmp_path / "three", *common, "simulation.clients_per_node=3")
+    assert _stable(grouped) == _stable(plain)
+    assert s3["final"] == s1["final"]
+
+
+def test_grouped_fedavg_sends_the_global_model_once_per_node(tmp_path: Path) -> None:
+    _, plain = run_inline(tmp_path / "one", *SMALL, "simulation.clients_per_node=1")
+    _, grouped = run_inline(tmp_path / "seven", *SMALL, "simulation.clients_per_node=7")
+    model_bytes = plain[0]["bytes_down_train"] / 7
+    assert grouped[0]["bytes_down_train"] == pytest.approx(model_bytes, rel=1e-3)
+    per_client = grouped[0]["per_client"]["0"]["bytes_down_train"]
+    assert per_client == pytest.approx(model_bytes / 7, abs=1)
+    assert grouped[0]["bytes_up_train"] == plain[0]["bytes_up_train"]
+
+
+def test_a_crashing_client_fails_alone_in_its_group(tmp_path: Path) -> None:
+    common = (*SMALL, "faults.crash_clients=[1]")
+    _, plain = run_inline(tmp_path / "one", *common, "simulation.clients_per_node=1")
+    _, grouped = run_inline(tmp_path / "three", *common, "simulation.clients_per_node=3")
+    assert _stable(grouped) == _stable(plain)
+    assert grouped[0]["failures_train"] == 1
+    assert "injected crash" in grouped[0]["per_client"]["1"]["failed_train"]
+
+
+def test_state_written_before_a_crash_is_rolled_back(tmp_path: Path) -> None:
+    common = (*SMALL, "strategy=local", "strategy.client_target=tests.helpers.StateThenCrashClient")
+    _, plain = run_inline(tmp_path / "one", *common, "simulation.clients_per_node=1")
+    _, grouped = run_inline(tmp_path / "three", *common, "simulation.clients_per_node=3")
+    assert grouped[1]["failures_train"] == 1
+    # round 3 of client 1 continues from its round-1 model in both runs
+    assert _stable(grouped) == _stable(plain)
+
+
+# -- batched training -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [(), ("client.momentum=0.9", "client.weight_decay=0.001")])
+def test_batched_training_matches_one_client_at_a_time(tmp_path: Path,
+                                                       extra: tuple[str, ...]) -> None:
+    common = (*SMALL, "simulation.clients_per_node=4", "client.local_epochs=2", *extra)
+    _, seq = run_inline(tmp_path / "seq", *common)
+    _, bat = run_inline(tmp_path / "bat", *common, "simulation.batched=true")
+    assert len(seq) == len(bat) == 3
+    for a, b in zip(seq, bat):
+        for key in ("train_loss", "test_loss", "test_accuracy"):
+            assert math.isclose(a[key], b[key], rel_tol=1e-4, abs_tol=1e-5), key
+        for cid, entry in a["per_client"].items():
+            assert math.isclose(entry["train_loss"], b["per_client"][cid]["train_loss"],
+                                rel_tol=1e-4, abs_tol=1e-5)
+
+
+def test_batched_falls_back_to_sequential_for_adam(tmp_path: Path) -> None:
+    common = (*SMALL, "simulation.clients_per_node=4", "client.optimizer=adam",
+              "client.lr=0.001")
+    _, seq = run_inline(tmp_path / "seq", *common)
+    _, bat = run_inline(tmp_path / "bat", *common, "simulation.batched=true")
+    assert _stable(bat) == _stable(seq)  # the same code path: exactly equal
+
+
+def test_a_subclass_that_changes_train_is_not_batched_behind_its_back(tmp_path: Path) -> None:
+    """BadReplyClient alters FedAvg's replies in train: batching must not skip that code."""
+    common = (*SMALL, "simulation.clients_per_node=4",
+              "strategy.client_target=tests.helpers.BadReplyClient")
+    _, rows = run_inline(tmp_path, *common, "simulation.batched=true")
+    assert rows[0]["rejected_train"] == 2  # clients 1 and 2 still send their bad replies
