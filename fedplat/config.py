@@ -128,7 +128,11 @@ def import_object(path: str, what: str) -> Any:
 def validate(cfg: DictConfig) -> Settings:
     """Check the whole config; raise `UserError` on the first problem found.
 
-    Returns the typed core settings (`Settings`), which building checks first.
+    Returns the typed core settings (`Settings`), which building checks first. The core's
+    keys first, then data, model and capture, then the scenario's own keys: the module of
+    `scenario.runner` (e.g. `simulations.disaster` for `simulations.disaster.run`) must define
+    `validate_config(cfg)`, which checks what only that scenario reads (the centralized
+    scenario checks the strategy's classes there).
     """
     from fedplat.data import validate_data_config
     from fedplat.models import validate_model_config
@@ -138,19 +142,15 @@ def validate(cfg: DictConfig) -> Settings:
     validate_capture_config(cfg)
     validate_data_config(cfg)
     validate_model_config(cfg)
-    for key in ("_target_", "client_target"):
-        cls = import_object(cfg.strategy[key], f"strategy.{key}")
-        hook: Callable[[DictConfig], None] | None = getattr(cls, "validate_config", None)
-        if hook is not None:
-            hook(cfg)
-        if key == "_target_" and float(cfg.split.get("label_ratio", 1.0)) == 0 \
-                and not getattr(cls, "learns_from_unlabeled", False):
-            raise UserError(f"split.label_ratio=0 leaves the clients no labels, and strategy "
-                            f"'{cfg.strategy.get('name')}' learns from labels only; raise "
-                            "split.label_ratio or use a strategy that learns from unlabeled data "
-                            "(its class sets learns_from_unlabeled = True)")
-    runner = require(cfg, "scenario.runner")
+    runner = str(require(cfg, "scenario.runner"))
     import_object(runner, "scenario.runner")
+    module_name = runner.rpartition(".")[0]
+    hook: Callable[[DictConfig], None] | None = getattr(
+        importlib.import_module(module_name), "validate_config", None)
+    if hook is None:
+        raise UserError(f"scenario.runner='{runner}': the scenario module {module_name} has "
+                        "no validate_config(cfg) to check its config")
+    hook(cfg)
     return settings
 
 

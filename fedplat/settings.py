@@ -213,16 +213,17 @@ class SimulationSettings:
 
 @dataclass(frozen=True)
 class StrategySettings:
-    """The part of `strategy.*` every strategy has (its own keys stay in the config)."""
+    """The part of `strategy.*` every strategy has (its own keys stay in the config).
+
+    Which classes implement it (`_target_`, `client_target`) is the centralized scenario's
+    business (`simulations.centralized.validate_config`): a peer-to-peer scenario has none.
+    """
 
     #: Share of the clients sampled to train in a round.
     fraction_train: float
     #: Share sampled to evaluate (0: no evaluation stage).
     fraction_evaluate: float
     min_train_clients: int
-    #: Import paths of the server-side strategy and of its client class.
-    target: str
-    client_target: str
 
     @classmethod
     def from_config(cls, cfg: DictConfig, num_clients: int) -> StrategySettings:
@@ -230,12 +231,7 @@ class StrategySettings:
         fraction_train = check_float(cfg, "strategy.fraction_train", 0.0, 1.0, lo_open=True)
         fraction_evaluate = check_float(cfg, "strategy.fraction_evaluate", 0.0, 1.0)
         min_train = check_int(cfg, "strategy.min_train_clients", lo=1, hi=num_clients)
-        strategy = cfg.strategy
-        for key in ("_target_", "client_target"):
-            if key not in strategy:
-                raise UserError(f"strategy '{strategy.get('name')}' has no '{key}' in its config")
-        return cls(fraction_train, fraction_evaluate, min_train, str(strategy["_target_"]),
-                   str(strategy["client_target"]))
+        return cls(fraction_train, fraction_evaluate, min_train)
 
 
 @dataclass(frozen=True)

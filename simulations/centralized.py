@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +10,45 @@ from omegaconf import DictConfig
 
 from fedplat import checkpoint
 from fedplat.app import client_app, make_server_app
+from fedplat.config import import_object
 from fedplat.data import load_federated
+from fedplat.errors import UserError
 from fedplat.results import RunRecorder
 from fedplat.runtime import launch
+
+#: The two classes of a centralized algorithm, named in conf/strategy/<name>.yaml.
+STRATEGY_KEYS: tuple[str, ...] = ("_target_", "client_target")
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Check what a centralized run reads (the hook `fedplat.config.validate` calls).
+
+    A centralized run needs a server class (`strategy._target_`) and a client class
+    (`strategy.client_target`); both must import, and each checks its own keys through its
+    `validate_config` classmethod. A strategy written for another scenario says so in
+    `strategy.scenario`, so choosing it here names the scenario to use instead of a missing key.
+    """
+    strategy = cfg.strategy
+    name = strategy.get("name")
+    home = strategy.get("scenario")
+    if home and home != cfg.scenario.name:
+        raise UserError(f"strategy={name} runs with scenario={home}, not "
+                        f"scenario={cfg.scenario.name}: add scenario={home} (or pick another "
+                        "strategy)")
+    for key in STRATEGY_KEYS:
+        if key not in strategy:
+            raise UserError(f"strategy '{name}' has no '{key}' in its config")
+    for key in STRATEGY_KEYS:
+        cls = import_object(strategy[key], f"strategy.{key}")
+        hook: Callable[[DictConfig], None] | None = getattr(cls, "validate_config", None)
+        if hook is not None:
+            hook(cfg)
+        if key == "_target_" and float(cfg.split.get("label_ratio", 1.0)) == 0 \
+                and not getattr(cls, "learns_from_unlabeled", False):
+            raise UserError(f"split.label_ratio=0 leaves the clients no labels, and strategy "
+                            f"'{cfg.strategy.get('name')}' learns from labels only; raise "
+                            "split.label_ratio or use a strategy that learns from unlabeled data "
+                            "(its class sets learns_from_unlabeled = True)")
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """Checks of the disaster scenario's config: one clear line for every mistake.
 
-Called through `strategy=decavg`'s `validate_config` hook, so the CLI rejects bad input before
-any data is loaded or Ray starts (exit code 2). The schedule is checked by building the
-timeline, which is cheap, so impossible events (removing every node, dropping a node that is
-already gone) are caught here too.
+`validate_config` is this scenario's hook: `fedplat.config.validate` calls it (through
+`simulations.disaster`, the module of `scenario.runner`) after the core's checks, so the CLI
+rejects bad input before any data is loaded or Ray starts (exit code 2). It checks DecAvg's
+settings (`strategy=decavg`), the topology, the data placement, the disruption schedule and
+the P2P execution. The schedule is checked by building the timeline, which is cheap, so
+impossible events (removing every node, dropping a node that is already gone) are caught here
+too.
 """
 
 from __future__ import annotations
@@ -15,6 +18,11 @@ from omegaconf import DictConfig, OmegaConf
 from fedplat.checks import check_choice, check_float, check_int
 from fedplat.errors import UserError
 from simulations.disaster.decavg import FALLBACKS, WEIGHT_RULES
+from simulations.disaster.events import build_timeline
+from simulations.disaster.topology import build_graph
+
+#: The one algorithm this scenario runs (its settings: conf/strategy/decavg.yaml).
+STRATEGY = "decavg"
 
 ORDERS: tuple[str, ...] = ("jacobi", "gauss_seidel")
 BACKENDS: tuple[str, ...] = ("ray", "local")
@@ -26,7 +34,7 @@ ON_FAILURE: tuple[str, ...] = ("keep", "drop")
 def _container(cfg: DictConfig, key: str) -> Any:
     value = OmegaConf.select(cfg, key)
     if value is None:
-        raise UserError(f"missing config key '{key}': run the P2P module with scenario=disaster")
+        raise UserError(f"missing config key '{key}' (conf/scenario/disaster.yaml defines it)")
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
@@ -37,14 +45,11 @@ def _bool(cfg: DictConfig, key: str) -> bool:
     return value
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check everything `scenario=disaster` with `strategy=decavg` reads."""
-    from simulations.disaster.events import build_timeline
-    from simulations.disaster.topology import build_graph
-
-    if OmegaConf.select(cfg, "scenario.name") != "disaster":
-        raise UserError("strategy=decavg is peer-to-peer learning: run it with "
-                        "scenario=disaster (or pick another strategy)")
+def validate_config(cfg: DictConfig) -> None:
+    """Check everything `scenario=disaster` reads (DecAvg's settings in `strategy`)."""
+    if cfg.strategy.name != STRATEGY:
+        raise UserError(f"scenario=disaster runs decentralized strategies; "
+                        f"strategy={cfg.strategy.name} is centralized: use strategy={STRATEGY}")
     check_choice(cfg, "strategy.weights", WEIGHT_RULES)
     check_choice(cfg, "strategy.zero_data_fallback", FALLBACKS)
     _bool(cfg, "strategy.common_init")

@@ -17,8 +17,8 @@ whole neighbourhood holds no data (a relay surrounded by relays) the row falls b
 `uniform` (default: relays keep forwarding) or `keep_own`, and never divides by zero. Optional
 link weights ("trust") multiply the neighbours' weights, then the row is renormalised.
 
-`DecAvg` is what `strategy=decavg` names: it only carries the config check; the rounds are run
-by `simulations.disaster.runner`.
+`strategy=decavg` (conf/strategy/decavg.yaml) holds the rule's settings; the scenario checks
+them (`simulations.disaster.config`) and the shards apply these functions every round.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 import torch
-from omegaconf import DictConfig
 
 WEIGHT_RULES: tuple[str, ...] = ("uniform", "data_size", "metropolis_hastings")
 FALLBACKS: tuple[str, ...] = ("uniform", "keep_own")
@@ -137,17 +136,3 @@ def mixing_matrix(graph: nx.Graph, *, rule: str, sizes: Mapping[int, float] | Se
             w[pos[v], pos[j]] = x
     return w, nodes, fallbacks
 
-
-class DecAvg:
-    """`strategy=decavg`: decentralized averaging, run by `scenario=disaster`.
-
-    Only the config check lives here (fedplat's core calls `validate_config` for the strategy
-    named in the config); the P2P rounds are run by simulations.disaster.runner.
-    """
-
-    @classmethod
-    def validate_config(cls, cfg: DictConfig) -> None:
-        """Check the strategy, topology, placement, schedule and P2P settings."""
-        from simulations.disaster.config import validate
-
-        validate(cfg)

@@ -193,3 +193,44 @@ def test_conf_dir_holds_the_groups():
     assert (CONF_DIR / "config.yaml").is_file()
     assert "fedavg" in available("strategy") and "local" in available("strategy")
     assert OmegaConf.load(CONF_DIR / "config.yaml").seed == 0
+
+
+# A toy scenario for the hook contract: this module, named by scenario.runner=<here>.run.
+TOY = "scenario.runner=tests.fedplat.test_config.run"
+
+
+def run(cfg, run_dir):  # the toy scenario's runner (never called: validation is tested)
+    raise AssertionError("not run")
+
+
+def validate_config(cfg):
+    """The toy scenario's hook: refuses num_rounds=3, records that it saw the config."""
+    if cfg.num_rounds == 3:
+        raise UserError("num_rounds=3: the toy scenario refuses it")
+    SEEN.append(cfg.num_rounds)
+
+
+SEEN: list[int] = []
+
+
+def test_validate_calls_the_hook_of_the_scenario_module_after_the_core_checks():
+    SEEN.clear()
+    prepare(compose([TOY, "num_rounds=4"]))
+    assert SEEN == [4]
+    with pytest.raises(UserError, match=r"^num_rounds=3: the toy scenario refuses it$"):
+        prepare(compose([TOY, "num_rounds=3"]))
+    with pytest.raises(UserError, match="num_rounds=0 is out of range"):  # core first
+        prepare(compose([TOY, "num_rounds=0"]))
+    assert SEEN == [4]
+
+
+def test_a_scenario_module_without_a_hook_is_refused():
+    with pytest.raises(UserError) as info:
+        prepare(compose(["scenario.runner=tests.helpers.make_cfg"]))
+    assert str(info.value) == ("scenario.runner='tests.helpers.make_cfg': the scenario module "
+                               "tests.helpers has no validate_config(cfg) to check its config")
+
+
+def test_the_p2p_scenario_validates_without_strategy_classes():
+    cfg = prepare(compose(["scenario=disaster", "p2p.backend=local"]))
+    assert "_target_" not in cfg.strategy and "client_target" not in cfg.strategy

@@ -1,16 +1,21 @@
-"""The architecture, checked: the core never imports an algorithm, no import cycles, and no
-core code names an algorithm (docstrings may cite a paper as an example)."""
+"""The architecture, checked.
+
+The core never imports an algorithm, there are no import cycles, no core code names an
+algorithm (docstrings may cite a paper as an example), and the developer guide's worked example
+is the committed code.
+"""
 
 from __future__ import annotations
 
 import ast
 import io
+import re
 import tokenize
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("fedplat", "strategies", "clients", "simulations", "attacks")
 ALGORITHM_SIDE = ("strategies", "clients", "simulations", "attacks")
 #: The architectures of the model zoo keep the names the literature gives them.
@@ -139,3 +144,12 @@ def test_no_core_code_names_an_algorithm(path: Path) -> None:
     hits = [f"{rel}:{line}: {text}" for line, text in _code_tokens(path)
             for name in names if name in text.lower().replace("-", "").replace("_", "")]
     assert hits == []
+
+
+def test_the_guides_worked_example_is_the_committed_code() -> None:
+    guide = (REPO / "docs" / "architecture.md").read_text()
+    blocks = re.findall(r"^`([\w/.]+)`:\n\n```\w+\n(.*?)```$", guide, flags=re.M | re.S)
+    assert [name for name, _ in blocks] == ["strategies/fedprox.py", "clients/fedprox.py",
+                                            "conf/strategy/fedprox.yaml"]
+    for name, code in blocks:
+        assert code == (REPO / name).read_text(), f"docs/architecture.md shows an old {name}"

@@ -1,0 +1,79 @@
+"""The centralized scenario: its config hook (the strategy's two classes) and one tiny run."""
+
+import pytest
+from omegaconf import DictConfig, OmegaConf
+
+from clients.fedavg import FedAvgClient
+from fedplat.config import compose, prepare
+from fedplat.errors import UserError
+from simulations.centralized import run, validate_config
+from tests.helpers import make_cfg
+
+TINY = ("simulation.backend=inline", "num_clients=4", "num_rounds=2")
+HERE = "tests.simulations.test_centralized"
+
+
+class PickyClient(FedAvgClient):
+    """A client class with its own config check: it refuses client.batch_size=7."""
+
+    @classmethod
+    def validate_config(cls, cfg: DictConfig) -> None:
+        if int(cfg.client.batch_size) == 7:
+            raise UserError("client.batch_size=7: PickyClient refuses odd batches")
+
+
+def _cfg(*overrides: str) -> DictConfig:
+    return compose([*TINY, *overrides])
+
+
+def test_a_default_strategy_passes_the_hook():
+    cfg = prepare(_cfg())
+    assert validate_config(cfg) is None
+    assert cfg.strategy._target_ == "strategies.fedavg.FedAvg"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["strategy._target_=strategies.nope.Nope"],
+         "strategy._target_='strategies.nope.Nope': cannot import strategies.nope"),
+        (["strategy.client_target=clients.fedavg.Nope"],
+         "strategy.client_target='clients.fedavg.Nope': clients.fedavg has no attribute Nope"),
+        # the strategy class's own hook
+        (["strategy.server_lr=0"], "strategy.server_lr=0 is out of range"),
+        # the client class's own hook
+        ([f"strategy.client_target={HERE}.PickyClient", "client.batch_size=7"],
+         "client.batch_size=7: PickyClient refuses odd batches"),
+        (["split.label_ratio=0"], "split.label_ratio=0 leaves the clients no labels, and "
+                                  "strategy 'fedavg' learns from labels only"),
+        (["strategy=decavg"], "strategy=decavg runs with scenario=disaster, not "
+                              "scenario=centralized: add scenario=disaster"),
+    ],
+)
+def test_the_hook_refuses_a_bad_strategy_with_one_user_error(overrides, message):
+    with pytest.raises(UserError) as info:
+        prepare(_cfg(*overrides))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_strategy_without_its_classes_is_named():
+    cfg = prepare(_cfg())
+    OmegaConf.set_struct(cfg, False)
+    del cfg.strategy["client_target"]
+    with pytest.raises(UserError, match=r"^strategy 'fedavg' has no 'client_target' in its "
+                                        r"config$"):
+        validate_config(cfg)
+
+
+def test_a_picky_client_with_a_good_value_passes():
+    cfg = prepare(_cfg(f"strategy.client_target={HERE}.PickyClient", "client.batch_size=8"))
+    assert cfg.strategy.client_target.endswith("PickyClient")
+
+
+def test_run_trains_and_writes_the_run_directory(tmp_path):
+    summary = run(make_cfg(*TINY), tmp_path)
+    assert summary["status"] == "completed" and summary["rounds_completed"] == 2
+    assert summary["strategy"] == "fedavg" and summary["num_clients"] == 4
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    assert 0.0 <= summary["final"]["accuracy"] <= 1.0
