@@ -112,7 +112,7 @@ def test_unseen_clients_never_train_and_are_reported_apart(tmp_path, monkeypatch
             control = message.content[CONTROL]
             cid = int(control["cid"])
             messages.append((cid, message.metadata.message_type,
-                             str(control.get("phase", ""))))
+                             str(control.get("exchange", ""))))
             current.append(cid)
         try:
             return client_app(message, context)
