@@ -6,6 +6,11 @@ import pytest
 
 from fedplat.cli import main
 from fedplat.errors import FedplatError, RunAborted, UserError
+from simulations import centralized
+
+#: This module stands in for a scenario module (`scenario.runner` names a runner below), so it
+#: offers the scenario check the config loader asks for: the centralized one.
+validate_config = centralized.validate_config
 
 
 def bad_input_runner(cfg, run_dir):
