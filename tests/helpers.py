@@ -78,3 +78,162 @@ class StateThenCrashClient(LocalClient):
             state.set_values("poison", {"round": rnd})
             raise RuntimeError("crash after writing state")
         return reply
+
+
+# -- server-optimizer strategies (FedAdam, FedAdagrad, ...) driven with synthetic replies -------
+
+#: Per round: client -> (shift of every entry, num-examples).
+FLOWER_SHIFTS = [
+    {0: (0.01, 10), 1: (0.03, 30)},
+    {1: (0.02, 30), 2: (-0.01, 20)},
+    {0: (-0.02, 10), 2: (0.05, 20)},
+]
+
+
+def server_opt_strategy(cls: Any, name: str, *overrides: str, n: int = 3) -> Any:
+    """`cls` set up for `n` clients on a tiny MLP, averaging weighted by samples."""
+    from fedplat.strategy import ClientInfo
+
+    s = cls(make_cfg(f"strategy={name}", f"num_clients={n}", "model=mlp", "model.hidden=[3]",
+                     "strategy.weighted_avg=true", *overrides))
+    s.setup({c: ClientInfo(c, 10, 1, 2) for c in range(n)})
+    return s
+
+
+def reply_with_examples(state: Any, n: float) -> RecordDict:
+    """A training reply: the weights and `num-examples`."""
+    from flwr.app import MetricRecord
+
+    return RecordDict({"arrays": to_record(state), "metrics": MetricRecord({"num-examples": n})})
+
+
+def server_opt_round(s: Any, rnd: int, shift: float) -> dict[str, Any]:
+    """One round in which client 0 returns the global model + `shift` on every entry."""
+    sent = from_record(s.configure_train(rnd, [0])[0]["arrays"])
+    return s.aggregate_train(rnd, {0: reply_with_examples({k: v + shift for k, v in sent.items()},
+                                                          10)}, {})
+
+
+def compare_with_flower(ours: Any, flower: Any) -> None:
+    """Drive our strategy and Flower's Message-API one with the same replies (FLOWER_SHIFTS);
+    their global models must agree every round."""
+    import torch
+    from flwr.app import Message, MessageType
+    from flwr.common.constant import SUPERLINK_NODE_ID
+    from flwr.supercore.task_identity import TaskIdentity
+
+    TaskIdentity.task_id, TaskIdentity.run_id = 1, 1  # Message() needs a task identity
+    TaskIdentity.node_id = SUPERLINK_NODE_ID
+    current = {k: v.numpy().copy() for k, v in ours.global_state.items()}
+    for rnd, shifts in enumerate(FLOWER_SHIFTS, start=1):
+        flower.current_arrays = current
+        payloads = ours.configure_train(rnd, sorted(shifts))
+        sent = from_record(next(iter(payloads.values()))["arrays"])
+        replies = {c: reply_with_examples({k: v + d for k, v in sent.items()}, n)
+                   for c, (d, n) in shifts.items()}
+        ours.aggregate_train(rnd, replies, {})
+        msgs = [Message(reply_with_examples({k: torch.from_numpy(v + np.float32(d))
+                                             for k, v in current.items()}, n),
+                        dst_node_id=1, message_type=MessageType.TRAIN)
+                for c, (d, n) in sorted(shifts.items())]
+        arrays, _ = flower.aggregate_train(rnd, msgs)
+        current = {k: a.numpy().astype(np.float32) for k, a in arrays.items()}
+        for k, v in current.items():
+            assert np.allclose(ours.global_state[k].numpy(), v, atol=1e-6), (rnd, k)
+
+
+# -- graph data through the generic apps -------------------------------------------------------
+
+#: SBM subgraphs for 4 clients, full-batch graph client, no evaluation stage.
+GRAPH_RUN = ("dataset=sbm", "dataset.nodes_per_block=60", "partition=metis_disjoint",
+             "num_clients=4", "client=graph", "strategy.fraction_evaluate=0",
+             "simulation.torch_threads=1")
+
+
+def check_graph_baseline_run(tmp_path: Path, strategy: str) -> None:
+    """A 3-round graph run of `strategy` reports after local training and is reproducible."""
+    from fedplat.results import without_timing
+
+    summary, rows = run_inline(tmp_path / "a", *GRAPH_RUN, f"strategy={strategy}",
+                               "num_rounds=3")
+    assert summary["status"] == "completed" and summary["model"] == "gcn"
+    assert len(rows) == 3
+    for row in rows:
+        assert "num_evaluate_clients" not in row  # no evaluation stage
+        assert row["num_train_clients"] == 4
+        assert 0 <= row["test_accuracy_mean"] <= 1 and 0 <= row["val_accuracy_mean"] <= 1
+        for entry in row["per_client"].values():
+            assert entry["num-test-examples_train"] > 0
+    assert summary["best_mean"]["criterion"] == "val_accuracy_mean"
+    assert summary["final"]["accuracy_mean"] == rows[-1]["test_accuracy_mean"]
+    _, again = run_inline(tmp_path / "b", *GRAPH_RUN, f"strategy={strategy}", "num_rounds=3")
+    assert without_timing(rows) == without_timing(again)
+
+
+# -- hypernetwork methods (pFedHN, pFedHN-PC, HyperFL, PeFLL): runs their test files share ----
+
+#: One tiny round on an image dataset, and each method's settings that keep it small.
+HN_IMAGE_RUN = ("num_clients=4", "num_rounds=1", "eval_every=1", "simulation.torch_threads=1",
+                "strategy.hypernet.hidden=8")
+HN_IMAGE_SETTINGS = {
+    "pfedhn": ("strategy.inner_steps=2", "strategy.hypernet.n_hidden=1"),
+    "pfedhn_pc": ("strategy.inner_steps=2", "strategy.hypernet.n_hidden=1"),
+    "hyperfl": ("strategy.local_epochs=1", "strategy.batch_size=200"),
+    "pefll": ("strategy.inner_steps=2", "strategy.hypernet.n_hidden=1",
+              "strategy.unseen_fraction=0.25", "strategy.clients_per_round=2"),
+}
+
+
+def check_hypernetwork_run_on_images(tmp_path: Path, method: str, dataset: str) -> None:
+    """`model=auto` picks a target `method` can generate on `dataset`; one round completes."""
+    import pytest
+
+    from fedplat.errors import UserError
+
+    try:
+        make_cfg(f"dataset={dataset}")
+    except UserError:
+        pytest.skip(f"dataset {dataset} is not available offline here")
+    summary, rows = run_inline(tmp_path, f"strategy={method}", f"dataset={dataset}",
+                               *HN_IMAGE_RUN, *HN_IMAGE_SETTINGS[method])
+    assert summary["status"] == "completed" and summary["failures"] == 0
+    assert 0.0 <= summary["final"]["accuracy"] <= 1.0
+    assert rows[-1]["bytes_up_train"] > 0 and rows[-1]["bytes_down_train"] > 0
+
+
+#: MNIST-1D, ten clients with 2 classes each, an MLP target (40-32-10), the inline backend: the
+#: papers' algorithms with fewer rounds/inner steps and a 32-wide hypernetwork (seconds each).
+MNIST1D_TWO_CLASSES = ("num_clients=10", "partition=pathological",
+                       "partition.classes_per_client=2", "model=mlp", "model.hidden=[32]",
+                       "simulation.torch_threads=1", "seed=0")
+_SMALL_HN = ("strategy.inner_steps=20", "strategy.hypernet.hidden=32",
+             "strategy.hypernet.n_hidden=1")
+MNIST1D_TWO_CLASS_RUNS = {
+    "fedavg": ("strategy=fedavg", "num_rounds=10", "eval_every=10"),
+    "pfedhn": ("strategy=pfedhn", "num_rounds=60", "eval_every=30", *_SMALL_HN),
+    "pfedhn_pc": ("strategy=pfedhn_pc", "num_rounds=40", "eval_every=40", *_SMALL_HN),
+    "hyperfl": ("strategy=hyperfl", "num_rounds=3", "eval_every=3", "strategy.local_epochs=2",
+                "strategy.hypernet.hidden=32"),
+    "pefll": ("strategy=pefll", "num_rounds=15", "eval_every=15", "strategy.lr=0.005",
+              "strategy.unseen_fraction=0.2", *_SMALL_HN),
+}
+
+
+def check_cli_rejects(args: list[str], message: str, capsys: Any, monkeypatch: Any,
+                      tmp_path: Path) -> None:
+    """The `fedplat` entry point turns a bad input into one line on stderr and exit code 2
+    before any run starts."""
+    import os
+
+    import pytest
+
+    from fedplat.cli import main
+
+    monkeypatch.chdir(os.environ.get("TMPDIR", "/tmp"))
+    with pytest.raises(SystemExit) as info:
+        main([*args, "simulation.backend=inline", f"hydra.run.dir={tmp_path}/run"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fedplat: error: ") and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # rejected before anything ran

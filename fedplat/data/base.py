@@ -88,6 +88,11 @@ class DatasetSpec:
     info: Callable[[DictConfig], DatasetInfo]
     check: Callable[[DictConfig], None]
     load: Callable[[DictConfig, Path], RawDataset | GraphDataset]
+    #: `info` without reading a file: shapes and classes as published, `num_samples` (and
+    #: `num_groups`) those of the full published dataset, for validating a config on a
+    #: machine without the data (`fedplat.data.datasets.without_data_files`). None when
+    #: `info` reads no file anyway.
+    declared: Callable[[DictConfig], DatasetInfo] | None = None
 
 
 def always_available(ds: DictConfig) -> None:

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from fedplat import seeding
 from fedplat.data import sources
 from fedplat.data.base import DatasetInfo, GraphDataset, RawDataset, is_graph
-from fedplat.data.datasets import dataset_info, load_raw
+from fedplat.data.datasets import dataset_info, load_raw, reads_data_files
 from fedplat.data.graphs import induced_subgraph
 from fedplat.data.partitioners import (
     GraphPartition,
@@ -387,7 +387,8 @@ def validate_data_config(cfg: DictConfig) -> None:
     if is_graph(info):
         # Building is cheap for graphs (one METIS call) and finds every data problem up front,
         # e.g. a client without training nodes; the result is cached for the run.
-        load_federated(cfg)
+        if reads_data_files(info.name):
+            load_federated(cfg)
         return
     check_share_count(info, spec, name, n, m)
     params = partition_params(spec, partition_config(cfg))

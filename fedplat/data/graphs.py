@@ -151,12 +151,14 @@ def _key(ds: DictConfig) -> str:
 
 
 def graph_spec(name: str, build: Callable[[DictConfig, Path], RawGraph],
-               check_keys: Callable[[DictConfig], None] = _no_keys) -> DatasetSpec:
+               check_keys: Callable[[DictConfig], None] = _no_keys,
+               declared: Callable[[DictConfig], DatasetInfo] | None = None) -> DatasetSpec:
     """A `DatasetSpec` for a graph source: checks, preprocessing and a per-process cache.
 
     `build(ds, cache)` returns the raw graph; `check_keys(ds)` checks the source's own keys
     (after the global split's). The preprocessed graph is cached per config, so `info`,
-    `check` and every client of a process share one load.
+    `check` and every client of a process share one load. `declared(ds)` describes a graph
+    read from files without reading them (see `DatasetSpec.declared`).
     """
 
     @functools.lru_cache(maxsize=4)
@@ -176,7 +178,13 @@ def graph_spec(name: str, build: Callable[[DictConfig, Path], RawGraph],
     def check(ds: DictConfig) -> None:
         load(ds, sources.cache_dir(None))
 
-    return DatasetSpec(name, info, check, load)
+    def declared_info(ds: DictConfig) -> DatasetInfo:
+        check_split_config(ds)
+        check_keys(ds)
+        assert declared is not None
+        return declared(ds)
+
+    return DatasetSpec(name, info, check, load, None if declared is None else declared_info)
 
 
 # --- METIS ------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""pFedHN / pFedHN-PC clients: inner loop semantics, raw delta-theta, the private head."""
+"""pFedHN client: inner loop semantics and the raw delta-theta it replies with."""
 
 import torch
 from flwr.app import ConfigRecord, RecordDict
@@ -6,7 +6,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from clients.pfedhn import PFedHNClient, batch_indices, inner_updates
-from clients.pfedhn_pc import PFedHNPCClient
 from fedplat.client import ClientState
 from fedplat.data import ClientData, DatasetInfo
 from fedplat.models.nets import MLP
@@ -91,47 +90,3 @@ def test_reply_is_the_raw_difference_theta_minus_trained_theta():
                                      "config": ConfigRecord({"mask_absent": "none"})}),
                          ClientState(RecordDict(), 0), 1)
     assert 0.0 <= ev["metrics"]["test_accuracy"] <= 1.0
-
-
-def test_pc_head_is_private_persistent_per_client_and_keeps_its_momentum():
-    cfg = _cfg("pfedhn_pc")
-    store = RecordDict()
-    theta = _theta(cfg, head=False)
-    client = PFedHNPCClient(0, _data(), cfg, torch.device("cpu"))
-    state = ClientState(store, 0)
-    reply = client.train(_payload(cfg, theta), state, rnd=1)
-    assert set(from_record(reply["arrays"])) == set(theta)  # body only: the head stays home
-    head1 = state.get_tensors("head")
-    buf1 = state.get_tensors("head_opt")
-    assert set(head1) == {"net.3.weight", "net.3.bias"} and set(buf1) == set(head1)
-    client.train(_payload(cfg, theta), state, rnd=2)
-    head2 = state.get_tensors("head")
-    assert not torch.equal(head1["net.3.weight"], head2["net.3.weight"])  # trained further
-    # another client's head starts from its own initialisation
-    other = PFedHNPCClient(1, _data(1), cfg, torch.device("cpu"))
-    h_other, _ = other.head(ClientState(RecordDict(), 1), {})
-    h_zero, _ = PFedHNPCClient(0, _data(), cfg, torch.device("cpu")).head(
-        ClientState(RecordDict(), 0), {})
-    assert not torch.equal(h_other["net.3.weight"], h_zero["net.3.weight"])
-    # the persistent optimizer resumes from the saved momentum buffers
-    head, opt = client.head(state, {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0})
-    assert torch.equal(opt.state[head["net.3.weight"]]["momentum_buffer"],
-                       state.get_tensors("head_opt")["net.3.weight"])
-
-
-def test_pc_head_is_not_clipped_but_the_generated_body_is():
-    torch.manual_seed(0)
-    target = MLP(4, [5], 3)
-    body = {k: v for k, v in target.state_dict().items() if not k.startswith("net.3")}
-    head = {k: nn.Parameter(v.clone()) for k, v in target.state_dict().items()
-            if k.startswith("net.3")}
-    d = _data()
-    opt = torch.optim.SGD(list(head.values()), lr=1.0)
-    new, _ = inner_updates(target, body, d.x_train * 100, d.y_train, steps=1, batch_size=40,
-                           lr=1.0, momentum=0.0, weight_decay=0.0, clip=1e-3,
-                           generator=torch.Generator().manual_seed(0), head=head,
-                           head_optimizer=opt)
-    moved = torch.cat([(body[k] - new[k]).flatten() for k in body]).norm()
-    assert float(moved) <= 1e-3 + 1e-6  # one step of lr 1 with the gradient clipped to 1e-3
-    head_moved = (head["net.3.weight"].detach() - target.state_dict()["net.3.weight"]).norm()
-    assert float(head_moved) > 1e-2

@@ -82,7 +82,7 @@ def _bases(m=2, seed=0):
 def _combine(client, store, bases, steps=30, finetune=0):
     payload = RecordDict({"arrays": to_record(pack_bases(bases)), "config": ConfigRecord(
         {"mix_steps": steps, "mix_lr": 0.1, "finetune_steps": finetune, "finetune_lr": 1e-2})})
-    return client.phase("train", "combine", payload, ClientState(store, 0), 1)
+    return client.exchange("train", "combine", payload, ClientState(store, 0), 1)
 
 
 def test_combine_fits_the_mixture_on_labels_and_commits_the_personal_model():

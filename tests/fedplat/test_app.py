@@ -1,6 +1,7 @@
 """End-to-end runs of the generic ServerApp/ClientApp on the inline backend (no Ray)."""
 
 import json
+import math
 
 import pytest
 
@@ -17,7 +18,7 @@ def test_two_round_run_writes_the_run_directory(tmp_path):
     row = rows[-1]
     for key in ("train_loss", "test_accuracy", "test_accuracy_mean", "val_accuracy",
                 "wall_time_s", "round_time_s", "bytes_down_train", "bytes_up_train"):
-        assert isinstance(row[key], float | int), key
+        assert math.isfinite(row[key]), key
     assert set(row["per_client"]) == {"0", "1", "2", "3"}
     assert 0.0 <= row["per_client"]["2"]["test_accuracy"] <= 1.0
     assert row["per_client"]["2"]["num-examples_train"] > row["per_client"]["2"][
@@ -56,7 +57,7 @@ def test_crashing_client_is_counted_and_the_round_goes_on(tmp_path):
         assert row["failures_train"] == 1 and row["failures_evaluate"] == 0
         assert "injected crash of client 1" in row["per_client"]["1"]["failed_train"]
         assert "failed_train" not in row["per_client"]["0"]
-        assert isinstance(row["test_accuracy"], float)
+        assert math.isfinite(row["test_accuracy"])
 
 
 def test_every_client_failing_stops_the_run_and_keeps_results(tmp_path):
@@ -104,7 +105,7 @@ def test_replies_with_wrong_shapes_or_nan_are_rejected_and_the_round_goes_on(tmp
         assert row["rejected_train"] == 2 and row["failures_train"] == 2
         assert "has shape (1, 40), expected (100, 40)" in row["per_client"]["1"]["failed_train"]
         assert "non-finite values in arrays/" in row["per_client"]["2"]["failed_train"]
-        assert isinstance(row["test_accuracy"], float)  # the global model stayed finite
+        assert math.isfinite(row["test_accuracy"])  # the global model stayed finite
 
 
 def test_offline_clients_are_not_contacted(tmp_path):

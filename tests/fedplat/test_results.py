@@ -1,6 +1,8 @@
 import json
 import math
 
+import pytest
+
 from fedplat.results import RunRecorder, read_rows, summarise
 from tests.helpers import make_cfg
 
@@ -62,3 +64,16 @@ def test_without_timing_drops_only_timing_keys():
              "exchange_s_train": 0.2, "pack_s_evaluate": 0.01, "node_compute_s_train": 0.1,
              "bytes_down_train": 10}]
     assert without_timing(rows) == [{"round": 1, "test_accuracy": 0.5, "bytes_down_train": 10}]
+
+
+def test_summary_reports_final_best_and_per_client_best_f1():
+    rows = [
+        {"round": 1, "test_accuracy": 0.5, "test_f1": 0.4, "test_f1_mean": 0.45,
+         "per_client": {"0": {"test_f1": 0.2}, "1": {"test_f1": 0.7}}},
+        {"round": 2, "test_accuracy": 0.6, "test_f1": 0.6, "test_f1_mean": 0.5,
+         "per_client": {"0": {"test_f1": 0.6}, "1": {"test_f1": 0.4}}},
+    ]
+    f1 = summarise(rows)["f1"]
+    assert f1["final"] == {"round": 2, "f1_mean": 0.5, "f1_pooled": 0.6}
+    assert f1["best"]["round"] == 2
+    assert f1["best_per_client"] == {"f1_mean": pytest.approx(0.65), "clients": 2}

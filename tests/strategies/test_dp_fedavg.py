@@ -1,5 +1,7 @@
 """DP-FedAvg on the wire: uploads are w_0 plus a clipped update; bad input."""
 
+import math
+
 import pytest
 import torch
 
@@ -20,7 +22,7 @@ def test_captured_upload_is_the_clipped_update(tmp_path):
     norm = torch.sqrt(sum((w1[k] - w0[k]).double().pow(2).sum() for k in w0))
     assert float(norm) == pytest.approx(0.01, rel=1e-4)
     assert cap.main.reply["metrics"]["dp_update_norm"] > 0.01  # it was clipped
-    assert rows[-1]["test_accuracy"] == rows[-1]["test_accuracy"]
+    assert math.isfinite(rows[-1]["test_accuracy"])
 
 
 @pytest.mark.parametrize(("override", "match"), [("strategy.clip=0", "strategy.clip"),

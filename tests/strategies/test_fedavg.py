@@ -1,3 +1,5 @@
+"""FedAvg: the update by hand, one shared payload, (un)weighted averaging, graph runs."""
+
 import pytest
 import torch
 from flwr.app import MetricRecord, RecordDict
@@ -5,7 +7,7 @@ from flwr.app import MetricRecord, RecordDict
 from fedplat.records import from_record, to_record
 from fedplat.strategy import ClientInfo
 from strategies.fedavg import FedAvg, fedavg_update
-from tests.helpers import make_cfg
+from tests.helpers import check_graph_baseline_run, make_cfg
 
 
 def test_fedavg_update_hand_computed():
@@ -41,14 +43,6 @@ def test_strategy_sends_one_shared_global_record_and_aggregates():
                                                    ** 0.5, rel=1e-5)
 
 
-def test_sampling_respects_fraction_and_seed():
-    s = _strategy(10, "strategy.fraction_train=0.3")
-    a, b = s.sample_train(1), s.sample_train(1)
-    assert a == b and len(a) == 3 and a == sorted(a)
-    assert any(s.sample_train(r) != a for r in range(2, 6))
-    assert s.sample_evaluate(1) == list(range(10))
-
-
 def test_server_lr_must_be_positive():
     from fedplat.errors import UserError
 
@@ -65,3 +59,8 @@ def test_unweighted_option_averages_clients_equally():
     s.aggregate_train(1, replies, {})
     for k, v in sent.items():
         assert torch.allclose(s.global_state[k], v + 2.0)  # weighted would give v + 3.0
+
+
+def test_graph_run_with_metrics_sent_after_local_training(tmp_path):
+    pytest.importorskip("pymetis")
+    check_graph_baseline_run(tmp_path, "fedavg")

@@ -1,5 +1,7 @@
 """FedExP's global rate by hand, and its reference model (the current global model, P6)."""
 
+import math
+
 import pytest
 import torch
 from flwr.app import MetricRecord, RecordDict
@@ -8,7 +10,7 @@ from fedplat.errors import UserError
 from fedplat.records import from_record, to_record
 from fedplat.strategy import ClientInfo
 from strategies.fedexp import FedExP, fedexp_rate
-from tests.helpers import make_cfg
+from tests.helpers import make_cfg, run_inline
 
 
 def test_fedexp_rate_hand_computed():
@@ -49,3 +51,15 @@ def test_reference_is_the_current_global_model():
 def test_eps_must_be_non_negative():
     with pytest.raises(UserError, match=r"strategy\.eps=-1"):
         make_cfg("strategy=fedexp", "strategy.eps=-1")
+
+
+def test_runs_and_logs_rates(tmp_path):
+    summary, rows = run_inline(
+        tmp_path, "strategy=fedexp", "num_clients=4", "strategy.fraction_train=0.5",
+        "strategy.fraction_evaluate=0.5", "num_rounds=2", "model=mlp", "model.hidden=[8]",
+        "client.local_epochs=1", "client.batch_size=64", "client.lr=0.05")
+    assert summary["status"] == "completed" and len(rows) == 2
+    for r in rows:
+        assert r["lr_global"] > 0 and r["lr_client_mean"] == r["lr_local"]
+        assert math.isfinite(r["test_accuracy"])
+    assert (tmp_path / "rates.png").is_file()

@@ -6,7 +6,6 @@ import os
 import pytest
 import torch
 from flwr.app import MetricRecord, RecordDict
-from torch import nn
 
 from fedplat.cli import main
 from fedplat.errors import UserError
@@ -202,59 +201,6 @@ def test_sl_keeps_its_rate_across_rounds_unless_reset():
             assert sent == 0.01  # released code: the adjustment is discarded (P1)
 
 
-def test_weighted_and_unweighted_average():
-    un = _strategy("strategy.variant=G")
-    x0 = un.vector(un.global_state).clone()
-    _round(un, 1, {0: 0.0, 1: 0.04}, n={0: 1, 1: 3})
-    assert torch.allclose(un.vector(un.global_state), x0 + 0.02)
-    w = _strategy("strategy.variant=G", "strategy.weighted_avg=true")
-    _round(w, 1, {0: 0.0, 1: 0.04}, n={0: 1, 1: 3})
-    assert torch.allclose(w.vector(w.global_state), x0 + 0.03)
-
-
-class _WithBuffers(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(2, 2)
-        self.bn = nn.BatchNorm1d(2)
-
-    def forward(self, x):
-        return self.bn(self.lin(x))
-
-
-def test_buffers_are_averaged_and_left_out_of_the_rule():
-    torch.manual_seed(0)
-    s = _strategy("strategy.variant=G", "strategy.eta_g0=2.0", model=_WithBuffers())
-    assert s.trainable == ["lin.weight", "lin.bias", "bn.weight", "bn.bias"]
-    g0 = {k: v.clone() for k, v in s.global_state.items()}
-    payloads = s.configure_train(1, [0, 1])
-    sent = from_record(payloads[0]["arrays"])
-    replies = {}
-    for c, shift in ((0, 1.0), (1, 3.0)):
-        state = {k: (v + shift if v.is_floating_point() else v + int(shift))
-                 for k, v in sent.items()}
-        replies[c] = _reply(state)
-    s.aggregate_train(1, replies, {})
-    new = s.global_state
-    assert torch.allclose(new["lin.weight"], g0["lin.weight"] + 2.0 * 2.0)  # eta_g0 * Delta
-    assert torch.allclose(new["bn.running_mean"], g0["bn.running_mean"] + 2.0)  # plain mean
-    assert torch.allclose(new["bn.running_var"], g0["bn.running_var"] + 2.0)
-    assert int(new["bn.num_batches_tracked"]) == int(g0["bn.num_batches_tracked"]) + 2
-    assert new["bn.num_batches_tracked"].dtype == torch.long
-
-
-def test_non_finite_client_is_ignored_and_counted():
-    s = _strategy("strategy.variant=G")
-    x0 = s.vector(s.global_state).clone()
-    payloads = s.configure_train(1, [0, 1])
-    sent = from_record(payloads[0]["arrays"])
-    good = {k: v + 0.01 for k, v in sent.items()}
-    poisoned = {k: torch.full_like(v, math.nan) for k, v in sent.items()}
-    m = s.aggregate_train(1, {0: _reply(good), 1: _reply(poisoned)}, {})
-    assert m["nonfinite_clients"] == 1
-    assert torch.allclose(s.vector(s.global_state), x0 + 0.01)
-
-
 def test_non_finite_hypergradient_is_skipped_and_counted(caplog):
     s = _strategy("strategy.variant=G+SL", "strategy.hyper_lr=1e308")
     _round(s, 1, {0: 0.01})
@@ -264,23 +210,6 @@ def test_non_finite_hypergradient_is_skipped_and_counted(caplog):
     assert m2["lr_global"] == 1.0 and math.isfinite(m2["update_norm"])
     assert all(torch.isfinite(v).all() for v in s.global_state.values())
     assert "non-finite global hypergradient" in caplog.text
-
-
-def test_client_rate_statistics_in_round_metrics():
-    s = _strategy("strategy.variant=G")
-    payloads = s.configure_train(1, [0, 1, 2])
-    sent = from_record(payloads[0]["arrays"])
-    replies = {}
-    for c, (final, lo, hi) in enumerate(((0.02, 0.01, 0.02), (0.005, 0.001, 0.01),
-                                         (0.01, 0.01, 0.03))):
-        replies[c] = RecordDict({"arrays": to_record(sent), "metrics": MetricRecord(
-            {"num-examples": 5, "lr_final": final, "lr_min": lo, "lr_max": hi,
-             "cl_floor_hits": c, "cl_nonfinite": 0})})
-    m = s.aggregate_train(1, replies, {})
-    assert m["lr_client_mean"] == pytest.approx(0.035 / 3)
-    assert (m["lr_client_min"], m["lr_client_max"]) == (0.005, 0.02)
-    assert (m["lr_client_step_min"], m["lr_client_step_max"]) == (0.001, 0.03)
-    assert m["cl_floor_hits_total"] == 3 and m["cl_nonfinite_total"] == 0
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
 """HyperFL server: what crosses the wire, aggregation, sampling, message sizes, bad input."""
 
+import math
+
 import pytest
 import torch
 
@@ -13,7 +15,7 @@ from fedplat.results import RunRecorder
 from fedplat.runtime.inline import run_inline as run_grid
 from fedplat.strategy import ClientInfo
 from strategies.hyperfl import HyperFL, body_spec, hyperfl_aggregate
-from tests.helpers import make_cfg
+from tests.helpers import check_cli_rejects, check_hypernetwork_run_on_images, make_cfg
 
 SMALL = ("strategy=hyperfl", "model=mlp", "model.hidden=[8]", "strategy.hypernet.embed_dim=4",
          "strategy.hypernet.hidden=6", "strategy.local_epochs=1", "num_clients=3",
@@ -46,7 +48,7 @@ def test_only_hypernetwork_parameters_leave_the_client(tmp_path):
         else:
             assert set(content.keys()) == {"metrics"}
         assert not content.config_records  # nothing hidden in a config record either
-        assert all(isinstance(v, int | float) for m in content.metric_records.values()
+        assert all(math.isfinite(v) for m in content.metric_records.values()
                    for v in m.values())
         # the private tensors and the extractor generated from them appear nowhere
         v = private["embedding"]["v"]
@@ -103,3 +105,40 @@ def test_bad_input_is_one_line(overrides, message):
     with pytest.raises(UserError, match=message) as err:
         make_cfg("strategy=hyperfl", *overrides)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("dataset", ["digits", "mnist"])
+def test_runs_on_image_datasets(tmp_path, dataset):
+    check_hypernetwork_run_on_images(tmp_path, "hyperfl", dataset)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["strategy.hypernet.embed_dim=-3"],
+     "strategy.hypernet.embed_dim=-3 must be"),
+    (["strategy.hypernet.hidden=0"],
+     "strategy.hypernet.hidden=0 must be"),
+    (["model=mlp", "model.hidden=[]"],
+     "single layer"),
+])
+def test_bad_input_on_the_command_line_is_one_line_and_exit_2(args, message, capsys,
+                                                              monkeypatch, tmp_path):
+    check_cli_rejects(["strategy=hyperfl", *args], message, capsys, monkeypatch, tmp_path)
+
+
+def test_beats_fedavg_on_two_classes_per_client(mnist1d_two_class_run):
+    fedavg = mnist1d_two_class_run("fedavg")[0]["final"]["accuracy"]
+    ours = mnist1d_two_class_run("hyperfl")[0]["final"]["accuracy"]
+    assert ours > fedavg + 0.1, (ours, fedavg)
+
+
+def test_uploads_dwarf_fedavgs_and_the_paper_metric_is_logged(mnist1d_two_class_run):
+    fedavg_rows = mnist1d_two_class_run("fedavg")[1]
+    summary, hyper_rows = mnist1d_two_class_run("hyperfl")
+    up_f = fedavg_rows[0]["per_client"]["0"]["bytes_up_train"]
+    up_h = hyper_rows[0]["per_client"]["0"]["bytes_up_train"]
+    # the hypernetwork (32-wide heads over the 1,642-weight body) vs the 1,642 + 330 target
+    assert up_h > 10 * up_f
+    assert hyper_rows[0]["bytes_down_train"] == hyper_rows[0]["bytes_up_train"]
+    paper = summary["strategy_summary"]["paper"]
+    assert paper["final"]["accuracy_mean"] == pytest.approx(summary["final"]["accuracy_mean"])
+    assert {"acc_pre_mean", "acc_post_mean", "loss_a"} <= set(hyper_rows[-1])

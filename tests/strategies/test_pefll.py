@@ -19,7 +19,7 @@ from strategies.pefll import (
     normalise,
     server_gradients,
 )
-from tests.helpers import make_cfg
+from tests.helpers import check_cli_rejects, check_hypernetwork_run_on_images, make_cfg
 
 INFO = DatasetInfo("toy", (5,), 3, "vector", 50)
 
@@ -112,7 +112,7 @@ def test_unseen_clients_never_train_and_are_reported_apart(tmp_path, monkeypatch
             control = message.content[CONTROL]
             cid = int(control["cid"])
             messages.append((cid, message.metadata.message_type,
-                             str(control.get("phase", ""))))
+                             str(control.get("exchange", ""))))
             current.append(cid)
         try:
             return client_app(message, context)
@@ -174,3 +174,38 @@ def test_batched_generation_equals_one_client_at_a_time():
         sent = from_record(payloads[cid]["arrays"])
         for name, tensor in strategy.generate(strategy.u[cid]).items():
             torch.testing.assert_close(sent[name], tensor)
+
+
+@pytest.mark.parametrize("dataset", ["digits", "mnist"])
+def test_runs_on_image_datasets(tmp_path, dataset):
+    check_hypernetwork_run_on_images(tmp_path, "pefll", dataset)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["strategy.hypernet.hidden=0"],
+     "strategy.hypernet.hidden=0 must be"),
+    (["dataset=digits", "model=lenet"],
+     "model 'lenet' cannot take the 1x8x8 inputs"),
+    (["strategy.unseen_fraction=1.0"],
+     "strategy.unseen_fraction=1.0 is out of range"),
+    (["strategy.unseen_fraction=-0.2"],
+     "strategy.unseen_fraction=-0.2 is out of range"),
+])
+def test_bad_input_on_the_command_line_is_one_line_and_exit_2(args, message, capsys,
+                                                              monkeypatch, tmp_path):
+    check_cli_rejects(["strategy=pefll", *args], message, capsys, monkeypatch, tmp_path)
+
+
+def test_beats_fedavg_on_two_classes_per_client(mnist1d_two_class_run):
+    fedavg = mnist1d_two_class_run("fedavg")[0]["final"]["accuracy"]
+    ours = mnist1d_two_class_run("pefll")[0]["final"]["accuracy"]
+    assert ours > fedavg + 0.1, (ours, fedavg)
+
+
+def test_reports_seen_and_unseen_accuracy(mnist1d_two_class_run):
+    summary, rows = mnist1d_two_class_run("pefll")
+    paper = summary["strategy_summary"]["paper"]
+    for key in ("seen_test_accuracy", "unseen_test_accuracy"):
+        assert 0.5 < paper["best"][key] <= 1.0, key
+    assert summary["strategy_summary"]["unseen_clients"] == [8, 9]
+    assert rows[-1]["num_train_clients"] == 5 and rows[-1]["complete_clients"] == 5

@@ -16,7 +16,7 @@ from strategies.pfedhn import (
     seen_unseen,
     server_optimizer,
 )
-from tests.helpers import make_cfg
+from tests.helpers import check_cli_rejects, check_hypernetwork_run_on_images, make_cfg
 
 
 def _model(n=3, seed=0):
@@ -155,7 +155,6 @@ def test_one_client_per_round_from_training_clients_then_novel_round_robin():
                                         r">= 0"),
     (["strategy.hypernet.max_params=1000"], r"would have .* parameters, above "
                                             r"strategy.hypernet.max_params"),
-    (["strategy=pfedhn_pc", "model=mlp", "model.hidden=[]"], r"single layer"),
     (["strategy.clients_per_round=11"], r"strategy.clients_per_round=11 is out of range"),
     (["strategy.novel_fraction=1.0"], r"strategy.novel_fraction=1.0 is out of range"),
     (["strategy.novel_fraction=0.2"], r"set strategy.novel_rounds >= 1"),
@@ -201,3 +200,33 @@ def test_strategy_payloads_use_the_batched_targets(tmp_path):
         sent = from_record(payloads[cid]["arrays"])
         for name, tensor in strategy.generate(cid).items():
             torch.testing.assert_close(sent[name], tensor)
+
+
+@pytest.mark.parametrize("dataset", ["digits", "mnist"])
+def test_runs_on_image_datasets(tmp_path, dataset):
+    check_hypernetwork_run_on_images(tmp_path, "pfedhn", dataset)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["strategy.hypernet.embed_dim=0"],
+     "strategy.hypernet.embed_dim=0 must be"),
+    (["strategy.hypernet.max_params=1000"],
+     "above strategy.hypernet.max_params"),
+])
+def test_bad_input_on_the_command_line_is_one_line_and_exit_2(args, message, capsys,
+                                                              monkeypatch, tmp_path):
+    check_cli_rejects(["strategy=pfedhn", *args], message, capsys, monkeypatch, tmp_path)
+
+
+def test_beats_fedavg_on_two_classes_per_client(mnist1d_two_class_run):
+    fedavg = mnist1d_two_class_run("fedavg")[0]["final"]["accuracy"]
+    ours = mnist1d_two_class_run("pfedhn")[0]["final"]["accuracy"]
+    assert ours > fedavg + 0.1, (ours, fedavg)
+
+
+def test_sends_one_target_down_and_its_delta_up(mnist1d_two_class_run):
+    summary, rows = mnist1d_two_class_run("pfedhn")
+    assert all(r["num_train_clients"] == 1 for r in rows)
+    assert rows[0]["bytes_down_train"] == rows[0]["bytes_up_train"] > 0
+    best = summary["strategy_summary"]["paper"]["best"]
+    assert {"seen_test_accuracy", "seen_val_accuracy", "client_min", "client_std"} <= set(best)

@@ -8,6 +8,9 @@ and `conf/dataset/<name>.yaml`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -41,9 +44,36 @@ def get_spec(name: str) -> DatasetSpec:
                         f"{', '.join(sorted(DATASETS))})") from None
 
 
+#: False inside `without_data_files`: dataset_info answers from the declared shapes.
+_READ_DATA_FILES: ContextVar[bool] = ContextVar("fedplat_read_data_files", default=True)
+
+
+@contextlib.contextmanager
+def without_data_files() -> Iterator[None]:
+    """Inside this block no data file is read to describe a dataset.
+
+    `dataset_info` returns the declared shapes of a file-based dataset and validation skips
+    what needs the data itself (absent files, a graph's partition), so that a config can be
+    checked on a machine without the data (`fedplat.config.prepare(cfg, check_data=False)`).
+    """
+    token = _READ_DATA_FILES.set(False)
+    try:
+        yield
+    finally:
+        _READ_DATA_FILES.reset(token)
+
+
+def reads_data_files(name: str) -> bool:
+    """Whether describing dataset `name` may read its files now (see `without_data_files`)."""
+    return _READ_DATA_FILES.get() or get_spec(name).declared is None
+
+
 def dataset_info(ds: DictConfig) -> DatasetInfo:
     """Shapes and sizes of the configured dataset (raises if it is not available)."""
-    return get_spec(str(ds.name)).info(ds)
+    spec = get_spec(str(ds.name))
+    if spec.declared is not None and not _READ_DATA_FILES.get():
+        return spec.declared(ds)
+    return spec.info(ds)
 
 
 def load_raw(ds: DictConfig, cache: Path) -> RawDataset | GraphDataset:
@@ -54,4 +84,4 @@ def load_raw(ds: DictConfig, cache: Path) -> RawDataset | GraphDataset:
 
 
 __all__ = ["DATASETS", "DatasetInfo", "DatasetSpec", "GraphDataset", "RawDataset",
-           "dataset_info", "get_spec", "load_raw"]
+           "dataset_info", "get_spec", "load_raw", "reads_data_files", "without_data_files"]

@@ -18,6 +18,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from fedplat.data import sources
+from fedplat.data.base import GRAPH, DatasetInfo
 from fedplat.data.graphs import RawGraph, graph_spec
 from fedplat.errors import UserError
 
@@ -105,5 +106,17 @@ def load_pyg(src: PygSource, ds: DictConfig, cache: Path) -> RawGraph:
                     data.edge_index.numpy().astype(np.int64), src.num_classes)
 
 
-SPECS = tuple(graph_spec(name, functools.partial(load_pyg, src))
+#: Nodes of each published graph (before `dataset.lcc` keeps its largest component).
+PYG_NUM_NODES: dict[str, int] = {"cora": 2708, "citeseer": 3327, "pubmed": 19717,
+                                 "computers": 13752, "photo": 7650}
+
+
+def declared(name: str, ds: DictConfig) -> DatasetInfo:
+    """A graph's info without reading its files: features and classes, all its nodes."""
+    src = PYG_SOURCES[name]
+    return DatasetInfo(name, (src.num_features,), src.num_classes, GRAPH, PYG_NUM_NODES[name])
+
+
+SPECS = tuple(graph_spec(name, functools.partial(load_pyg, src),
+                         declared=functools.partial(declared, name))
               for name, src in PYG_SOURCES.items())

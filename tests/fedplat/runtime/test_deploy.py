@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from fedplat.runtime import certs
 from fedplat.runtime.deploy import LoopbackFederation
 from tests.helpers import run_inline
 
@@ -55,17 +54,3 @@ def test_tls_with_authenticated_supernodes_and_a_refused_stranger(tmp_path):
         code = stranger.wait(timeout=120)
         assert code != 0
         assert "Failed to activate SuperNode" in fed.log("node-0-key2.log")
-
-
-def test_certificates_are_valid_for_the_hosts(tmp_path):
-    from cryptography import x509
-
-    made = certs.generate(tmp_path, ["10.1.2.3", "link.example"], num_nodes=2)
-    cert = x509.load_pem_x509_certificate(made.server_cert.read_bytes())
-    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert "link.example" in san.get_values_for_type(x509.DNSName)
-    assert {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} >= {"10.1.2.3",
-                                                                           "127.0.0.1"}
-    ca = x509.load_pem_x509_certificate(made.ca_cert.read_bytes())
-    cert.verify_directly_issued_by(ca)
-    assert made.node_keys[1][1].read_text().startswith("ecdsa-sha2-nistp384 ")

@@ -1,0 +1,47 @@
+"""Run plots: which points are drawn, and the PNG files written (size follows the data)."""
+
+import matplotlib.image as mpimg
+import pytest
+
+from fedplat import plots
+
+PNG = b"\x89PNG\r\n\x1a\n"
+ROWS = [{"round": 1, "test_accuracy": 0.5, "train_loss": 2.0, "test_loss": None},
+        {"round": 2, "train_loss": 1.5},  # not evaluated this round
+        {"round": 3, "test_accuracy": 0.7, "test_accuracy_mean": 0.6, "train_loss": 1}]
+
+
+def _pixels(path):
+    assert path.read_bytes()[:8] == PNG
+    height, width = mpimg.imread(path).shape[:2]
+    return width, height
+
+
+def test_series_keeps_only_rounds_with_a_number():
+    assert plots._series(ROWS, "test_accuracy") == ([1, 3], [0.5, 0.7])
+    assert plots._series(ROWS, "train_loss") == ([1, 2, 3], [2.0, 1.5, 1.0])
+    assert plots._series(ROWS, "test_loss") == ([], [])
+    assert [type(v) for v in plots._series(ROWS, "train_loss")[1]] == [float] * 3  # 1 -> 1.0
+
+
+def test_plot_run_writes_accuracy_and_loss(tmp_path):
+    plots.plot_run(ROWS, tmp_path)
+    assert _pixels(tmp_path / "accuracy.png") == (720, 480)  # 6 x 4 in at 120 dpi
+    assert _pixels(tmp_path / "loss.png") == (720, 480)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    plots.plot_run([], empty)  # nothing logged yet: still two (empty) plots
+    assert _pixels(empty / "accuracy.png") == _pixels(empty / "loss.png") == (720, 480)
+
+
+@pytest.mark.parametrize(("clients", "width"), [(4, 720), (40, 1200), (100, 2880)])
+def test_label_distribution_widens_with_the_clients_up_to_a_cap(tmp_path, clients, width):
+    counts = [[c % 3, 1, 2] for c in range(clients)]
+    plots.plot_label_distribution(counts, tmp_path / "labels.png")
+    assert _pixels(tmp_path / "labels.png") == (width, 480)
+
+
+def test_overlay_draws_one_curve_per_run(tmp_path):
+    path = tmp_path / "overlay.png"
+    plots.plot_overlay({"a": ROWS, "b": ROWS[:1]}, path)
+    assert _pixels(path) == (840, 540)  # 7 x 4.5 in at 120 dpi
