@@ -9,7 +9,7 @@ start, imports): seconds per round, rounds per second, and the split of the work
 into local training, exchange (reading neighbours' messages + mixing), evaluation on the
 global test set and consensus distance. As the reference measured in the same run it times a
 plain PyTorch loop that trains the same number of models one after another on the same data
-(`fedplat.training.train`, no exchange, no evaluation): `ratio_vs_loop` = P2P round time /
+(`fedplat.training.loops.train`, no exchange, no evaluation): `ratio_vs_loop` = P2P round time /
 loop time. Everything needed to compare machines is printed as JSON (and written with --out):
 the machine's cores and load average before and after, torch and Ray versions, the config.
 """
@@ -31,11 +31,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fedplat import seeding
-from fedplat.config import compose, prepare
+from fedplat.config.compose import compose, prepare
+from fedplat.core import seeding
 from fedplat.models import build_model
-from fedplat.results import read_rows
-from fedplat.training import make_optimizer, train
+from fedplat.recording.recorder import read_rows
+from fedplat.training.loops import make_optimizer, train
 from simulations.disaster.placement import place_data
 from simulations.disaster.runner import run
 

@@ -44,11 +44,11 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 import torch
 
-from fedplat import ops, seeding
-from fedplat.config import compose, prepare
+from fedplat.config.compose import compose, prepare
+from fedplat.core import ops, seeding
 from fedplat.data import load_federated
 from fedplat.models import build_model
-from fedplat.training import evaluate, make_optimizer, train
+from fedplat.training.loops import evaluate, make_optimizer, train
 
 
 def make_config(num_clients: int, rounds: int, seed: int) -> Any:
@@ -143,8 +143,8 @@ def run_flower(cfg: Any) -> dict[str, Any]:
     from flwr.simulation.run_simulation import _run_simulation
     from flwr.supercore.telemetry import EventType
 
+    from fedplat.config.settings import Settings
     from fedplat.runtime.simulation import backend_config
-    from fedplat.settings import Settings
 
     client_app = ClientApp()
 
@@ -250,7 +250,7 @@ def wire_cost(cfg: Any, clients_per_node: int, repeats: int = 5) -> dict[str, fl
     from flwr.app import ConfigRecord, RecordDict
     from flwr.common.serde import recorddict_to_proto
 
-    from fedplat.records import to_record
+    from fedplat.core.records import to_record
     from fedplat.transport import wire
 
     seeding.seed_torch(int(cfg.seed), seeding.INIT)

@@ -35,9 +35,9 @@ from flwr.app import RecordDict
 from torch import nn
 from typing_extensions import override
 
-from fedplat.client import Client, ClientState, eval_reply, train_reply
-from fedplat.records import from_record
-from fedplat.training import make_optimizer, train
+from fedplat.core.client import Client, ClientState, eval_reply, train_reply
+from fedplat.core.records import from_record
+from fedplat.training.loops import make_optimizer, train
 
 
 @dataclass(frozen=True)

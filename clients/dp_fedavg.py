@@ -9,8 +9,8 @@ from flwr.app import RecordDict
 from typing_extensions import override
 
 from clients.fedavg import FedAvgClient
-from fedplat.client import ClientState, train_reply
-from fedplat.records import from_record
+from fedplat.core.client import ClientState, train_reply
+from fedplat.core.records import from_record
 
 
 def privatize(update: Mapping[str, torch.Tensor], clip: float, noise_multiplier: float,

@@ -13,8 +13,8 @@ import torch
 from flwr.app import RecordDict
 from typing_extensions import override
 
-from fedplat.client import Client, ClientState, eval_reply, train_reply
-from fedplat.records import from_record
+from fedplat.core.client import Client, ClientState, eval_reply, train_reply
+from fedplat.core.records import from_record
 
 
 class FedAvgClient(Client):

@@ -6,8 +6,8 @@ from flwr.app import RecordDict
 from torch import nn
 from typing_extensions import override
 
-from fedplat.client import Client, ClientState, eval_reply
-from fedplat.records import from_record
+from fedplat.core.client import Client, ClientState, eval_reply
+from fedplat.core.records import from_record
 
 
 class FedPerClient(Client):

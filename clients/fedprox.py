@@ -14,8 +14,8 @@ from torch import nn
 from typing_extensions import override
 
 from clients.fedavg import FedAvgClient
-from fedplat.client import ClientState
-from fedplat.records import from_record
+from fedplat.core.client import ClientState
+from fedplat.core.records import from_record
 
 
 def proximal_term(model: nn.Module, anchor: dict[str, torch.Tensor], mu: float) -> torch.Tensor:

@@ -28,9 +28,9 @@ from flwr.app import ArrayRecord, RecordDict
 from torch import nn
 from typing_extensions import override
 
-from fedplat import seeding
-from fedplat.client import Client, ClientState, eval_reply, train_reply
-from fedplat.records import from_record
+from fedplat.core import seeding
+from fedplat.core.client import Client, ClientState, eval_reply, train_reply
+from fedplat.core.records import from_record
 
 log = logging.getLogger("fedplat")
 

@@ -31,7 +31,8 @@ from torch import nn
 from torch.nn import functional as F
 from typing_extensions import override
 
-from fedplat.client import Client, ClientState, eval_reply, train_reply
+from fedplat.core.client import Client, ClientState, eval_reply, train_reply
+from fedplat.core.records import from_record
 from fedplat.models.hypernet import (
     GeneratedModel,
     HyperNetwork,
@@ -39,8 +40,7 @@ from fedplat.models.hypernet import (
     head_names,
     skeleton,
 )
-from fedplat.records import from_record
-from fedplat.training import TrainResult, batches, evaluate
+from fedplat.training.loops import TrainResult, batches, evaluate
 from strategies.hyperfl import body_spec, initial_model
 
 

@@ -6,7 +6,7 @@ from flwr.app import RecordDict
 from torch import nn
 from typing_extensions import override
 
-from fedplat.client import Client, ClientState, eval_reply
+from fedplat.core.client import Client, ClientState, eval_reply
 
 
 class LocalClient(Client):

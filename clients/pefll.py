@@ -19,10 +19,10 @@ from flwr.app import MetricRecord, RecordDict
 from typing_extensions import override
 
 from clients.pfedhn import PFedHNClient, present_classes
-from fedplat.client import ClientState, eval_reply
+from fedplat.core.client import ClientState, eval_reply
+from fedplat.core.records import from_record, to_record
+from fedplat.core.stage import Stage
 from fedplat.models.hypernet import GeneratedModel
-from fedplat.records import from_record, to_record
-from fedplat.stage import Stage
 from strategies.pefll import (
     EmbeddingNet,
     client_vnet_gradient,

@@ -17,10 +17,10 @@ from torch import nn
 from torch.nn import functional as F
 from typing_extensions import override
 
-from fedplat.client import Client, ClientState, eval_reply, train_reply
+from fedplat.core.client import Client, ClientState, eval_reply, train_reply
+from fedplat.core.records import from_record
 from fedplat.models.hypernet import GeneratedModel, functional_forward, skeleton
-from fedplat.records import from_record
-from fedplat.training import TrainResult
+from fedplat.training.loops import TrainResult
 
 
 def batch_indices(n: int, batch_size: int, steps: int, generator: torch.Generator,

@@ -16,8 +16,8 @@ from torch import nn
 from typing_extensions import override
 
 from clients.pfedhn import PFedHNClient
-from fedplat import seeding
-from fedplat.client import ClientState
+from fedplat.core import seeding
+from fedplat.core.client import ClientState
 from fedplat.models.hypernet import head_names
 
 #: Stream id (under seeding.INIT) of the private heads' initialisation.

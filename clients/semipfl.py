@@ -20,10 +20,10 @@ from torch import nn
 from torch.nn import functional as F
 from typing_extensions import override
 
-from fedplat.client import Client, ClientState, eval_reply, train_reply
-from fedplat.records import from_record
-from fedplat.stage import Stage
-from fedplat.training import TrainResult, evaluate
+from fedplat.core.client import Client, ClientState, eval_reply, train_reply
+from fedplat.core.records import from_record
+from fedplat.core.stage import Stage
+from fedplat.training.loops import TrainResult, evaluate
 from strategies.semipfl import (
     COMBINE,
     AutoEncoder,

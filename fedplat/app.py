@@ -26,12 +26,12 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from omegaconf import DictConfig
 
-from fedplat.config import compose, prepare
+from fedplat.config.compose import compose, prepare
+from fedplat.core.records import CONTROL
+from fedplat.core.stage import Stage
 from fedplat.errors import RunAborted
-from fedplat.records import CONTROL
-from fedplat.results import RunRecorder
+from fedplat.recording.recorder import RunRecorder
 from fedplat.server import Server
-from fedplat.stage import Stage
 from fedplat.transport import node
 
 log = logging.getLogger("fedplat")

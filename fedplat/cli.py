@@ -21,10 +21,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat.config import compose, import_object, parse_overrides, prepare
-from fedplat.conftree import CONF_DIR
+from fedplat.config.compose import compose, import_object, parse_overrides, prepare
+from fedplat.config.settings import resume_dir
+from fedplat.config.tree import CONF_DIR
 from fedplat.errors import RunAborted, UserError
-from fedplat.settings import resume_dir
 
 log = logging.getLogger("fedplat")
 

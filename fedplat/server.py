@@ -24,14 +24,15 @@ from flwr.app import RecordDict
 from flwr.serverapp import Grid
 from omegaconf import DictConfig
 
-from fedplat import checkpoint, records
-from fedplat.config import import_object, to_json
+from fedplat.config.compose import import_object, to_json
+from fedplat.core import records
+from fedplat.core.records import metrics_of
+from fedplat.core.stage import MAIN, Stage
+from fedplat.core.strategy import Strategy
 from fedplat.errors import RunAborted
 from fedplat.privacy.capture import MessageCapture
-from fedplat.records import metrics_of
-from fedplat.results import RunRecorder
-from fedplat.stage import MAIN, Stage
-from fedplat.strategy import Strategy
+from fedplat.recording import checkpoint
+from fedplat.recording.recorder import RunRecorder
 from fedplat.transport import faults, placement
 from fedplat.transport.exchange import ExchangeResult, Transport
 from fedplat.transport.observers import CaptureObserver, Ledger

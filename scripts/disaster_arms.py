@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fedplat.config import compose, prepare
-from fedplat.results import read_rows
+from fedplat.config.compose import compose, prepare
+from fedplat.recording.recorder import read_rows
 from simulations.disaster import plots
 from simulations.disaster.runner import run
 

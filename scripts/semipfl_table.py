@@ -50,7 +50,7 @@ def overrides(method: str, users: int, ratio: float, seed: int, args: argparse.N
 
 def run_one(name: str, ov: list[str], out: Path) -> dict[str, Any]:
     """Run (or reuse) one configuration; return its summary."""
-    from fedplat.config import compose, prepare
+    from fedplat.config.compose import compose, prepare
     from simulations.centralized import run
 
     run_dir = out / name

@@ -8,12 +8,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from fedplat import checkpoint
 from fedplat.app import client_app, make_server_app
-from fedplat.config import import_object
+from fedplat.config.compose import import_object
 from fedplat.data import load_federated
 from fedplat.errors import UserError
-from fedplat.results import RunRecorder
+from fedplat.recording import checkpoint
+from fedplat.recording.recorder import RunRecorder
 from fedplat.runtime import launch
 
 #: The two classes of a centralized algorithm, named in conf/strategy/<name>.yaml.
@@ -21,7 +21,7 @@ STRATEGY_KEYS: tuple[str, ...] = ("_target_", "client_target")
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Check what a centralized run reads (the hook `fedplat.config.validate` calls).
+    """Check what a centralized run reads (the hook `fedplat.config.compose.validate` calls).
 
     A centralized run needs a server class (`strategy._target_`) and a client class
     (`strategy.client_target`); both must import, and each checks its own keys through its

@@ -14,7 +14,7 @@ from flwr.app import ConfigRecord, RecordDict
 from omegaconf import DictConfig
 from typing_extensions import override
 
-from fedplat.checks import check_float
+from fedplat.config.checks import check_float
 from strategies.fedavg import FedAvg
 
 

@@ -21,8 +21,8 @@ import torch
 from omegaconf import DictConfig
 from typing_extensions import override
 
-from fedplat.checks import check_float
-from fedplat.strategy import ClientInfo
+from fedplat.config.checks import check_float
+from fedplat.core.strategy import ClientInfo
 from strategies.server_opt import RoundInput, ServerOpt, check_bool
 
 Vec = torch.Tensor

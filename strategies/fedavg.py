@@ -14,12 +14,12 @@ from flwr.app import ConfigRecord, RecordDict
 from omegaconf import DictConfig
 from typing_extensions import override
 
-from fedplat import ops, records
-from fedplat.checks import check_float
+from fedplat.config.checks import check_float
+from fedplat.core import ops, records
+from fedplat.core.records import from_record, metrics_of, to_record
+from fedplat.core.stage import Stage
+from fedplat.core.strategy import ClientInfo, Strategy
 from fedplat.errors import UserError
-from fedplat.records import from_record, metrics_of, to_record
-from fedplat.stage import Stage
-from fedplat.strategy import ClientInfo, Strategy
 
 
 def fedavg_update(global_state: ops.State, client_states: dict[int, ops.State],

@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig
 from typing_extensions import override
 
-from fedplat.checks import check_float
+from fedplat.config.checks import check_float
 from strategies.server_opt import RoundInput, ServerOpt
 
 

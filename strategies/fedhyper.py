@@ -24,9 +24,9 @@ import torch
 from omegaconf import DictConfig
 from typing_extensions import override
 
-from fedplat.checks import check_choice, check_float
+from fedplat.config.checks import check_choice, check_float
+from fedplat.core.strategy import ClientInfo
 from fedplat.errors import UserError
-from fedplat.strategy import ClientInfo
 from strategies.server_opt import RoundInput, ServerOpt, check_bool, check_bounds
 
 log = logging.getLogger("fedplat")

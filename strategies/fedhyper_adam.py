@@ -14,9 +14,9 @@ import logging
 from omegaconf import DictConfig
 from typing_extensions import override
 
-from fedplat.checks import check_float
+from fedplat.config.checks import check_float
+from fedplat.core.strategy import ClientInfo
 from fedplat.errors import UserError
-from fedplat.strategy import ClientInfo
 from strategies.fedadam import FedAdam
 from strategies.fedhyper import dot, update_hyper
 from strategies.server_opt import RoundInput, check_bool, check_bounds

@@ -14,10 +14,10 @@ from flwr.app import ConfigRecord, RecordDict
 from omegaconf import DictConfig
 from typing_extensions import override
 
-from fedplat import ops
+from fedplat.core import ops
+from fedplat.core.records import to_record
+from fedplat.core.strategy import ClientInfo
 from fedplat.errors import UserError
-from fedplat.records import to_record
-from fedplat.strategy import ClientInfo
 from strategies.fedavg import FedAvg
 
 

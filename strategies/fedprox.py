@@ -11,7 +11,7 @@ from flwr.app import RecordDict
 from omegaconf import DictConfig
 from typing_extensions import override
 
-from fedplat.checks import check_float
+from fedplat.config.checks import check_float
 from strategies.fedavg import FedAvg
 
 

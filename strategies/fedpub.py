@@ -26,12 +26,12 @@ from flwr.app import ConfigRecord, RecordDict
 from omegaconf import DictConfig
 from typing_extensions import override
 
-from fedplat import ops
-from fedplat.checks import check_choice, check_float, check_int
+from fedplat.config.checks import check_choice, check_float, check_int
+from fedplat.core import ops
+from fedplat.core.records import from_record, metrics_of, to_record
+from fedplat.core.strategy import ClientInfo, Strategy
 from fedplat.data.datasets import dataset_info
 from fedplat.errors import UserError
-from fedplat.records import from_record, metrics_of, to_record
-from fedplat.strategy import ClientInfo, Strategy
 
 log = logging.getLogger("fedplat")
 

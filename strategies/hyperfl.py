@@ -24,8 +24,11 @@ from omegaconf import DictConfig
 from torch import nn
 from typing_extensions import override
 
-from fedplat import ops, seeding
-from fedplat.checks import check_choice, check_float, check_int
+from fedplat.config.checks import check_choice, check_float, check_int
+from fedplat.core import ops, seeding
+from fedplat.core.records import from_record, metrics_of, to_record
+from fedplat.core.stage import Stage
+from fedplat.core.strategy import ClientInfo, Strategy
 from fedplat.data.datasets import dataset_info
 from fedplat.errors import UserError
 from fedplat.models import build_model
@@ -37,9 +40,6 @@ from fedplat.models.hypernet import (
     check_target,
     head_names,
 )
-from fedplat.records import from_record, metrics_of, to_record
-from fedplat.stage import Stage
-from fedplat.strategy import ClientInfo, Strategy
 
 #: Stream id (under seeding.INIT) of the one model all clients and the server start from.
 HYPERFL_INIT = 201

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flwr.app import RecordDict
 from typing_extensions import override
 
-from fedplat.strategy import Strategy
+from fedplat.core.strategy import Strategy
 
 
 class Local(Strategy):

@@ -35,15 +35,15 @@ from torch import nn
 from torch.nn import functional as F
 from typing_extensions import override
 
-from fedplat import seeding
-from fedplat.checks import check_choice, check_float, check_int
+from fedplat.config.checks import check_choice, check_float, check_int
+from fedplat.core import seeding
+from fedplat.core.records import from_record, metrics_of, to_record
+from fedplat.core.stage import MAIN, Stage
+from fedplat.core.strategy import ClientInfo, Strategy
 from fedplat.data.datasets import DatasetInfo
 from fedplat.errors import UserError
 from fedplat.models.hypernet import HyperNetwork, vjp
 from fedplat.models.nets import MLP, LeNet
-from fedplat.records import from_record, metrics_of, to_record
-from fedplat.stage import MAIN, Stage
-from fedplat.strategy import ClientInfo, Strategy
 from strategies.pfedhn import (
     MASK_MODES,
     EvalLog,

@@ -27,8 +27,11 @@ from omegaconf import DictConfig
 from torch import nn
 from typing_extensions import override
 
-from fedplat import seeding
-from fedplat.checks import check_choice, check_float, check_int
+from fedplat.config.checks import check_choice, check_float, check_int
+from fedplat.core import seeding
+from fedplat.core.records import from_record, metrics_of, to_record
+from fedplat.core.stage import Stage
+from fedplat.core.strategy import ClientInfo, Strategy
 from fedplat.data.datasets import dataset_info
 from fedplat.errors import UserError
 from fedplat.models import build_model
@@ -43,9 +46,6 @@ from fedplat.models.hypernet import (
     head_names,
     vjp,
 )
-from fedplat.records import from_record, metrics_of, to_record
-from fedplat.stage import Stage
-from fedplat.strategy import ClientInfo, Strategy
 
 #: Stream id (under seeding.INIT) of the server's hypernetwork initialisation.
 HYPERNET_INIT = 101

@@ -39,16 +39,16 @@ from torch import nn
 from torch.nn import functional as F
 from typing_extensions import override
 
-from fedplat import seeding
-from fedplat.checks import check_choice, check_float, check_int
+from fedplat.config.checks import check_choice, check_float, check_int
+from fedplat.core import seeding
+from fedplat.core.records import from_record, metrics_of, to_record
+from fedplat.core.stage import MAIN, Stage
+from fedplat.core.strategy import ClientInfo, Strategy
 from fedplat.data import load_federated
 from fedplat.data.datasets import DatasetInfo, dataset_info
 from fedplat.data.federated import server_shares_of
 from fedplat.errors import UserError
 from fedplat.models.hypernet import TargetSpec, auto_embed_dim, check_size_limit, check_sizes
-from fedplat.records import from_record, metrics_of, to_record
-from fedplat.stage import MAIN, Stage
-from fedplat.strategy import ClientInfo, Strategy
 from strategies.pfedhn import EmbeddedHyperNetwork, pfedhn_step, server_optimizer
 
 #: Stream ids (under seeding.INIT / seeding.SAMPLING) of the server's own randomness.

@@ -32,10 +32,10 @@ from flwr.app import ConfigRecord, RecordDict
 from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
 
-from fedplat import ops
+from fedplat.core import ops
+from fedplat.core.records import from_record, metrics_of, to_record
+from fedplat.core.strategy import ClientInfo, Strategy
 from fedplat.errors import UserError
-from fedplat.records import from_record, metrics_of, to_record
-from fedplat.strategy import ClientInfo, Strategy
 
 log = logging.getLogger("fedplat")
 

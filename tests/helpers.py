@@ -13,7 +13,7 @@ import numpy as np
 
 def make_cfg(*overrides: str) -> Any:
     """Compose and validate a config as the CLI does."""
-    from fedplat.config import compose, prepare
+    from fedplat.config.compose import compose, prepare
 
     return prepare(compose(list(overrides)))
 
@@ -46,8 +46,8 @@ def write_idx_labels(path: Path, labels: Any, compress: bool = True) -> None:
 from flwr.app import RecordDict  # noqa: E402
 
 from clients.fedavg import FedAvgClient  # noqa: E402
-from fedplat.client import ClientState  # noqa: E402
-from fedplat.records import from_record, to_record  # noqa: E402
+from fedplat.core.client import ClientState  # noqa: E402
+from fedplat.core.records import from_record, to_record  # noqa: E402
 
 
 class BadReplyClient(FedAvgClient):
@@ -92,7 +92,7 @@ FLOWER_SHIFTS = [
 
 def server_opt_strategy(cls: Any, name: str, *overrides: str, n: int = 3) -> Any:
     """`cls` set up for `n` clients on a tiny MLP, averaging weighted by samples."""
-    from fedplat.strategy import ClientInfo
+    from fedplat.core.strategy import ClientInfo
 
     s = cls(make_cfg(f"strategy={name}", f"num_clients={n}", "model=mlp", "model.hidden=[3]",
                      "strategy.weighted_avg=true", *overrides))
@@ -152,7 +152,7 @@ GRAPH_RUN = ("dataset=sbm", "dataset.nodes_per_block=60", "partition=metis_disjo
 
 def check_graph_baseline_run(tmp_path: Path, strategy: str) -> None:
     """A 3-round graph run of `strategy` reports after local training and is reproducible."""
-    from fedplat.results import without_timing
+    from fedplat.recording.recorder import without_timing
 
     summary, rows = run_inline(tmp_path / "a", *GRAPH_RUN, f"strategy={strategy}",
                                "num_rounds=3")

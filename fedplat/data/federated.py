@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat import seeding
+from fedplat.core import seeding
 from fedplat.data import sources
 from fedplat.data.base import DatasetInfo, GraphDataset, RawDataset, is_graph
 from fedplat.data.datasets import dataset_info, load_raw, reads_data_files
@@ -151,7 +151,7 @@ class GraphClientData:
 
     Offers the interface of `ClientData` that the generic apps use (`num_train`, `y_train`,
     `y_val`, `y_test`, `info`, `to`); training and evaluation use the whole subgraph as one
-    batch (`fedplat.training.train_graph`). `global_ids` maps local to global node ids.
+    batch (`fedplat.training.loops.train_graph`). `global_ids` maps local to global node ids.
     """
 
     cid: int

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat import seeding
+from fedplat.core import seeding
 from fedplat.data import sources
 from fedplat.data.base import GRAPH, DatasetInfo, DatasetSpec, GraphDataset
 from fedplat.errors import UserError

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from fedplat.checks import check_choice, check_float, check_int, check_int_list
-from fedplat.conftree import CONF_DIR
+from fedplat.config.checks import check_choice, check_float, check_int, check_int_list
+from fedplat.config.tree import CONF_DIR
 from fedplat.data.datasets import DatasetInfo, dataset_info
 from fedplat.errors import UserError
 from fedplat.models.gnn import GCN

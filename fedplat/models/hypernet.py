@@ -230,7 +230,7 @@ class GeneratedModel(nn.Module):
     """A target network running on given tensors, usable wherever a model is expected.
 
     `GeneratedModel(target, params)(x)` is `functional_forward(target, params, x)`: evaluation
-    loops that call `model(x)` (fedplat.training.evaluate) work on generated weights without
+    loops that call `model(x)` (fedplat.training.loops.evaluate) work on generated weights without
     copying them into the target. `logit_mask`, if given, is applied to the logits (e.g. to
     hide classes a client does not hold; see `mask_logits`).
     """

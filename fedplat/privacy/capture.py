@@ -31,8 +31,8 @@ from flwr.common.serde import recorddict_from_proto, recorddict_to_proto
 from flwr.proto.recorddict_pb2 import RecordDict as ProtoRecordDict
 from omegaconf import DictConfig
 
-from fedplat import seeding
-from fedplat.checks import check_int, check_int_list
+from fedplat.config.checks import check_int, check_int_list
+from fedplat.core import seeding
 from fedplat.errors import UserError
 
 if TYPE_CHECKING:  # a type only: the capture stays a leaf below config, data and models

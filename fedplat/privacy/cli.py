@@ -31,8 +31,8 @@ from typing import Any, NoReturn
 import torch
 from omegaconf import DictConfig
 
-from fedplat import seeding
-from fedplat.config import import_object
+from fedplat.config.compose import import_object
+from fedplat.core import seeding
 from fedplat.errors import UserError
 from fedplat.privacy.capture import captured, load_capture
 from fedplat.privacy.inversion import ATTACKS, AttackConfig, invert
@@ -40,7 +40,7 @@ from fedplat.privacy.metrics import score, to_unit
 from fedplat.privacy.report import save_grid
 from fedplat.privacy.threat import ThreatModel
 from fedplat.privacy.truth import knowledge, run_config, true_batch
-from fedplat.results import write_json
+from fedplat.recording.recorder import write_json
 
 #: Seed stream of the attacker's random guesses (its own, not the run's).
 ATTACKER = 9

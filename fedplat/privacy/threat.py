@@ -32,10 +32,10 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 
+from fedplat.core.records import from_record, metrics_of
 from fedplat.data.datasets import DatasetInfo
 from fedplat.errors import UserError
 from fedplat.privacy.capture import Capture
-from fedplat.records import from_record, metrics_of
 
 Tensors = dict[str, torch.Tensor]
 

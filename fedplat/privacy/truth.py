@@ -17,7 +17,7 @@ from fedplat.data import ClientData, FederatedDataset, load_federated
 from fedplat.errors import UserError
 from fedplat.privacy.capture import Capture, attack_batch
 from fedplat.privacy.threat import Knowledge
-from fedplat.results import CONFIG_FILE
+from fedplat.recording.recorder import CONFIG_FILE
 
 
 def run_config(run_dir: Path) -> DictConfig:

@@ -18,7 +18,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 from omegaconf import DictConfig
 
-from fedplat.settings import Settings, SimulationSettings
+from fedplat.config.settings import Settings, SimulationSettings
 
 log = logging.getLogger("fedplat")
 

@@ -27,10 +27,10 @@ from typing import Any, Protocol
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
+from fedplat.core.records import CONTROL, scalar
+from fedplat.core.stage import Stage
+from fedplat.core.strategy import ClientInfo
 from fedplat.errors import RunAborted
-from fedplat.records import CONTROL, scalar
-from fedplat.stage import Stage
-from fedplat.strategy import ClientInfo
 from fedplat.transport import wire
 
 log = logging.getLogger("fedplat")

@@ -13,7 +13,7 @@ import time
 
 from omegaconf import DictConfig
 
-from fedplat import seeding
+from fedplat.core import seeding
 
 _CRASH, _DROP, _SLOW = 0, 1, 2
 

@@ -26,9 +26,11 @@ import torch
 from flwr.app import ConfigRecord, Context, RecordDict
 from omegaconf import DictConfig
 
-from fedplat import checkpoint, seeding
-from fedplat.client import Client, ClientState
-from fedplat.config import from_json, import_object
+from fedplat.config.compose import from_json, import_object
+from fedplat.core import seeding
+from fedplat.core.client import Client, ClientState
+from fedplat.core.records import CONTROL
+from fedplat.core.stage import MAIN, Stage
 from fedplat.data import (
     ClientData,
     FederatedDataset,
@@ -37,8 +39,7 @@ from fedplat.data import (
     load_federated,
 )
 from fedplat.privacy.capture import SUBSET_KEY, restrict
-from fedplat.records import CONTROL
-from fedplat.stage import MAIN, Stage
+from fedplat.recording import checkpoint
 from fedplat.transport import faults, placement, wire
 
 log = logging.getLogger("fedplat")

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fedplat.core.stage import MAIN, Stage
 from fedplat.privacy.capture import MessageCapture
-from fedplat.stage import MAIN, Stage
 from fedplat.transport.exchange import ExchangeEvent
 
 

@@ -4,7 +4,8 @@ A real device is one node serving one client. In simulation a node may serve a g
 clients (`simulation.clients_per_node` = k): node `p` serves clients `p*k .. p*k+k-1`, and the
 work of all of its selected clients travels in one message (`fedplat.transport.wire`).
 Strategies never see this: they reason about client ids only, and every client's private
-state stays namespaced by client id in the node's `Context.state` (`fedplat.client.ClientState`).
+state stays namespaced by client id in the node's `Context.state`
+(`fedplat.core.client.ClientState`).
 """
 
 from __future__ import annotations

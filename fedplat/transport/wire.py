@@ -31,7 +31,7 @@ from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 
-from fedplat.records import CONTROL, scalar
+from fedplat.core.records import CONTROL, scalar
 
 #: Control key marking a packed message.
 GROUP_KEY = "group"

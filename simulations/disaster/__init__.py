@@ -3,7 +3,7 @@
 Flower has no peer-to-peer mode, so this package runs on Ray directly: a pool of Ray actors
 (shards) each owns a subset of the nodes, and models travel between them through Ray's object
 store. `run` and `validate_config` are the scenario's two entry points (fedplat's
-`scenario.runner` names `run`; `fedplat.config.validate` calls `validate_config`). See
+`scenario.runner` names `run`; `fedplat.config.compose.validate` calls `validate_config`). See
 docs/disaster.md.
 """
 

@@ -1,6 +1,6 @@
 """Checks of the disaster scenario's config: one clear line for every mistake.
 
-`validate_config` is this scenario's hook: `fedplat.config.validate` calls it (through
+`validate_config` is this scenario's hook: `fedplat.config.compose.validate` calls it (through
 `simulations.disaster`, the module of `scenario.runner`) after the core's checks, so the CLI
 rejects bad input before any data is loaded or Ray starts (exit code 2). It checks DecAvg's
 settings (`strategy=decavg`), the topology, the data placement, the disruption schedule and
@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat.checks import check_choice, check_float, check_int
+from fedplat.config.checks import check_choice, check_float, check_int
 from fedplat.errors import UserError
 from simulations.disaster.decavg import FALLBACKS, WEIGHT_RULES
 from simulations.disaster.events import build_timeline

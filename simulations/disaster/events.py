@@ -35,7 +35,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from fedplat import seeding
+from fedplat.core import seeding
 from fedplat.errors import UserError
 from simulations.disaster.topology import Topology
 

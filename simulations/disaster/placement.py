@@ -21,7 +21,7 @@ import networkx as nx
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat import seeding
+from fedplat.core import seeding
 from fedplat.data import RawDataset, load_raw
 from fedplat.data import sources as data_sources
 from fedplat.data.partitioners import SampleData, get_partitioner, partition_params

@@ -21,10 +21,10 @@ import networkx as nx
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat import seeding
+from fedplat.core import seeding
 from fedplat.errors import RunAborted, UserError
 from fedplat.models import build_model
-from fedplat.results import RunRecorder
+from fedplat.recording.recorder import RunRecorder
 from simulations.disaster import metrics as M
 from simulations.disaster.events import Timeline, build_timeline, describe_events
 from simulations.disaster.placement import Placement, choose_relays, place_data

@@ -35,10 +35,11 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from fedplat import batched, seeding
+from fedplat.core import seeding
 from fedplat.data import DatasetInfo
 from fedplat.models import build_model
-from fedplat.training import evaluate, make_optimizer, train
+from fedplat.training import batched
+from fedplat.training.loops import evaluate, make_optimizer, train
 from simulations.disaster.decavg import mix, row_weights
 
 

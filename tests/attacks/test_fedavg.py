@@ -10,12 +10,12 @@ from flwr.app import ConfigRecord, MetricRecord, RecordDict
 from torch.nn import functional as F
 
 from attacks.fedavg import FedAvgThreat
+from fedplat.core.records import to_record
 from fedplat.data.datasets import dataset_info
 from fedplat.errors import UserError
 from fedplat.models import build_model
 from fedplat.privacy.capture import Capture, CapturedExchange
 from fedplat.privacy.threat import Knowledge
-from fedplat.records import to_record
 from tests.helpers import make_cfg
 
 

@@ -5,7 +5,7 @@ import torch
 
 from attacks.pfedhn import PFedHNThreat, guess_layers
 from clients.pfedhn_pc import HEAD_INIT
-from fedplat import seeding
+from fedplat.core import seeding
 from fedplat.models import build_model
 from fedplat.models.hypernet import head_names
 

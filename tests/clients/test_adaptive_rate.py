@@ -15,10 +15,10 @@ from clients.adaptive_rate import (
     cl_multiplier,
 )
 from clients.fedavg import FedAvgClient
-from fedplat.client import ClientState
+from fedplat.core.client import ClientState
+from fedplat.core.records import from_record, metrics_of, to_record
+from fedplat.core.strategy import Strategy
 from fedplat.data import load_federated
-from fedplat.records import from_record, metrics_of, to_record
-from fedplat.strategy import Strategy
 from tests.helpers import make_cfg
 
 

@@ -8,10 +8,10 @@ import torch
 from flwr.app import ConfigRecord, RecordDict
 
 from clients.fedavg import FedAvgClient
-from fedplat.client import ClientState
+from fedplat.core.client import ClientState
+from fedplat.core.records import from_record, metrics_of, to_record
 from fedplat.data import ClientData, DatasetInfo
-from fedplat.records import from_record, metrics_of, to_record
-from fedplat.training import make_optimizer, train
+from fedplat.training.loops import make_optimizer, train
 from tests.helpers import make_cfg
 
 INFO = DatasetInfo("toy", (4,), 3, "vector", 90)

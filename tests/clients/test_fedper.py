@@ -5,9 +5,9 @@ import torch
 from flwr.app import ConfigRecord, RecordDict
 
 from clients.fedper import FedPerClient
-from fedplat.client import ClientState
+from fedplat.core.client import ClientState
+from fedplat.core.records import from_record, metrics_of, to_record
 from fedplat.data import ClientData, DatasetInfo, load_federated
-from fedplat.records import from_record, metrics_of, to_record
 from strategies.fedper import FedPer
 from tests.helpers import make_cfg
 

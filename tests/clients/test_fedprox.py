@@ -7,9 +7,9 @@ from torch import nn
 
 from clients.fedavg import FedAvgClient
 from clients.fedprox import FedProxClient, proximal_term
-from fedplat.client import ClientState
+from fedplat.core.client import ClientState
+from fedplat.core.records import from_record, to_record
 from fedplat.data import load_federated
-from fedplat.records import from_record, to_record
 from tests.helpers import make_cfg
 
 

@@ -16,10 +16,10 @@ from clients.fedpub import (
     proxy_graph,
     regularizer,
 )
-from fedplat.client import ClientState
+from fedplat.core.client import ClientState
+from fedplat.core.records import from_record, metrics_of, to_record
 from fedplat.data import load_federated
 from fedplat.models.gnn import GCN
-from fedplat.records import from_record, metrics_of, to_record
 from tests.helpers import make_cfg
 
 pytest.importorskip("pymetis")

@@ -14,11 +14,11 @@ from clients.hyperfl import (
     phase_b_dense,
     phase_b_factored,
 )
-from fedplat.client import ClientState
+from fedplat.core.client import ClientState
+from fedplat.core.records import from_record, to_record
 from fedplat.data import ClientData, DatasetInfo
 from fedplat.models.hypernet import HyperNetwork, TargetSpec, head_names
 from fedplat.models.nets import MLP
-from fedplat.records import from_record, to_record
 from strategies.hyperfl import initial_model, local_config
 from tests.helpers import make_cfg
 

@@ -5,10 +5,10 @@ import torch
 from flwr.app import RecordDict
 
 from clients.local import LocalClient
-from fedplat.client import ClientState
+from fedplat.core.client import ClientState
+from fedplat.core.records import metrics_of
+from fedplat.core.strategy import ClientInfo
 from fedplat.data import ClientData, DatasetInfo, dataset_info
-from fedplat.records import metrics_of
-from fedplat.strategy import ClientInfo
 from strategies.fedavg import FedAvg
 from tests.helpers import make_cfg
 

@@ -4,9 +4,9 @@ import torch
 from flwr.app import RecordDict
 
 from clients.pefll import PeFLLClient
-from fedplat.client import ClientState
+from fedplat.core.client import ClientState
+from fedplat.core.records import from_record, to_record
 from fedplat.data import ClientData, DatasetInfo
-from fedplat.records import from_record, to_record
 from strategies.pefll import build_vnet, client_vnet_gradient, descriptor, descriptor_indices
 from tests.helpers import make_cfg
 

@@ -6,10 +6,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from clients.pfedhn import PFedHNClient, batch_indices, inner_updates
-from fedplat.client import ClientState
+from fedplat.core.client import ClientState
+from fedplat.core.records import from_record, to_record
 from fedplat.data import ClientData, DatasetInfo
 from fedplat.models.nets import MLP
-from fedplat.records import from_record, to_record
 from strategies.pfedhn import inner_config
 from tests.helpers import make_cfg
 

@@ -6,11 +6,11 @@ from torch import nn
 
 from clients.pfedhn import inner_updates
 from clients.pfedhn_pc import HEAD_INIT, PFedHNPCClient
-from fedplat import seeding
-from fedplat.client import ClientState
+from fedplat.core import seeding
+from fedplat.core.client import ClientState
+from fedplat.core.records import from_record, to_record
 from fedplat.data import ClientData, DatasetInfo
 from fedplat.models.nets import MLP
-from fedplat.records import from_record, to_record
 from strategies.pfedhn import inner_config
 from tests.helpers import make_cfg
 

@@ -5,9 +5,9 @@ from flwr.app import ConfigRecord, RecordDict
 from torch.nn import functional as F
 
 from clients.semipfl import SemiPFLClient, train_autoencoder
-from fedplat.client import ClientState
+from fedplat.core.client import ClientState
+from fedplat.core.records import from_record, metrics_of, to_record
 from fedplat.data import ClientData, DatasetInfo
-from fedplat.records import from_record, metrics_of, to_record
 from strategies.semipfl import AutoEncoder, BaseModel, pack_bases
 from tests.helpers import make_cfg
 

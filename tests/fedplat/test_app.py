@@ -7,7 +7,7 @@ import pytest
 
 from fedplat.app import client_app, make_server_app
 from fedplat.errors import RunAborted
-from fedplat.results import RunRecorder
+from fedplat.recording.recorder import RunRecorder
 from fedplat.runtime.inline import run_inline as run_grid
 from tests.helpers import make_cfg, run_inline
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from fedplat.config import compose
+from fedplat.config.compose import compose
 from fedplat.data.datasets import DatasetInfo
 from fedplat.errors import UserError
 from fedplat.models import MODELS, build_model, resolve_auto_model, validate_model_config

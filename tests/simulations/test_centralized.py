@@ -4,7 +4,7 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 from clients.fedavg import FedAvgClient
-from fedplat.config import compose, prepare
+from fedplat.config.compose import compose, prepare
 from fedplat.errors import UserError
 from simulations.centralized import run, validate_config
 from tests.helpers import make_cfg

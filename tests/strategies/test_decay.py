@@ -6,9 +6,9 @@ import pytest
 import torch
 from flwr.app import MetricRecord, RecordDict
 
+from fedplat.core.records import from_record, to_record
+from fedplat.core.strategy import ClientInfo
 from fedplat.errors import UserError
-from fedplat.records import from_record, to_record
-from fedplat.strategy import ClientInfo
 from strategies.decay import Decay, decayed
 from tests.helpers import make_cfg, run_inline
 

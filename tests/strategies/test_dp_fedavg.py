@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
+from fedplat.core.records import from_record
 from fedplat.errors import UserError
 from fedplat.privacy.capture import load_capture
-from fedplat.records import from_record
 from tests.helpers import make_cfg, run_inline
 
 SMALL = ("strategy=dp_fedavg", "num_clients=3", "simulation.torch_threads=1", "model=mlp",

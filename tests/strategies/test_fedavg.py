@@ -4,8 +4,8 @@ import pytest
 import torch
 from flwr.app import MetricRecord, RecordDict
 
-from fedplat.records import from_record, to_record
-from fedplat.strategy import ClientInfo
+from fedplat.core.records import from_record, to_record
+from fedplat.core.strategy import ClientInfo
 from strategies.fedavg import FedAvg, fedavg_update
 from tests.helpers import check_graph_baseline_run, make_cfg
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from fedplat.core.records import from_record
 from fedplat.errors import UserError
-from fedplat.records import from_record
 from strategies.fedper import FedPer, head_prefix, split_head
 from tests.helpers import make_cfg, run_inline
 

@@ -2,9 +2,9 @@
 
 import pytest
 
+from fedplat.core.strategy import ClientInfo
 from fedplat.errors import UserError
-from fedplat.results import without_timing
-from fedplat.strategy import ClientInfo
+from fedplat.recording.recorder import without_timing
 from strategies.fedprox import FedProx
 from tests.helpers import make_cfg, run_inline
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
+from fedplat.core.records import from_record, to_record
 from fedplat.errors import UserError
-from fedplat.records import from_record, to_record
 from strategies.fedpub import (
     FedPub,
     aggregation_weights,

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from fedplat.app import client_app, make_server_app
-from fedplat.client import ClientState
+from fedplat.core.client import ClientState
+from fedplat.core.records import CONTROL, from_record
+from fedplat.core.strategy import ClientInfo
 from fedplat.errors import UserError
 from fedplat.models import build_model
 from fedplat.models.hypernet import HyperNetwork
-from fedplat.records import CONTROL, from_record
-from fedplat.results import RunRecorder
+from fedplat.recording.recorder import RunRecorder
 from fedplat.runtime.inline import run_inline as run_grid
-from fedplat.strategy import ClientInfo
 from strategies.hyperfl import HyperFL, body_spec, hyperfl_aggregate
 from tests.helpers import check_cli_rejects, check_hypernetwork_run_on_images, make_cfg
 

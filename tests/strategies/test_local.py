@@ -4,7 +4,7 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
-from fedplat.strategy import ClientInfo
+from fedplat.core.strategy import ClientInfo
 from fedplat.transport.wire import payload_bytes
 from strategies.local import Local
 from tests.helpers import check_graph_baseline_run, make_cfg

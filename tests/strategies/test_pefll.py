@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from fedplat.app import client_app, make_server_app
+from fedplat.core.records import CONTROL, from_record
 from fedplat.data import DatasetInfo
 from fedplat.errors import UserError
 from fedplat.models.hypernet import HyperNetwork, TargetSpec, clip_by_global_norm, vjp
 from fedplat.models.nets import MLP
-from fedplat.records import CONTROL, from_record
-from fedplat.results import RunRecorder
+from fedplat.recording.recorder import RunRecorder
 from fedplat.runtime.inline import run_inline as run_grid
 from strategies.pefll import (
     EmbeddingNet,
@@ -157,7 +157,7 @@ def test_bad_input_is_one_line(overrides, message):
 
 def test_batched_generation_equals_one_client_at_a_time():
     """The weights of all selected clients come from one hypernetwork pass, same numbers."""
-    from fedplat.strategy import ClientInfo
+    from fedplat.core.strategy import ClientInfo
     from strategies.pefll import PeFLL
 
     cfg = make_cfg("strategy=pefll", "num_clients=6", "model=mlp", "model.hidden=[8]",

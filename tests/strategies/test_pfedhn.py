@@ -124,7 +124,7 @@ def test_group_metrics_and_best_validation_selection():
 
 
 def _strategy(*overrides):
-    from fedplat.strategy import ClientInfo
+    from fedplat.core.strategy import ClientInfo
     from strategies.pfedhn import PFedHN
 
     cfg = make_cfg("strategy=pfedhn", *overrides)
@@ -187,8 +187,8 @@ def test_batched_generation_equals_one_client_at_a_time():
 
 
 def test_strategy_payloads_use_the_batched_targets(tmp_path):
-    from fedplat.records import from_record
-    from fedplat.strategy import ClientInfo
+    from fedplat.core.records import from_record
+    from fedplat.core.strategy import ClientInfo
     from strategies.pfedhn import PFedHN
 
     cfg = make_cfg("strategy=pfedhn", "num_clients=4", "strategy.hypernet.hidden=8",

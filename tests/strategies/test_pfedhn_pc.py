@@ -6,9 +6,9 @@ import pytest
 import torch
 from flwr.app import RecordDict
 
+from fedplat.core.records import from_record, to_record
+from fedplat.core.strategy import ClientInfo
 from fedplat.errors import UserError
-from fedplat.records import from_record, to_record
-from fedplat.strategy import ClientInfo
 from strategies.pfedhn import PFedHN
 from strategies.pfedhn_pc import PFedHNPC
 from tests.helpers import check_cli_rejects, check_hypernetwork_run_on_images, make_cfg

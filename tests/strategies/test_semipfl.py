@@ -10,9 +10,9 @@ import torch
 from flwr.app import MetricRecord, RecordDict
 from torch.nn import functional as F
 
+from fedplat.core.records import to_record
 from fedplat.data import federated
 from fedplat.errors import UserError
-from fedplat.records import to_record
 from strategies import semipfl
 from strategies.pfedhn import pfedhn_step, server_optimizer
 from strategies.semipfl import (
@@ -136,7 +136,7 @@ def test_pack_unpack_round_trip():
 
 
 def _strategy(*overrides):
-    from fedplat.strategy import ClientInfo
+    from fedplat.core.strategy import ClientInfo
 
     s = SemiPFL(make_cfg(*TINY, *overrides))
     s.setup({c: ClientInfo(c, 10, 0, 5) for c in range(4)})
@@ -208,7 +208,7 @@ def test_pooled_sources_give_one_base_model():
 
 
 def _strip(rows):
-    from fedplat.results import without_timing
+    from fedplat.recording.recorder import without_timing
 
     return without_timing(rows)
 

@@ -8,9 +8,9 @@ import torch
 from flwr.app import MetricRecord, RecordDict
 from torch import nn
 
+from fedplat.core.records import from_record, to_record
+from fedplat.core.strategy import ClientInfo
 from fedplat.errors import UserError
-from fedplat.records import from_record, to_record
-from fedplat.strategy import ClientInfo
 from strategies.server_opt import (
     RoundInput,
     ServerOpt,

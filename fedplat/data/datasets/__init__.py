@@ -54,7 +54,7 @@ def without_data_files() -> Iterator[None]:
 
     `dataset_info` returns the declared shapes of a file-based dataset and validation skips
     what needs the data itself (absent files, a graph's partition), so that a config can be
-    checked on a machine without the data (`fedplat.config.prepare(cfg, check_data=False)`).
+    checked on a machine without the data (`fedplat.config.compose.prepare(cfg, check_data=False)`).
     """
     token = _READ_DATA_FILES.set(False)
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from fedplat import seeding
+from fedplat.core import seeding
 from fedplat.data.graphs import RawGraph, check_positive, graph_spec, undirected
 from fedplat.errors import UserError
 

@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from fedplat import seeding
+from fedplat.core import seeding
 from fedplat.data.base import GRAPH, GraphDataset
 from fedplat.data.splits import split_client
 from fedplat.errors import UserError

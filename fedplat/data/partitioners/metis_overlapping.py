@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from fedplat import seeding
+from fedplat.core import seeding
 from fedplat.data.base import GRAPH, GraphDataset
 from fedplat.data.graphs import metis
 from fedplat.data.partitioners.base import GraphPartition, Partitioner, is_int

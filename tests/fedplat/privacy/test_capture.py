@@ -7,6 +7,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from fedplat.app import client_app, make_server_app
+from fedplat.core.records import CONTROL, from_record
 from fedplat.data import load_federated
 from fedplat.errors import UserError
 from fedplat.privacy.capture import (
@@ -20,8 +21,7 @@ from fedplat.privacy.capture import (
     load_capture,
     restrict,
 )
-from fedplat.records import CONTROL, from_record
-from fedplat.results import RunRecorder
+from fedplat.recording.recorder import RunRecorder
 from fedplat.runtime.inline import run_inline as run_grid
 from tests.helpers import make_cfg
 

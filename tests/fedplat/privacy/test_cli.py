@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from attacks.fedavg import FedAvgThreat
 from attacks.hyperfl import HyperFLThreat
 from attacks.pfedhn import PFedHNThreat
-from fedplat.conftree import CONF_DIR
+from fedplat.config.tree import CONF_DIR
 from fedplat.errors import UserError
 from fedplat.privacy.cli import declared_threat_model, main, threat_model
 from fedplat.privacy.threat import ThreatModel

@@ -10,6 +10,7 @@ from flwr.app import ConfigRecord, MetricRecord, RecordDict
 from torch import nn
 from torch.nn import functional as F
 
+from fedplat.core.records import to_record
 from fedplat.errors import UserError
 from fedplat.privacy.capture import Capture, CapturedExchange
 from fedplat.privacy.threat import (
@@ -25,7 +26,6 @@ from fedplat.privacy.threat import (
     soft_cross_entropy,
     upload_distance,
 )
-from fedplat.records import to_record
 
 
 def _t(*values):

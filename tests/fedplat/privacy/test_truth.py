@@ -11,7 +11,7 @@ from fedplat.data import load_federated
 from fedplat.errors import UserError
 from fedplat.privacy.capture import Capture, attack_batch
 from fedplat.privacy.truth import knowledge, run_config, true_batch
-from fedplat.results import CONFIG_FILE
+from fedplat.recording.recorder import CONFIG_FILE
 from tests.helpers import make_cfg
 
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from fedplat.config.settings import Settings
 from fedplat.runtime.simulation import backend_config
-from fedplat.settings import Settings
 from tests.helpers import make_cfg, run_inline
 
 pytestmark = pytest.mark.ray

@@ -12,8 +12,8 @@ from flwr.app import Error, Message, MetricRecord, RecordDict
 from flwr.common.constant import SUPERLINK_NODE_ID, ErrorCode
 from flwr.supercore.task_identity import TaskIdentity
 
-from fedplat.records import to_record
-from fedplat.stage import Stage
+from fedplat.core.records import to_record
+from fedplat.core.stage import Stage
 from fedplat.transport import wire
 from fedplat.transport.exchange import ExchangeEvent, Transport, short_reason
 from fedplat.transport.observers import Ledger

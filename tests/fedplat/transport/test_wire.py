@@ -6,7 +6,7 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-from fedplat.records import CONTROL, to_record
+from fedplat.core.records import CONTROL, to_record
 from fedplat.transport import wire
 from fedplat.transport.wire import payload_bytes
 

@@ -4,7 +4,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from fedplat.cli import main
-from fedplat.config import compose, prepare
+from fedplat.config.compose import compose, prepare
 from fedplat.errors import UserError
 from simulations.disaster import validate_config
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fedplat import seeding
+from fedplat.core import seeding
 from fedplat.data.partitioners.base import SampleData, pooled, presplit
 from fedplat.data.splits import split_client
 from fedplat.errors import UserError

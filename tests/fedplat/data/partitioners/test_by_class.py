@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from fedplat.config import compose
+from fedplat.config.compose import compose
 from fedplat.data.federated import build_federated
 from fedplat.data.partitioners.by_class import PARTITIONER, assign_classes, by_class
 from fedplat.errors import UserError

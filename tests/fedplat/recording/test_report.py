@@ -1,7 +1,7 @@
 import pytest
 
-from fedplat.report import main
-from fedplat.results import RunRecorder
+from fedplat.recording.recorder import RunRecorder
+from fedplat.recording.report import main
 from tests.helpers import make_cfg
 
 

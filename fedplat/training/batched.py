@@ -6,7 +6,7 @@ peer-to-peer nodes) along a leading dimension and vmapping the forward pass turn
 into one batched step; one backward pass over the sum of the per-client mean losses gives every
 client its own gradient (the sum separates by client).
 
-The result equals sequential training (`fedplat.training.train` with `torch.optim.SGD`) up to
+The result equals sequential training (`fedplat.training.loops.train` with `torch.optim.SGD`) up to
 floating-point reassociation (tested):
 
 * each client draws its batch order from its own generator exactly as the sequential loop does
@@ -32,7 +32,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
-from fedplat.training import TrainResult
+from fedplat.training.loops import TrainResult
 
 Params = dict[str, torch.Tensor]
 
@@ -194,7 +194,7 @@ def train_sgd(
     """Train one copy of `model` per client from `start[i]` on `data[i]`, all at once.
 
     Returns each client's trained parameters, a TrainResult per client (as
-    `fedplat.training.train` would report for it alone) and whether its loss stayed finite.
+    `fedplat.training.loops.train` would report for it alone) and whether its loss stayed finite.
     """
     if not supports_batching(model):
         raise ValueError("batched training needs a model without buffers or dropout")

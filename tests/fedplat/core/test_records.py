@@ -5,7 +5,7 @@ import pytest
 import torch
 from flwr.app import Array, ArrayRecord
 
-from fedplat.records import array_values, from_record, non_finite, to_record
+from fedplat.core.records import array_values, from_record, non_finite, to_record
 
 
 @pytest.mark.parametrize("values", [

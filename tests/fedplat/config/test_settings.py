@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat.config import compose, validate
+from fedplat.config.compose import compose, validate
+from fedplat.config.settings import Settings, resume_dir
 from fedplat.errors import UserError
-from fedplat.settings import Settings, resume_dir
 from tests.helpers import make_cfg
 
 _DELETE = object()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fedplat import ops
+from fedplat.core import ops
 
 
 def test_weighted_average_hand_computed_and_order_free():

@@ -2,9 +2,9 @@
 
 The config tree lives in `conf/` (Hydra config groups). `validate` checks every value the core
 uses before anything expensive starts (Ray, data loading): the core groups by building their
-typed `fedplat.settings.Settings`; strategies add their own checks through a
+typed `fedplat.config.settings.Settings`; strategies add their own checks through a
 `validate_config(cfg)` classmethod, datasets and partitioners through their registries, all
-with the checks of `fedplat.checks`. Errors are `UserError`s whose message names the key, the
+with the checks of `fedplat.config.checks`. Errors are `UserError`s whose message names the key, the
 bad value and the fix.
 """
 
@@ -19,10 +19,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat.checks import require
-from fedplat.conftree import CONF_DIR, available
+from fedplat.config.checks import require
+from fedplat.config.settings import Settings
+from fedplat.config.tree import CONF_DIR, available
 from fedplat.errors import UserError
-from fedplat.settings import Settings
 
 #: Config groups a user selects with `group=option` on the command line.
 GROUPS: tuple[str, ...] = (

@@ -21,7 +21,7 @@ from typing import Literal, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat.checks import (
+from fedplat.config.checks import (
     check_bool,
     check_choice,
     check_float,
@@ -36,7 +36,7 @@ MAX_SEED = 2**32 - 1
 
 Optimizer = Literal["sgd", "adam"]
 Backend = Literal["ray", "inline"]
-#: `simulation.clients_per_node` before `fedplat.config.prepare` resolves `auto` to a number.
+#: `simulation.clients_per_node` before `fedplat.config.compose.prepare` resolves `auto`.
 ClientsPerNode = int | Literal["auto"]
 
 _ABSENT = "__absent__"
@@ -176,7 +176,7 @@ class SimulationSettings:
     log_to_driver: bool
     #: Seconds the server waits for every client to connect (120 when the key is absent).
     node_wait_s: float
-    #: Clients per simulated node; 'auto' until `fedplat.config.prepare` resolves it.
+    #: Clients per simulated node; 'auto' until `fedplat.config.compose.prepare` resolves it.
     clients_per_node: ClientsPerNode
 
     @classmethod
@@ -207,7 +207,7 @@ class SimulationSettings:
         """`clients_per_node` as a number (the config must have been through `prepare`)."""
         if self.clients_per_node == "auto":
             raise ValueError("simulation.clients_per_node is still 'auto': build the settings "
-                             "from a config that fedplat.config.prepare has resolved")
+                             "from a config that fedplat.config.compose.prepare has resolved")
         return self.clients_per_node
 
 

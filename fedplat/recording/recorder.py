@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fedplat.settings import Settings
+from fedplat.config.settings import Settings
 
 log = logging.getLogger("fedplat")
 
@@ -227,7 +227,7 @@ class RunRecorder:
     def finish(self, status: str, reason: str | None = None,
                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Close the run: final summary and plots (also after a failure)."""
-        from fedplat import plots
+        from fedplat.recording import plots
 
         self.status, self.reason = status, reason
         self.extra.update(extra or {})

@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from fedplat.results import CONFIG_FILE, SUMMARY_FILE, read_rows
+from fedplat.recording.recorder import CONFIG_FILE, SUMMARY_FILE, read_rows
 
 _IGNORED_KEYS = {"output_dir", "cache_dir"}
 
@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("fedplat-report: error: no run directories (with summary.json) found under "
               f"{', '.join(map(str, args.paths))}", file=sys.stderr)
         raise SystemExit(2)
-    from fedplat.plots import plot_overlay
+    from fedplat.recording.plots import plot_overlay
 
     text, curves = build_report(runs)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -17,12 +17,12 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from omegaconf import DictConfig
 from torch import nn
 
-from fedplat import seeding
+from fedplat.core import seeding
+from fedplat.core.records import from_record, to_record
+from fedplat.core.stage import Stage
 from fedplat.data import ClientData, GraphClientData
 from fedplat.models import build_model
-from fedplat.records import from_record, to_record
-from fedplat.stage import Stage
-from fedplat.training import (
+from fedplat.training.loops import (
     TrainResult,
     evaluate,
     evaluate_graph,
@@ -144,8 +144,8 @@ class Client:
         """Train several clients of one node at once (`simulation.batched=true`), or None.
 
         An algorithm whose clients share an architecture can override this to train them
-        together (see `fedplat.batched`); the result must equal calling `train` on each in turn
-        up to floating-point reassociation. Return one reply or exception per client (an
+        together (see `fedplat.training.batched`); the result must equal calling `train` on each
+        in turn up to floating-point reassociation. Return one reply or exception per client (an
         exception fails that client alone), or None to let the node call `train` per client
         (the default, and the right answer when this round's settings do not allow batching).
         """
@@ -221,7 +221,7 @@ class Client:
         Adam, optimizer state kept across rounds, a model with buffers or dropout); the caller
         then trains one client at a time.
         """
-        from fedplat.batched import ClientBatchData, supports_batching, train_sgd
+        from fedplat.training.batched import ClientBatchData, supports_batching, train_sgd
 
         if not clients:
             return []

@@ -8,10 +8,10 @@ import torch
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
 from clients.fedavg import FedAvgClient
-from fedplat import seeding
+from fedplat.core import seeding
+from fedplat.core.stage import MAIN, Stage
+from fedplat.core.strategy import ClientInfo, Strategy
 from fedplat.errors import RunAborted
-from fedplat.stage import MAIN, Stage
-from fedplat.strategy import ClientInfo, Strategy
 from fedplat.transport.wire import payload_bytes
 from strategies.fedavg import FedAvg
 from tests.helpers import make_cfg, run_inline

@@ -1,6 +1,6 @@
 import torch
 
-from fedplat import seeding
+from fedplat.core import seeding
 
 
 def test_streams_are_stable_and_distinct():

@@ -2,7 +2,7 @@
 
 A leaf module (it imports nothing from fedplat but `fedplat.errors`), so that every module that
 validates its own part of the config (the core settings, capture, models, strategies,
-scenarios) can use the same checks and messages without importing `fedplat.config`, which
+scenarios) can use the same checks and messages without importing `fedplat.config.compose`, which
 imports those modules in turn.
 """
 

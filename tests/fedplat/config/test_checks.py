@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from fedplat.checks import (
+from fedplat.config.checks import (
     check_bool,
     check_choice,
     check_float,
@@ -98,9 +98,9 @@ def test_check_int_list_checks_every_element():
 
 def test_checks_is_a_leaf_module():
     """Importing it loads no other part of fedplat (so any module may import it: no cycles)."""
-    code = ("import sys, fedplat.checks; "
+    code = ("import sys, fedplat.config.checks; "
             "print(' '.join(sorted(m for m in sys.modules if m.startswith('fedplat'))))")
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONPATH": str(root)}).stdout.split()
-    assert out == ["fedplat", "fedplat.checks", "fedplat.errors"]
+    assert out == ["fedplat", "fedplat.config.checks", "fedplat.errors"]

@@ -19,10 +19,10 @@ from flwr.app import RecordDict
 from omegaconf import DictConfig
 from torch import nn
 
-from fedplat import records, seeding
+from fedplat.core import records, seeding
+from fedplat.core.stage import MAIN, Stage
 from fedplat.data.datasets import DatasetInfo, dataset_info
 from fedplat.models import build_model
-from fedplat.stage import MAIN, Stage
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from flwr.app import MessageType
 
-from fedplat.stage import MAIN, Stage
+from fedplat.core.stage import MAIN, Stage
 
 
 def test_a_stage_is_the_message_type_that_carries_it():

@@ -5,8 +5,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from fedplat import batched, ops
-from fedplat.training import make_optimizer, train
+from fedplat.core import ops
+from fedplat.training import batched
+from fedplat.training.loops import make_optimizer, train
 
 
 def _clients(sizes, features=6, classes=3, seed=0):
@@ -91,7 +92,7 @@ def test_flatten_unflatten_and_evaluate_many():
     assert torch.equal(batched.flatten(stacked), flat)
     x, y = _clients([30])[0]
     acc, loss = batched.evaluate_many(model, stacked, x, y, batch_size=7)
-    from fedplat.training import evaluate
+    from fedplat.training.loops import evaluate
 
     ref = evaluate(model, x, y)
     assert torch.allclose(acc, torch.full((3,), ref.accuracy, dtype=torch.float64))

@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from fedplat.training import (
+from fedplat.training.loops import (
     batches,
     confusion_matrix,
     evaluate,

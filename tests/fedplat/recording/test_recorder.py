@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from fedplat.results import RunRecorder, read_rows, summarise
+from fedplat.recording.recorder import RunRecorder, read_rows, summarise
 from tests.helpers import make_cfg
 
 
@@ -58,7 +58,7 @@ def test_summarise_best_mean_picks_the_round_of_best_mean_validation():
 
 
 def test_without_timing_drops_only_timing_keys():
-    from fedplat.results import without_timing
+    from fedplat.recording.recorder import without_timing
 
     rows = [{"round": 1, "test_accuracy": 0.5, "wall_time_s": 3.0, "round_time_s": 1.0,
              "exchange_s_train": 0.2, "pack_s_evaluate": 0.01, "node_compute_s_train": 0.1,

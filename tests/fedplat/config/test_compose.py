@@ -1,8 +1,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from fedplat.config import compose, parse_overrides, prepare
-from fedplat.conftree import CONF_DIR, available
+from fedplat.config.compose import compose, parse_overrides, prepare
+from fedplat.config.tree import CONF_DIR, available
 from fedplat.errors import UserError
 from tests.helpers import make_cfg
 

@@ -3,9 +3,9 @@
 import torch
 from flwr.app import RecordDict
 
-from fedplat.client import Client, ClientState
+from fedplat.core.client import Client, ClientState
+from fedplat.core.records import metrics_of
 from fedplat.data import load_federated
-from fedplat.records import metrics_of
 from tests.helpers import make_cfg
 
 

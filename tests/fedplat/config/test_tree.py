@@ -1,6 +1,6 @@
 """Where the config tree lives and which options each group offers."""
 
-from fedplat import conftree
+from fedplat.config import tree as conftree
 
 
 def test_the_tree_is_found_and_holds_the_groups():

@@ -3,7 +3,7 @@
 import matplotlib.image as mpimg
 import pytest
 
-from fedplat import plots
+from fedplat.recording import plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
 ROWS = [{"round": 1, "test_accuracy": 0.5, "train_loss": 2.0, "test_loss": None},

@@ -11,8 +11,8 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 
-from fedplat import checkpoint
-from fedplat.strategy import ClientInfo
+from fedplat.core.strategy import ClientInfo
+from fedplat.recording import checkpoint
 from strategies.fedavg import FedAvg
 from tests.helpers import make_cfg, run_inline
 
