@@ -69,13 +69,13 @@ def run_loop(cfg: Any) -> dict[str, Any]:
     model = build_model(cfg.model, fed.info)
     global_state = ops.clone(model.state_dict())
     times = []
-    for rnd in range(1, int(cfg.num_rounds) + 1):
+    for server_round in range(1, int(cfg.num_rounds) + 1):
         t0 = time.perf_counter()
         states, weights = {}, {}
         for data in clients:
             model.load_state_dict(global_state)
             opt = make_optimizer(model.parameters(), cfg.client)
-            gen = seeding.torch_generator(int(cfg.seed), seeding.CLIENT, rnd, data.cid)
+            gen = seeding.torch_generator(int(cfg.seed), seeding.CLIENT, server_round, data.cid)
             res = train(model, data.x_train, data.y_train, opt, epochs=1,
                         batch_size=int(cfg.client.batch_size), generator=gen)
             states[data.cid] = ops.clone(model.state_dict())
@@ -156,8 +156,8 @@ def run_flower(cfg: Any) -> dict[str, Any]:
         model = build_model(cfg.model, fed.info)
         model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
         opt = make_optimizer(model.parameters(), cfg.client)
-        rnd = int(msg.content["config"]["server-round"])
-        gen = seeding.torch_generator(int(cfg.seed), seeding.CLIENT, rnd, data.cid)
+        server_round = int(msg.content["config"]["server-round"])
+        gen = seeding.torch_generator(int(cfg.seed), seeding.CLIENT, server_round, data.cid)
         res = train(model, data.x_train, data.y_train, opt, epochs=1,
                     batch_size=int(cfg.client.batch_size), generator=gen)
         content = RecordDict({"arrays": ArrayRecord(model.state_dict()),

@@ -137,7 +137,7 @@ class AdaptiveRateClient(Client):
                         float(cl.global_weight), float(cl.get("hyper_lr", 1.0)))
 
     @override
-    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         model = self.load(self.new_model(), from_record(payload["arrays"]))
         conf = payload["config"]
         lr = float(conf["lr"])
@@ -168,7 +168,7 @@ class AdaptiveRateClient(Client):
 
         result = train(model, self.data.x_train, self.data.y_train, opt,
                        epochs=int(c.local_epochs), batch_size=int(c.batch_size),
-                       generator=self.generator(rnd), after_step=hook)
+                       generator=self.generator(server_round), after_step=hook)
         if ctrl is None:
             rates = {"lr_initial": lr, "lr_final": lr, "lr_min": lr, "lr_max": lr}
         else:
@@ -181,6 +181,6 @@ class AdaptiveRateClient(Client):
         return train_reply(result, model.state_dict(), **rates)
 
     @override
-    def evaluate(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def evaluate(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         model = self.load(self.new_model(), from_record(payload["arrays"]))
         return eval_reply(self.eval_metrics(model))

@@ -35,14 +35,14 @@ class DPFedAvgClient(FedAvgClient):
     """Sends w_0 + privatize(w - w_0); integer buffers are sent as trained."""
 
     @override
-    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         w0 = {k: v.to(self.device) for k, v in from_record(payload["arrays"]).items()}
         model = self.load(self.new_model(), w0)
         c = payload["config"]
-        result = self.train_model(model, rnd, lr=float(c["lr"]))
+        result = self.train_model(model, server_round, lr=float(c["lr"]))
         trained = model.state_dict()
         update = {k: trained[k] - w0[k] for k in trained if trained[k].is_floating_point()}
         noisy, norm = privatize(update, float(c["clip"]), float(c["noise_multiplier"]),
-                                self.generator(rnd, 1))
+                                self.generator(server_round, 1))
         sent = {k: (w0[k] + noisy[k]) if k in noisy else trained[k] for k in trained}
         return train_reply(result, sent, dp_update_norm=norm)

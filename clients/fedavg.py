@@ -21,17 +21,17 @@ class FedAvgClient(Client):
     """Everything it needs comes with the message (plus optional optimizer state)."""
 
     @override
-    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         model = self.load(self.new_model(), from_record(payload["arrays"]))
         lr = float(payload["config"]["lr"]) if "config" in payload else None
-        result = self.train_model(model, rnd, lr=lr, state=state)
+        result = self.train_model(model, server_round, lr=lr, state=state)
         return self.reply_after_training(result, model, model.state_dict())
 
     @classmethod
     @override
     def train_batched(cls, clients: Sequence[Client], payloads: Sequence[RecordDict],
                       states: Sequence[ClientState],
-                      rnd: int) -> list[RecordDict | BaseException] | None:
+                      server_round: int) -> list[RecordDict | BaseException] | None:
         """All clients start from the same global model: train them as one vmapped batch.
 
         Only for this class's own `train`: a subclass that changes `train` (clipping and noise,
@@ -53,14 +53,14 @@ class FedAvgClient(Client):
         if bool(clients[0].cfg.client.get("evaluate_after_train", False)):
             # the reply carries an evaluation of each trained model: build them
             models = [c.load(c.new_model(), s) for c, s in zip(clients, starts)]
-            results = Client.train_many(clients, models, rnd, lr=lr)
+            results = Client.train_many(clients, models, server_round, lr=lr)
             if results is None:
                 return None
             return [r if isinstance(r, BaseException) else
                     c.reply_after_training(r, m, m.state_dict())
                     for c, m, r in zip(clients, models, results)]
         skeleton = clients[0].new_model()  # structure only: no model per client
-        trained = Client.train_many_from(clients, skeleton, starts, rnd, lr=lr)
+        trained = Client.train_many_from(clients, skeleton, starts, server_round, lr=lr)
         if trained is None:
             return None
         return [item if isinstance(item, BaseException) else train_reply(item[1], item[0])
@@ -68,6 +68,6 @@ class FedAvgClient(Client):
 
     @override
     def evaluate(self, payload: RecordDict, state: ClientState,
-                 rnd: int) -> RecordDict:
+                 server_round: int) -> RecordDict:
         model = self.load(self.new_model(), from_record(payload["arrays"]))
         return eval_reply(self.eval_metrics(model))

@@ -24,16 +24,16 @@ class FedPerClient(Client):
         return self.load(model, weights), prefix
 
     @override
-    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         model, prefix = self._model(payload, state)
         lr = float(payload["config"]["lr"]) if "config" in payload else None
-        result = self.train_model(model, rnd, lr=lr, state=state)
+        result = self.train_model(model, server_round, lr=lr, state=state)
         trained = model.state_dict()
         state.set_tensors("head", {k: v for k, v in trained.items() if k.startswith(prefix)})
         base = {k: v for k, v in trained.items() if not k.startswith(prefix)}
         return self.reply_after_training(result, model, base)
 
     @override
-    def evaluate(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def evaluate(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         model, _ = self._model(payload, state)
         return eval_reply(self.eval_metrics(model))

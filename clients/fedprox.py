@@ -28,13 +28,13 @@ class FedProxClient(FedAvgClient):
     """Trains the received global model with the proximal term the server's mu asks for."""
 
     @override
-    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         global_state = from_record(payload["arrays"])
         model = self.load(self.new_model(), global_state)
         anchor = {name: p.detach().clone() for name, p in model.named_parameters()}
         config = payload["config"]
         mu = float(config["mu"])
         result = self.train_model(
-            model, rnd, lr=float(config["lr"]), state=state,
+            model, server_round, lr=float(config["lr"]), state=state,
             extra_loss=(lambda m: proximal_term(m, anchor, mu)) if mu > 0 else None)
         return self.reply_after_training(result, model, model.state_dict())

@@ -115,7 +115,7 @@ class FedPubClient(Client):
         return self.load(model, own)
 
     @override
-    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         p = self.cfg.strategy
         as_released = bool(p.as_released)
         received = from_record(payload["arrays"])
@@ -125,9 +125,10 @@ class FedPubClient(Client):
         l1, loc_l2 = float(p.l1), float(p.loc_l2)
 
         def extra(m: nn.Module) -> torch.Tensor:
-            return regularizer(m, anchor, l1, loc_l2, proximal=rnd > 1, detached=as_released)
+            return regularizer(m, anchor, l1, loc_l2, proximal=server_round > 1,
+                               detached=as_released)
 
-        result = self.train_model(model, rnd, state=state, extra_loss=extra)
+        result = self.train_model(model, server_round, state=state, extra_loss=extra)
         metrics = self.eval_metrics(model)
         metrics["num-test-examples"] = metrics.pop("num-examples")
         if metrics["num-test-examples"] == 0:
@@ -138,7 +139,8 @@ class FedPubClient(Client):
                 metrics["test_accuracy"] = math.nan
         threshold = float(self.cfg.model.get("prune_threshold") or 0.0)
         metrics["mask_sparsity"] = mask_sparsity(model, threshold)
-        metrics["regularizer"] = float(regularizer(model, anchor, l1, loc_l2, rnd > 1, True))
+        metrics["regularizer"] = float(regularizer(model, anchor, l1, loc_l2, server_round > 1,
+                                                 True))
         embedding = functional_embedding(model, *self._proxy())
         trained = model.state_dict()
         state.set_tensors("masks", {k: v for k, v in trained.items() if "mask" in k})
@@ -148,7 +150,7 @@ class FedPubClient(Client):
         return reply
 
     @override
-    def evaluate(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def evaluate(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         """The received (personalised) model with this client's masks, before local training.
 
         Not part of FED-PUB's protocol (its metrics come with the train reply and

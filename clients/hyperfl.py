@@ -275,11 +275,11 @@ class HyperFLClient(Client):
                             bs).accuracy
 
     @override
-    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         c = payload["config"]
         target, v, head = self.private(state)
         hnet = self.hypernet(target, payload)
-        gen = self.generator(rnd)
+        gen = self.generator(server_round)
         x, y = self.data.x_train, self.data.y_train
         with torch.no_grad():
             theta = hnet(v)
@@ -309,7 +309,7 @@ class HyperFLClient(Client):
                            {k: t.detach() for k, t in hnet.state_dict().items()}, **extra)
 
     @override
-    def evaluate(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def evaluate(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         target, v, head = self.private(state)
         stale = state.get_tensors("last_theta") if bool(payload["config"]["stale_eval"]) \
             else None

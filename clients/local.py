@@ -18,13 +18,13 @@ class LocalClient(Client):
         return self.load(model, saved) if saved is not None else model
 
     @override
-    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         model = self._model(state)
-        result = self.train_model(model, rnd, state=state)
+        result = self.train_model(model, server_round, state=state)
         state.set_tensors("model", model.state_dict())
         return self.reply_after_training(result, model)
 
     @override
     def evaluate(self, payload: RecordDict, state: ClientState,
-                 rnd: int) -> RecordDict:
+                 server_round: int) -> RecordDict:
         return eval_reply(self.eval_metrics(self._model(state)))

@@ -51,13 +51,13 @@ class PeFLLClient(PFedHNClient):
 
     @override
     def exchange(self, stage: Stage, name: str, payload: RecordDict, state: ClientState,
-              rnd: int) -> RecordDict:
+              server_round: int) -> RecordDict:
         c = payload["config"]
         quirk = bool(c["divisor_quirk"])
         x, y = self.data.x_train, self.data.y_train
         if name == "embed":
             batches = int(c["embed_batches"]) if stage == Stage.TRAIN else -1
-            gen = self.generator(rnd, DESCRIPTOR_STREAM, Stage(stage).stream)
+            gen = self.generator(server_round, DESCRIPTOR_STREAM, Stage(stage).stream)
             idx, nb = descriptor_indices(len(y), int(c["batch_size"]), batches, gen)
             idx = idx.to(x.device)
             if stage == Stage.TRAIN:
@@ -80,10 +80,10 @@ class PeFLLClient(PFedHNClient):
             grads = client_vnet_gradient(vnet, x[idx], y[idx], int(stored["batches"]), du, quirk)
             names = [n for n, _ in vnet.named_parameters()]
             return RecordDict({"arrays": to_record(dict(zip(names, grads)))})
-        return super().exchange(stage, name, payload, state, rnd)
+        return super().exchange(stage, name, payload, state, server_round)
 
     @override
-    def evaluate(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def evaluate(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         mode = str(payload["config"]["mask_absent"])
         stored = state.get_values("eval_present")
         mask = torch.tensor(stored["mask"], dtype=torch.float32) if stored else \

@@ -105,7 +105,7 @@ class PFedHNClient(Client):
         return {k: v.to(self.device) for k, v in from_record(payload["arrays"]).items()}
 
     @override
-    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         c = payload["config"]
         theta = self.theta(payload)
         head, head_opt = self.head(state, c)
@@ -113,14 +113,14 @@ class PFedHNClient(Client):
             self.target(), theta, self.data.x_train, self.data.y_train,
             steps=int(c["inner_steps"]), batch_size=int(c["batch_size"]), lr=float(c["lr"]),
             momentum=float(c["momentum"]), weight_decay=float(c["weight_decay"]),
-            clip=float(c["clip"]), generator=self.generator(rnd),
+            clip=float(c["clip"]), generator=self.generator(server_round),
             sampling=str(c["batch_sampling"]), head=head, head_optimizer=head_opt)
         self.save_head(state, head, head_opt)
         delta = {k: theta[k] - new[k] for k in theta}
         return train_reply(TrainResult(loss, self.data.num_train, int(c["inner_steps"])), delta)
 
     @override
-    def evaluate(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def evaluate(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         mode = str(payload["config"]["mask_absent"]) if "config" in payload else "none"
         head, _ = self.head(state, {})
         mask = present_classes(self.data.y_train, self.data.info.num_classes)

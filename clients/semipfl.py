@@ -101,23 +101,23 @@ class SemiPFLClient(Client):
         return PersonalModel(ae.encoder, bases, w), stats
 
     @override
-    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def train(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         c = payload["config"]
         ae = self.autoencoder(from_record(payload["arrays"]))
         x_all = self.data.x_train_all  # labels ignored: every training sample
         pre = float(reconstruction_errors(ae, self.data.x_test).mean())
         result = train_autoencoder(ae, x_all, epochs=int(c["ae_epochs"]),
                                    batch_size=int(c["batch_size"]), lr=float(c["ae_lr"]),
-                                   generator=self.generator(rnd))
+                                   generator=self.generator(server_round))
         post = float(reconstruction_errors(ae, self.data.x_test).mean())
         state.set_tensors("ae_candidate", ae.state_dict())
         return train_reply(result, ae.state_dict(), ae_mse_pre=pre, ae_mse_post=post)
 
     @override
     def exchange(self, stage: Stage, name: str, payload: RecordDict, state: ClientState,
-              rnd: int) -> RecordDict:
+              server_round: int) -> RecordDict:
         if stage != "train" or name != COMBINE:
-            return super().exchange(stage, name, payload, state, rnd)
+            return super().exchange(stage, name, payload, state, server_round)
         candidate = state.get_tensors("ae_candidate")
         if candidate is None:
             raise RuntimeError("combine without a trained autoencoder: the AE step of this "
@@ -146,7 +146,7 @@ class SemiPFLClient(Client):
             "user_accuracy": test.accuracy, **stats})})
 
     @override
-    def evaluate(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
+    def evaluate(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
         if "arrays" in payload:  # never trained: the server's AE and base models
             ae_state, base_states = unpack(from_record(payload["arrays"]))
             model, _ = self.personal_model(self.autoencoder(ae_state), self.bases(base_states),

@@ -88,7 +88,7 @@ class Server:
 
     # -- one stage ------------------------------------------------------------------------------
 
-    def run_stage(self, strategy: Strategy, stage: Stage, rnd: int, sampled: list[int],
+    def run_stage(self, strategy: Strategy, stage: Stage, server_round: int, sampled: list[int],
                   offline: list[int], row: dict[str, Any]) -> dict[str, Any]:
         """Every exchange of one stage for the sampled clients; the strategy's metrics.
 
@@ -103,17 +103,18 @@ class Server:
                 clients.setdefault(str(cid), {})[f"dropped_{stage}"] = True
         if not cids:
             self._record(row)
-            raise RunAborted(f"round {rnd}: all {len(sampled)} sampled clients were offline "
+            raise RunAborted(f"round {server_round}: all {len(sampled)} sampled clients were "
+                             "offline "
                              f"for {stage} (faults.dropout_prob)")
         extra: dict[str, Any] = {}
-        for exchange in strategy.exchanges(stage, rnd):
-            payloads = strategy.configure(stage, exchange, rnd, cids)
-            result = self.run_exchange(strategy, stage, exchange, rnd, payloads, row)
-            extra.update(strategy.aggregate(stage, exchange, rnd, result.replies,
+        for exchange in strategy.exchanges(stage, server_round):
+            payloads = strategy.configure(stage, exchange, server_round, cids)
+            result = self.run_exchange(strategy, stage, exchange, server_round, payloads, row)
+            extra.update(strategy.aggregate(stage, exchange, server_round, result.replies,
                                             result.failures))
         return extra
 
-    def run_exchange(self, strategy: Strategy, stage: Stage, exchange: str, rnd: int,
+    def run_exchange(self, strategy: Strategy, stage: Stage, exchange: str, server_round: int,
                      payloads: Mapping[int, RecordDict], row: dict[str, Any]) -> ExchangeResult:
         """One exchange; the main exchange's client metrics go into `row`.
 
@@ -126,7 +127,7 @@ class Server:
         else:
             def check(cid: int, content: RecordDict) -> str | None:
                 return records.non_finite(content)
-        result = self.transport.exchange(stage, exchange, rnd, payloads, check)
+        result = self.transport.exchange(stage, exchange, server_round, payloads, check)
         if exchange == MAIN:
             per_client = {cid: metrics_of(rd) for cid, rd in result.replies.items()}
             row.update(aggregate_metrics(per_client))
@@ -142,7 +143,8 @@ class Server:
                 " (no reply before simulation.round_timeout)"
             what = f"{stage} ({exchange})" if exchange else str(stage)
             self._record(row)
-            raise RunAborted(f"round {rnd}: all {len(payloads)} clients failed in {what}{why}")
+            raise RunAborted(f"round {server_round}: all {len(payloads)} clients failed in "
+                             f"{what}{why}")
         return result
 
     # -- the run --------------------------------------------------------------------------------
@@ -151,14 +153,14 @@ class Server:
         row["wall_time_s"] = self.recorder.wall_time_s
         self.recorder.log_round(row)
 
-    def save_checkpoint(self, rnd: int, strategy: Strategy) -> bool:
+    def save_checkpoint(self, server_round: int, strategy: Strategy) -> bool:
         """Ask every node to save its clients' state, then save the server's (see checkpoint)."""
         problem = self.transport.save_client_states(
-            checkpoint.round_dir(self.recorder.run_dir, rnd))
+            checkpoint.round_dir(self.recorder.run_dir, server_round))
         if problem is not None:
-            log.warning("round %d: checkpoint skipped (%s)", rnd, problem)
+            log.warning("round %d: checkpoint skipped (%s)", server_round, problem)
             return False
-        checkpoint.save_server(self.recorder.run_dir, rnd, strategy.state_dict())
+        checkpoint.save_server(self.recorder.run_dir, server_round, strategy.state_dict())
         return True
 
     def run(self) -> Strategy:
@@ -185,18 +187,19 @@ class Server:
         num_rounds, every = int(cfg.num_rounds), int(cfg.eval_every)
         save_every = int(cfg.get("checkpoint_every", 0))
         everyone = sorted(clients)
-        for rnd in range(first, num_rounds + 1):
+        for server_round in range(first, num_rounds + 1):
             self.recorder.round_started()
             t0 = time.perf_counter()
-            row: dict[str, Any] = {"round": rnd}
+            row: dict[str, Any] = {"round": server_round}
             self.ledger.begin(row)
-            sampled = strategy.sample_train(rnd)
-            offline = faults.dropped(cfg, rnd, everyone)
-            extra = self.run_stage(strategy, Stage.TRAIN, rnd, sampled, offline, row)
-            self.capture.check(rnd)
-            eval_cids = strategy.sample_evaluate(rnd)  # empty: fraction_evaluate=0
-            if eval_cids and (rnd % every == 0 or rnd == num_rounds):
-                extra = {**extra, **self.run_stage(strategy, Stage.EVALUATE, rnd, eval_cids,
+            sampled = strategy.sample_train(server_round)
+            offline = faults.dropped(cfg, server_round, everyone)
+            extra = self.run_stage(strategy, Stage.TRAIN, server_round, sampled, offline, row)
+            self.capture.check(server_round)
+            eval_cids = strategy.sample_evaluate(server_round)  # empty: fraction_evaluate=0
+            if eval_cids and (server_round % every == 0 or server_round == num_rounds):
+                extra = {**extra, **self.run_stage(strategy, Stage.EVALUATE, server_round,
+                                                   eval_cids,
                                                    offline, row)}
             clash = set(extra) & set(row)
             if clash:
@@ -205,8 +208,8 @@ class Server:
             row["round_time_s"] = time.perf_counter() - t0
             self._record(row)
             log.info("%s", progress_line(row, num_rounds))
-            if save_every and rnd % save_every == 0 and rnd < num_rounds:
-                self.save_checkpoint(rnd, strategy)
+            if save_every and server_round % save_every == 0 and server_round < num_rounds:
+                self.save_checkpoint(server_round, strategy)
         return strategy
 
 

@@ -59,9 +59,9 @@ def run_all(arms: list[str], seeds: list[int], out: Path, overrides: list[str]) 
                   f"in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def _at(rows: list[dict[str, Any]], rnd: int, key: str = "acc_mean") -> float:
+def _at(rows: list[dict[str, Any]], server_round: int, key: str = "acc_mean") -> float:
     for r in rows:
-        if r["round"] == rnd and isinstance(r.get(key), int | float):
+        if r["round"] == server_round and isinstance(r.get(key), int | float):
             return float(r[key])
     return math.nan
 

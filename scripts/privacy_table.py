@@ -120,9 +120,9 @@ def constant_guesses(run_dirs: list[Path]) -> list[str]:
     for run_dir in run_dirs:
         cfg = run_config(run_dir)
         know = knowledge(cfg)
-        rnd = next(iter(captured(run_dir)))
-        for cid in captured(run_dir)[rnd]:
-            x, _ = true_batch(cfg, load_capture(run_dir, rnd, cid))
+        server_round = next(iter(captured(run_dir)))
+        for cid in captured(run_dir)[server_round]:
+            x, _ = true_batch(cfg, load_capture(run_dir, server_round, cid))
             truth = to_unit(x, know.low, know.high)
             for value, (p, s) in scores.items():
                 guess = torch.full_like(truth, value)
@@ -152,20 +152,20 @@ def picture(rows: list[tuple[str, list[Path]]], path: Path, clients: list[int]) 
         out_dir = dirs[0]
         run_dir = out_dir.parent.parent
         cfg = run_config(run_dir)
-        rnd = int(cfg.capture.round)
+        server_round = int(cfg.capture.round)
         know = knowledge(cfg)
         if not grid:
-            truth = [true_batch(cfg, load_capture(run_dir, rnd, c))[0] for c in clients]
+            truth = [true_batch(cfg, load_capture(run_dir, server_round, c))[0] for c in clients]
             grid.append(("original", to_unit(torch.cat(truth), know.low, know.high)))
         images = []
         for c in clients:
-            rec = torch.load(out_dir / f"round_{rnd}_client_{c}.pt")["x"]
+            rec = torch.load(out_dir / f"round_{server_round}_client_{c}.pt")["x"]
             images.append(to_unit(rec, know.low, know.high))
-        psnr = [json.loads((out_dir / f"round_{rnd}_client_{c}.json").read_text())["psnr"]
+        psnr = [json.loads((out_dir / f"round_{server_round}_client_{c}.json").read_text())["psnr"]
                 for c in clients]
         grid.append((f"{label}\n{statistics.mean(psnr):.1f} dB", torch.cat(images)))
     save_grid(grid, path, "Inverting Gradients, Fashion-MNIST, one image per client\n"
-              f"clients {', '.join(map(str, clients))}, round {rnd}, first seed")
+              f"clients {', '.join(map(str, clients))}, round {server_round}, first seed")
 
 
 def main() -> None:

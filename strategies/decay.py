@@ -17,9 +17,9 @@ from fedplat.core.strategy import ClientInfo
 from strategies.server_opt import RoundInput, ServerOpt
 
 
-def decayed(rate0: float, gamma: float, rnd: int) -> float:
-    """rate0 * gamma^(rnd - 1): the first round uses the initial rate."""
-    return rate0 * gamma ** (rnd - 1)
+def decayed(rate0: float, gamma: float, server_round: int) -> float:
+    """rate0 * gamma^(server_round - 1): the first round uses the initial rate."""
+    return rate0 * gamma ** (server_round - 1)
 
 
 class Decay(ServerOpt):
@@ -39,15 +39,15 @@ class Decay(ServerOpt):
         self.global_rate = float(self.params.eta_g0)
 
     @override
-    def local_lr(self, rnd: int) -> float:
+    def local_lr(self, server_round: int) -> float:
         lr0 = float(self.cfg.client.lr)
         if self.params.apply_to == "local":
-            return decayed(lr0, float(self.params.gamma), rnd)
+            return decayed(lr0, float(self.params.gamma), server_round)
         return lr0
 
     @override
     def server_step(self, inp: RoundInput) -> tuple[torch.Tensor, dict[str, float]]:
         eta0 = float(self.params.eta_g0)
         if self.params.apply_to == "global":
-            self.global_rate = decayed(eta0, float(self.params.gamma), inp.rnd)
+            self.global_rate = decayed(eta0, float(self.params.gamma), inp.server_round)
         return self.global_rate * inp.delta, {}

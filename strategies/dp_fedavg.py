@@ -32,7 +32,7 @@ class DPFedAvg(FedAvg):
         check_float(cfg, "strategy.noise_multiplier", 0.0)
 
     @override
-    def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_train(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         content = self._payload()
         content["config"] = ConfigRecord({"lr": float(self.cfg.client.lr),
                                           "clip": float(self.params.clip),

@@ -28,12 +28,13 @@ from strategies.server_opt import RoundInput, ServerOpt, check_bool
 Vec = torch.Tensor
 
 
-def fedadam_step(delta: Vec, m: Vec, v: Vec, rnd: int, eta: float, beta_1: float,
+def fedadam_step(delta: Vec, m: Vec, v: Vec, server_round: int, eta: float, beta_1: float,
                  beta_2: float, tau: float) -> tuple[Vec, Vec, Vec, float]:
     """Flower's FedAdam: returns (step, m, v, bias-corrected rate)."""
     m = beta_1 * m + (1.0 - beta_1) * delta
     v = beta_2 * v + (1.0 - beta_2) * delta * delta
-    eta_norm = eta * math.sqrt(1.0 - beta_2 ** (rnd + 1.0)) / (1.0 - beta_1 ** (rnd + 1.0))
+    t = server_round + 1.0
+    eta_norm = eta * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
     return eta_norm * m / (torch.sqrt(v) + tau), m, v, eta_norm
 
 
@@ -84,7 +85,7 @@ class FedAdam(ServerOpt):
             self.global_rate = scale
         else:
             step, self.m, self.v, eta_norm = fedadam_step(
-                inp.delta, self.m, self.v, inp.rnd, float(p.eta) * scale, float(p.beta_1),
+                inp.delta, self.m, self.v, inp.server_round, float(p.eta) * scale, float(p.beta_1),
                 float(p.beta_2), float(p.tau))
             self.global_rate = float(p.eta) * scale
             metrics["lr_global_bias_corrected"] = eta_norm

@@ -50,13 +50,13 @@ class FedAvg(Strategy):
         return RecordDict({"arrays": to_record(self.global_state)})
 
     @override
-    def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_train(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         content = self._payload()  # one record shared by all messages of the round
         content["config"] = ConfigRecord({"lr": float(self.cfg.client.lr)})
         return {cid: content for cid in cids}
 
     @override
-    def aggregate_train(self, rnd: int, replies: dict[int, RecordDict],
+    def aggregate_train(self, server_round: int, replies: dict[int, RecordDict],
                         failures: dict[int, str]) -> dict[str, float]:
         states = {cid: from_record(rd["arrays"]) for cid, rd in replies.items()}
         if bool(self.params.get("weighted", True)):
@@ -76,6 +76,6 @@ class FedAvg(Strategy):
         return problem
 
     @override
-    def configure_evaluate(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_evaluate(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         content = self._payload()
         return {cid: content for cid in cids}

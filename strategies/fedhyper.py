@@ -226,17 +226,17 @@ class FedHyper(ServerOpt):
         self.global_rate = self.eta_g0
 
     @override
-    def local_lr(self, rnd: int) -> float:
+    def local_lr(self, server_round: int) -> float:
         if self.variant.sl and not bool(self.params.sl_reset_each_round):
             return sl_rate(self.lr0, self.a_sl, self.sl_lo, self.sl_hi)
         # released code (spec P1): the per-client rate list is rebuilt from --lr every round
         return self.lr0
 
-    def _hyper(self, rnd: int, a: float, h: float, lo: float, hi: float,
+    def _hyper(self, server_round: int, a: float, h: float, lo: float, hi: float,
                what: str) -> tuple[float, int]:
         new, ok = update_hyper(a, h, lo=lo, hi=hi, beta=self.beta, normalized=self.normalized)
         if not ok:
-            log.warning("round %d: non-finite %s hypergradient (%s); rate left at %g", rnd,
+            log.warning("round %d: non-finite %s hypergradient (%s); rate left at %g", server_round,
                         what, h, 1.0 + a)
         return new, int(not ok)
 
@@ -249,14 +249,16 @@ class FedHyper(ServerOpt):
             if prev is not None:
                 h = dot(prev, delta)
                 metrics["hypergrad"] = h
-                self.a, bad = self._hyper(inp.rnd, self.a, h, self.a_lo, self.a_hi, "global")
+                self.a, bad = self._hyper(inp.server_round, self.a, h, self.a_lo, self.a_hi,
+                                          "global")
                 skipped += bad
             step = g_step(delta, self.a)
         elif v.server == "GM":
             if self.mom is not None:
                 h = dot(self.mom, delta)
                 metrics["hypergrad"] = h
-                self.a, bad = self._hyper(inp.rnd, self.a, h, self.a_lo, self.a_hi, "global")
+                self.a, bad = self._hyper(inp.server_round, self.a, h, self.a_lo, self.a_hi,
+                                          "global")
                 skipped += bad
             mom = self.mom if self.mom is not None else torch.zeros_like(delta)
             step, self.mom = gm_step(delta, mom, self.a, self.beta_m)
@@ -267,9 +269,10 @@ class FedHyper(ServerOpt):
         if v.sl and prev is not None:
             h_sl = dot(prev, delta)
             metrics["hypergrad_sl"] = h_sl
-            self.a_sl, bad = self._hyper(inp.rnd, self.a_sl, h_sl, -math.inf, math.inf, "SL")
+            self.a_sl, bad = self._hyper(inp.server_round, self.a_sl, h_sl, -math.inf, math.inf,
+                                         "SL")
             skipped += bad
         if v.sl:
-            metrics["lr_local_next"] = self.local_lr(inp.rnd + 1)
+            metrics["lr_local_next"] = self.local_lr(inp.server_round + 1)
         metrics["hypergrad_skipped"] = float(skipped)
         return step, metrics

@@ -61,7 +61,7 @@ class FedHyperAdam(FedAdam):
                                       normalized=bool(p.normalized_hypergrad))
             if not ok:
                 log.warning("round %d: non-finite hypergradient (%s); rate factor left at %g",
-                            inp.rnd, h, 1.0 + self.a)
+                            inp.server_round, h, 1.0 + self.a)
                 metrics["hypergrad_skipped"] = 1.0
         metrics["rate_factor"] = 1.0 + self.a
         return 1.0 + self.a, metrics

@@ -25,8 +25,8 @@ class FedProx(FedAvg):
         check_float(cfg, "strategy.mu", 0.0)
 
     @override
-    def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
-        payloads = super().configure_train(rnd, cids)
+    def configure_train(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
+        payloads = super().configure_train(server_round, cids)
         for content in {id(c): c for c in payloads.values()}.values():  # one shared record
             content["config"]["mu"] = float(self.params.mu)
         return payloads

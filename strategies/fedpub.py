@@ -162,7 +162,7 @@ class FedPub(Strategy):
         self.recovery: dict[str, Any] = {}
 
     @override
-    def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_train(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         config = ConfigRecord({"as-released": self.as_released})
         global_rec = to_record(self.global_state)
         out = {}
@@ -176,7 +176,7 @@ class FedPub(Strategy):
         return out
 
     @override
-    def aggregate_train(self, rnd: int, replies: dict[int, RecordDict],
+    def aggregate_train(self, server_round: int, replies: dict[int, RecordDict],
                         failures: dict[int, str]) -> dict[str, Any]:
         ids = sorted(replies)
         states = [from_record(replies[c]["arrays"]) for c in ids]
@@ -190,7 +190,7 @@ class FedPub(Strategy):
         sizes = {j: 1.0 if uniform else metrics_of(replies[c])["num-examples"]
                  for j, c in enumerate(ids)}
         self.global_state = ops.weighted_average(dict(enumerate(states)), sizes)
-        self.history.append({"round": rnd, "clients": ids, "similarity": s.tolist(),
+        self.history.append({"round": server_round, "clients": ids, "similarity": s.tolist(),
                              "weights": alpha.tolist()})
         off = ~np.eye(len(ids), dtype=bool)
         row: dict[str, Any] = {
@@ -203,7 +203,7 @@ class FedPub(Strategy):
         return row
 
     @override
-    def configure_evaluate(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_evaluate(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         """Each client's personalised model (only used when fraction_evaluate > 0)."""
         return {cid: RecordDict({"arrays": to_record(self.personal.get(cid, self.global_state))})
                 for cid in cids}
@@ -250,7 +250,7 @@ class FedPub(Strategy):
                         None if groups is None else [groups[c] for c in last["clients"]])
 
 
-def plot_similarity(s: np.ndarray, alpha: np.ndarray, ids: list[int], rnd: int, path: Path,
+def plot_similarity(s: np.ndarray, alpha: np.ndarray, ids: list[int], server_round: int, path: Path,
                     groups: list[int] | None = None) -> None:
     """Heat maps of the final similarity matrix S and aggregation weights alpha."""
     import matplotlib
@@ -260,7 +260,7 @@ def plot_similarity(s: np.ndarray, alpha: np.ndarray, ids: list[int], rnd: int, 
 
     k = len(ids)
     fig, axes = plt.subplots(1, 2, figsize=(min(4 + 0.35 * k, 16) * 2, min(3.5 + 0.3 * k, 14)))
-    for ax, mat, title in ((axes[0], s, f"cosine similarity S (round {rnd})"),
+    for ax, mat, title in ((axes[0], s, f"cosine similarity S (round {server_round})"),
                            (axes[1], alpha, "aggregation weights alpha (rows sum to 1)")):
         im = ax.imshow(mat, cmap="viridis")
         ax.set_title(title)

@@ -125,33 +125,33 @@ class HyperFL(Strategy):
         self.history: list[dict[str, Any]] = []
 
     @override
-    def sample_train(self, rnd: int) -> list[int]:
+    def sample_train(self, server_round: int) -> list[int]:
         """HyperFL's rule: m = max(int(fraction * N), 1) clients without replacement."""
         ids = sorted(self.clients)
         m = max(int(float(self.params.fraction_train) * len(ids)), 1)
         if m >= len(ids):
             chosen = ids
         else:
-            draw = seeding.rng(self.seed, seeding.SAMPLING, rnd, Stage.TRAIN.stream).choice(ids, m,
-                                                                               replace=False)
+            stream = seeding.rng(self.seed, seeding.SAMPLING, server_round, Stage.TRAIN.stream)
+            draw = stream.choice(ids, m, replace=False)
             chosen = sorted(int(c) for c in draw)
         self.last_sampled = chosen
         return chosen
 
     @override
-    def sample_evaluate(self, rnd: int) -> list[int]:
+    def sample_evaluate(self, server_round: int) -> list[int]:
         if self.params.eval_population == "sampled":
             return list(self.last_sampled)
-        return super().sample_evaluate(rnd)
+        return super().sample_evaluate(server_round)
 
     @override
-    def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_train(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         content = RecordDict({"arrays": to_record(self.global_state),
                               "config": local_config(self.params)})
         return {cid: content for cid in cids}  # one record shared by all messages
 
     @override
-    def aggregate_train(self, rnd: int, replies: dict[int, RecordDict],
+    def aggregate_train(self, server_round: int, replies: dict[int, RecordDict],
                         failures: dict[int, str]) -> dict[str, float]:
         states = {cid: from_record(rd["arrays"]) for cid, rd in replies.items()}
         weights = {cid: metrics_of(rd)["num-examples"] for cid, rd in replies.items()}
@@ -161,18 +161,18 @@ class HyperFL(Strategy):
         return {"update_norm": step}
 
     @override
-    def configure_evaluate(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_evaluate(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         content = RecordDict({"arrays": to_record(self.global_state),
                               "config": local_config(self.params)})
         return {cid: content for cid in cids}
 
     @override
-    def aggregate_evaluate(self, rnd: int, replies: dict[int, RecordDict],
+    def aggregate_evaluate(self, server_round: int, replies: dict[int, RecordDict],
                            failures: dict[int, str]) -> dict[str, float]:
         accs = [metrics_of(rd).get("test_accuracy") for rd in replies.values()]
         accs = [a for a in accs if a is not None and a == a]
         if accs:
-            self.history.append({"round": rnd, "accuracy_mean": sum(accs) / len(accs),
+            self.history.append({"round": server_round, "accuracy_mean": sum(accs) / len(accs),
                                  "clients": len(accs)})
         return {}
 

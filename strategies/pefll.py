@@ -294,18 +294,18 @@ class PeFLL(Strategy):
     # -- rounds -------------------------------------------------------------------------------
 
     @override
-    def sample_train(self, rnd: int) -> list[int]:
+    def sample_train(self, server_round: int) -> list[int]:
         k = int(self.params.clients_per_round)
-        chosen = seeding.rng(self.seed, seeding.SAMPLING, rnd, Stage.TRAIN.stream).choice(
+        chosen = seeding.rng(self.seed, seeding.SAMPLING, server_round, Stage.TRAIN.stream).choice(
             self.seen, k, replace=False)
         return sorted(int(c) for c in chosen)
 
     @override
-    def exchanges(self, stage: Stage, rnd: int) -> tuple[str, ...]:
+    def exchanges(self, stage: Stage, server_round: int) -> tuple[str, ...]:
         return ("embed", MAIN, "embedgrad") if stage == Stage.TRAIN else ("embed", MAIN)
 
     @override
-    def configure_exchange(self, stage: Stage, exchange: str, rnd: int,
+    def configure_exchange(self, stage: Stage, exchange: str, server_round: int,
                            cids: list[int]) -> dict[int, RecordDict]:
         if exchange == "embed":
             content = self._vnet_payload()
@@ -316,7 +316,7 @@ class PeFLL(Strategy):
                 for cid in sorted(self.du)}
 
     @override
-    def aggregate_exchange(self, stage: Stage, exchange: str, rnd: int,
+    def aggregate_exchange(self, stage: Stage, exchange: str, server_round: int,
                            replies: dict[int, RecordDict],
                            failures: dict[int, str]) -> dict[str, Any]:
         if exchange == "embed":
@@ -344,14 +344,14 @@ class PeFLL(Strategy):
         return {"grad_norm": norm, "complete_clients": float(len(complete))}
 
     @override
-    def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_train(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         cfg = inner_config(self.params)
         thetas = self.generate_many({c: self.u[c] for c in cids if c in self.u})
         return {cid: RecordDict({"arrays": to_record(theta), "config": cfg})
                 for cid, theta in thetas.items()}
 
     @override
-    def aggregate_train(self, rnd: int, replies: dict[int, RecordDict],
+    def aggregate_train(self, server_round: int, replies: dict[int, RecordDict],
                         failures: dict[int, str]) -> dict[str, float]:
         for cid, rd in sorted(replies.items()):
             delta = from_record(rd["arrays"])
@@ -360,18 +360,18 @@ class PeFLL(Strategy):
         return {}
 
     @override
-    def configure_evaluate(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_evaluate(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         mode = ConfigRecord({"mask_absent": str(self.params.mask_absent)})
         thetas = self.generate_many({c: self.eval_u[c] for c in cids if c in self.eval_u})
         return {cid: RecordDict({"arrays": to_record(theta), "config": mode})
                 for cid, theta in thetas.items()}
 
     @override
-    def aggregate_evaluate(self, rnd: int, replies: dict[int, RecordDict],
+    def aggregate_evaluate(self, server_round: int, replies: dict[int, RecordDict],
                            failures: dict[int, str]) -> dict[str, float]:
         per_client = {cid: metrics_of(rd) for cid, rd in replies.items()}
         metrics = group_metrics(per_client, {"seen": self.seen, "unseen": self.unseen})
-        self.log.add(rnd, metrics, {c: m["test_accuracy"] for c, m in per_client.items()
+        self.log.add(server_round, metrics, {c: m["test_accuracy"] for c, m in per_client.items()
                                     if c in self.seen and "test_accuracy" in m})
         return metrics
 

@@ -152,11 +152,11 @@ class EvalLog:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
 
-    def add(self, rnd: int, metrics: Mapping[str, float],
+    def add(self, server_round: int, metrics: Mapping[str, float],
             client_test: Mapping[int, float]) -> None:
         """Record one evaluation."""
         accs = list(client_test.values())
-        self.rows.append({"round": rnd, **metrics,
+        self.rows.append({"round": server_round, **metrics,
                           "client_min": min(accs) if accs else None,
                           "client_max": max(accs) if accs else None,
                           "client_std": float(np.std(accs)) if accs else None})
@@ -285,16 +285,16 @@ class PFedHN(Strategy):
         self.novel_start = int(self.cfg.num_rounds) - int(p.novel_rounds) + 1
         self.log = EvalLog()
 
-    def is_novel_round(self, rnd: int) -> bool:
+    def is_novel_round(self, server_round: int) -> bool:
         """True in the last `novel_rounds` rounds (when there are novel clients)."""
-        return bool(self.novel) and rnd >= self.novel_start
+        return bool(self.novel) and server_round >= self.novel_start
 
     @override
-    def sample_train(self, rnd: int) -> list[int]:
-        if self.is_novel_round(rnd):  # round-robin: every novel client gets its share
-            return [self.novel[(rnd - self.novel_start) % len(self.novel)]]
+    def sample_train(self, server_round: int) -> list[int]:
+        if self.is_novel_round(server_round):  # round-robin: every novel client gets its share
+            return [self.novel[(server_round - self.novel_start) % len(self.novel)]]
         k = int(self.params.clients_per_round)
-        chosen = seeding.rng(self.seed, seeding.SAMPLING, rnd, Stage.TRAIN.stream).choice(
+        chosen = seeding.rng(self.seed, seeding.SAMPLING, server_round, Stage.TRAIN.stream).choice(
             self.seen, k, replace=False)
         return sorted(int(c) for c in chosen)
 
@@ -312,17 +312,17 @@ class PFedHN(Strategy):
         return {cid: {k: v[i] for k, v in stacked.items()} for i, cid in enumerate(cids)}
 
     @override
-    def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_train(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         cfg = inner_config(self.params)
         thetas = self.generate_many(cids)
         return {cid: RecordDict({"arrays": to_record(thetas[cid]), "config": cfg})
                 for cid in cids}
 
     @override
-    def aggregate_train(self, rnd: int, replies: dict[int, RecordDict],
+    def aggregate_train(self, server_round: int, replies: dict[int, RecordDict],
                         failures: dict[int, str]) -> dict[str, float]:
         deltas = {cid: from_record(rd["arrays"]) for cid, rd in replies.items()}
-        if self.is_novel_round(rnd):
+        if self.is_novel_round(server_round):
             norms = [novel_embedding_step(self.model, cid, d, float(self.params.novel_lr),
                                           float(self.params.clip))
                      for cid, d in sorted(deltas.items())]
@@ -338,17 +338,17 @@ class PFedHN(Strategy):
                            "config": ConfigRecord({"mask_absent": str(self.params.mask_absent)})})
 
     @override
-    def configure_evaluate(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_evaluate(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         thetas = self.generate_many(cids)
         return {cid: self.eval_payload(cid, thetas[cid]) for cid in cids}
 
     @override
-    def aggregate_evaluate(self, rnd: int, replies: dict[int, RecordDict],
+    def aggregate_evaluate(self, server_round: int, replies: dict[int, RecordDict],
                            failures: dict[int, str]) -> dict[str, float]:
         per_client = {cid: metrics_of(rd) for cid, rd in replies.items()}
         groups = {"seen": self.seen, "unseen": self.novel} if self.novel else {"seen": self.seen}
         metrics = group_metrics(per_client, groups)
-        self.log.add(rnd, metrics, {c: m["test_accuracy"] for c, m in per_client.items()
+        self.log.add(server_round, metrics, {c: m["test_accuracy"] for c, m in per_client.items()
                                     if c in self.seen and "test_accuracy" in m})
         return metrics
 

@@ -371,9 +371,9 @@ class SemiPFL(Strategy):
     # -- sampling and the AE exchange ----------------------------------------------------------
 
     @override
-    def sample_train(self, rnd: int) -> list[int]:
+    def sample_train(self, server_round: int) -> list[int]:
         k = int(self.params.clients_per_round)
-        chosen = seeding.rng(self.seed, seeding.SAMPLING, rnd, Stage.TRAIN.stream).choice(
+        chosen = seeding.rng(self.seed, seeding.SAMPLING, server_round, Stage.TRAIN.stream).choice(
             sorted(self.clients), k, replace=False)
         return sorted(int(c) for c in chosen)
 
@@ -383,11 +383,11 @@ class SemiPFL(Strategy):
         return {k: v.detach() for k, v in self.hn(cid).items()}
 
     @override
-    def exchanges(self, stage: Stage, rnd: int) -> tuple[str, ...]:
+    def exchanges(self, stage: Stage, server_round: int) -> tuple[str, ...]:
         return (MAIN, COMBINE) if stage == Stage.TRAIN else (MAIN,)
 
     @override
-    def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_train(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         p = self.params
         config = ConfigRecord({"ae_epochs": int(p.ae_epochs), "ae_lr": float(p.ae_lr),
                                "batch_size": int(p.batch_size)})
@@ -395,7 +395,7 @@ class SemiPFL(Strategy):
                 for cid in cids}
 
     @override
-    def aggregate_train(self, rnd: int, replies: dict[int, RecordDict],
+    def aggregate_train(self, server_round: int, replies: dict[int, RecordDict],
                         failures: dict[int, str]) -> dict[str, float]:
         tuned = {cid: from_record(rd["arrays"]) for cid, rd in replies.items()}
         deltas = {}
@@ -408,7 +408,7 @@ class SemiPFL(Strategy):
         losses = []
         self.pending = {}
         for cid in sorted(tuned):  # the filter uses theta~_j, never h(alpha_j) after the step
-            bases, accept, loss = self.train_bases(cid, tuned[cid], rnd,
+            bases, accept, loss = self.train_bases(cid, tuned[cid], server_round,
                                                    self.bases.get(cid, {}), SERVE_ORDER - 1)
             # Warm starts keep each source's latest model; the user gets only the models
             # trained on this round's codes (an older one would not match its new encoder).
@@ -427,7 +427,7 @@ class SemiPFL(Strategy):
         metrics["base_loss"] = float(np.mean(finite)) if finite else math.nan
         return metrics
 
-    def train_bases(self, cid: int, ae_state: Mapping[str, torch.Tensor], rnd: int,
+    def train_bases(self, cid: int, ae_state: Mapping[str, torch.Tensor], server_round: int,
                     previous: Mapping[int, Mapping[str, torch.Tensor]], tag: int
                     ) -> tuple[dict[int, dict[str, torch.Tensor]], dict[int, float], float]:
         """Filter every source with user `cid`'s AE, train its base models on the kept codes.
@@ -455,7 +455,7 @@ class SemiPFL(Strategy):
             base = base_model_of(self.cfg, self.info)
             if bool(p.base_warm_start) and m in previous:
                 base.load_state_dict(dict(previous[m]))
-            gen = seeding.torch_generator(self.seed, seeding.SAMPLING, tag, rnd, cid, m)
+            gen = seeding.torch_generator(self.seed, seeding.SAMPLING, tag, server_round, cid, m)
             losses.append(train_base_model(base, z, y[keep], epochs=int(p.server_epochs),
                                            batch_size=int(p.batch_size),
                                            lr=float(p.server_lr), generator=gen))
@@ -466,7 +466,7 @@ class SemiPFL(Strategy):
     # -- the combine exchange ------------------------------------------------------------------
 
     @override
-    def configure_exchange(self, stage: Stage, exchange: str, rnd: int,
+    def configure_exchange(self, stage: Stage, exchange: str, server_round: int,
                            cids: list[int]) -> dict[int, RecordDict]:
         config = ConfigRecord(mix_config(self.params))
         # Sent even when the filter kept nothing: the user then keeps its previous model.
@@ -474,7 +474,7 @@ class SemiPFL(Strategy):
                 for cid, bases in sorted(self.pending.items())}
 
     @override
-    def aggregate_exchange(self, stage: Stage, exchange: str, rnd: int,
+    def aggregate_exchange(self, stage: Stage, exchange: str, server_round: int,
                            replies: dict[int, RecordDict],
                            failures: dict[int, str]) -> dict[str, Any]:
         per = {cid: metrics_of(rd) for cid, rd in replies.items()}
@@ -492,7 +492,7 @@ class SemiPFL(Strategy):
     # -- evaluation ----------------------------------------------------------------------------
 
     @override
-    def configure_evaluate(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_evaluate(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         out = {}
         for cid in cids:
             if cid in self.combined:
@@ -500,7 +500,7 @@ class SemiPFL(Strategy):
                 continue
             # Never trained: serve h(alpha_j) and base models trained for it now (not kept).
             theta = self.generate(cid)
-            bases, _, _ = self.train_bases(cid, theta, rnd, {}, SERVE_ORDER)
+            bases, _, _ = self.train_bases(cid, theta, server_round, {}, SERVE_ORDER)
             arrays = {**{f"ae.{k}": v for k, v in theta.items()}, **pack_bases(bases)}
             out[cid] = RecordDict({"arrays": to_record(arrays),
                                    "config": ConfigRecord(mix_config(self.params))})

@@ -59,7 +59,7 @@ def check_bounds(lo: float, hi: float, lo_key: str, hi_key: str) -> None:
 class RoundInput:
     """What a server rule sees in one round (all vectors over trainable parameters)."""
 
-    rnd: int
+    server_round: int
     x: torch.Tensor  # global parameters the clients started from
     delta: torch.Tensor  # raw averaged update, avg_i(x_i) - x
     client_deltas: dict[int, torch.Tensor]  # x_i - x per client that was averaged
@@ -134,8 +134,8 @@ class ServerOpt(Strategy):
 
     # -- what subclasses define -----------------------------------------------------------
 
-    def local_lr(self, rnd: int) -> float:
-        """Learning rate the clients start local training with in round `rnd`."""
+    def local_lr(self, server_round: int) -> float:
+        """Learning rate the clients start local training with in round `server_round`."""
         return float(self.cfg.client.lr)
 
     def server_step(self, inp: RoundInput) -> tuple[torch.Tensor, dict[str, float]]:
@@ -144,8 +144,8 @@ class ServerOpt(Strategy):
 
     # -- rounds ---------------------------------------------------------------------------
 
-    def _train_payload(self, rnd: int, num_sampled: int) -> RecordDict:
-        self.sent_lr = self.local_lr(rnd)
+    def _train_payload(self, server_round: int, num_sampled: int) -> RecordDict:
+        self.sent_lr = self.local_lr(server_round)
         content = RecordDict({"arrays": to_record(self.global_state)})
         content["config"] = ConfigRecord({"lr": self.sent_lr, "num_sampled": num_sampled,
                                           "cl": self.sends_prev_delta})
@@ -156,12 +156,12 @@ class ServerOpt(Strategy):
         return content
 
     @override
-    def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
-        content = self._train_payload(rnd, len(cids))  # one record shared by all messages
+    def configure_train(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
+        content = self._train_payload(server_round, len(cids))  # one record shared by all messages
         return {cid: content for cid in cids}
 
     @override
-    def aggregate_train(self, rnd: int, replies: dict[int, RecordDict],
+    def aggregate_train(self, server_round: int, replies: dict[int, RecordDict],
                         failures: dict[int, str]) -> dict[str, float]:
         x = self.vector(self.global_state)
         states: dict[int, dict[str, torch.Tensor]] = {}
@@ -176,9 +176,10 @@ class ServerOpt(Strategy):
                 bad.append(cid)
         metrics: dict[str, float] = {"nonfinite_clients": float(len(bad))}
         if bad:
-            log.warning("round %d: ignoring clients %s: non-finite weights", rnd, bad)
+            log.warning("round %d: ignoring clients %s: non-finite weights", server_round, bad)
         if not states:
-            log.warning("round %d: no usable client update; the global model is unchanged", rnd)
+            log.warning("round %d: no usable client update; the global model is unchanged",
+                        server_round)
             return metrics
         raw = {cid: float(metrics_of(replies[cid])["num-examples"]) if self.weighted else 1.0
                for cid in states}
@@ -186,9 +187,10 @@ class ServerOpt(Strategy):
         weights = {cid: w / total for cid, w in raw.items()}
         avg = ops.weighted_average(states, weights)
         delta = self.vector(avg) - x
-        step, extra = self.server_step(RoundInput(rnd, x, delta, deltas, weights))
+        step, extra = self.server_step(RoundInput(server_round, x, delta, deltas, weights))
         if not bool(torch.isfinite(step).all()):
-            log.warning("round %d: non-finite server step; applying the plain average", rnd)
+            log.warning("round %d: non-finite server step; applying the plain average",
+                        server_round)
             step, metrics["nonfinite_step"] = delta, 1.0
         new = dict(avg)  # buffers: plain average
         new.update(self.unflatten(x + step))
@@ -204,7 +206,7 @@ class ServerOpt(Strategy):
         return metrics
 
     @override
-    def configure_evaluate(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_evaluate(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         content = RecordDict({"arrays": to_record(self.global_state)})
         return {cid: content for cid in cids}
 

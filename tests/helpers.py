@@ -53,8 +53,8 @@ from fedplat.core.records import from_record, to_record  # noqa: E402
 class BadReplyClient(FedAvgClient):
     """Client 1 sends a truncated weight tensor, client 2 sends NaN weights; others are fine."""
 
-    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
-        reply = super().train(payload, state, rnd)
+    def train(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
+        reply = super().train(payload, state, server_round)
         if self.cid in (1, 2):
             weights = from_record(reply["arrays"])
             name = next(iter(weights))
@@ -72,10 +72,10 @@ from clients.local import LocalClient  # noqa: E402
 class StateThenCrashClient(LocalClient):
     """Client 1 saves its model, then raises, in round 2: its state must roll back."""
 
-    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
-        reply = super().train(payload, state, rnd)
-        if self.cid == 1 and rnd == 2:
-            state.set_values("poison", {"round": rnd})
+    def train(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
+        reply = super().train(payload, state, server_round)
+        if self.cid == 1 and server_round == 2:
+            state.set_values("poison", {"round": server_round})
             raise RuntimeError("crash after writing state")
         return reply
 
@@ -107,11 +107,11 @@ def reply_with_examples(state: Any, n: float) -> RecordDict:
     return RecordDict({"arrays": to_record(state), "metrics": MetricRecord({"num-examples": n})})
 
 
-def server_opt_round(s: Any, rnd: int, shift: float) -> dict[str, Any]:
+def server_opt_round(s: Any, server_round: int, shift: float) -> dict[str, Any]:
     """One round in which client 0 returns the global model + `shift` on every entry."""
-    sent = from_record(s.configure_train(rnd, [0])[0]["arrays"])
-    return s.aggregate_train(rnd, {0: reply_with_examples({k: v + shift for k, v in sent.items()},
-                                                          10)}, {})
+    sent = from_record(s.configure_train(server_round, [0])[0]["arrays"])
+    moved = {k: v + shift for k, v in sent.items()}
+    return s.aggregate_train(server_round, {0: reply_with_examples(moved, 10)}, {})
 
 
 def compare_with_flower(ours: Any, flower: Any) -> None:
@@ -125,21 +125,21 @@ def compare_with_flower(ours: Any, flower: Any) -> None:
     TaskIdentity.task_id, TaskIdentity.run_id = 1, 1  # Message() needs a task identity
     TaskIdentity.node_id = SUPERLINK_NODE_ID
     current = {k: v.numpy().copy() for k, v in ours.global_state.items()}
-    for rnd, shifts in enumerate(FLOWER_SHIFTS, start=1):
+    for server_round, shifts in enumerate(FLOWER_SHIFTS, start=1):
         flower.current_arrays = current
-        payloads = ours.configure_train(rnd, sorted(shifts))
+        payloads = ours.configure_train(server_round, sorted(shifts))
         sent = from_record(next(iter(payloads.values()))["arrays"])
         replies = {c: reply_with_examples({k: v + d for k, v in sent.items()}, n)
                    for c, (d, n) in shifts.items()}
-        ours.aggregate_train(rnd, replies, {})
+        ours.aggregate_train(server_round, replies, {})
         msgs = [Message(reply_with_examples({k: torch.from_numpy(v + np.float32(d))
                                              for k, v in current.items()}, n),
                         dst_node_id=1, message_type=MessageType.TRAIN)
                 for c, (d, n) in sorted(shifts.items())]
-        arrays, _ = flower.aggregate_train(rnd, msgs)
+        arrays, _ = flower.aggregate_train(server_round, msgs)
         current = {k: a.numpy().astype(np.float32) for k, a in arrays.items()}
         for k, v in current.items():
-            assert np.allclose(ours.global_state[k].numpy(), v, atol=1e-6), (rnd, k)
+            assert np.allclose(ours.global_state[k].numpy(), v, atol=1e-6), (server_round, k)
 
 
 # -- graph data through the generic apps -------------------------------------------------------

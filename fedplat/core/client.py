@@ -121,16 +121,16 @@ class Client:
 
     # -- what an algorithm implements ---------------------------------------------------------
 
-    def train(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
-        """Local training for round `rnd`; return what this client shares."""
+    def train(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
+        """Local training for round `server_round`; return what this client shares."""
         raise NotImplementedError
 
-    def evaluate(self, payload: RecordDict, state: ClientState, rnd: int) -> RecordDict:
-        """Evaluate for round `rnd`; return metrics (see `eval_metrics`)."""
+    def evaluate(self, payload: RecordDict, state: ClientState, server_round: int) -> RecordDict:
+        """Evaluate for round `server_round`; return metrics (see `eval_metrics`)."""
         raise NotImplementedError
 
     def exchange(self, stage: Stage, name: str, payload: RecordDict, state: ClientState,
-                 rnd: int) -> RecordDict:
+                 server_round: int) -> RecordDict:
         """An extra exchange of a multi-message protocol (`Strategy.exchanges`).
 
         `name` is the exchange the strategy named within `stage`.
@@ -140,7 +140,7 @@ class Client:
     @classmethod
     def train_batched(cls, clients: Sequence[Client], payloads: Sequence[RecordDict],
                     states: Sequence[ClientState],
-                    rnd: int) -> list[RecordDict | BaseException] | None:
+                    server_round: int) -> list[RecordDict | BaseException] | None:
         """Train several clients of one node at once (`simulation.batched=true`), or None.
 
         An algorithm whose clients share an architecture can override this to train them
@@ -172,11 +172,12 @@ class Client:
         model.load_state_dict({k: v.to(self.device) for k, v in state.items()})
         return model
 
-    def generator(self, rnd: int, *extra: int) -> torch.Generator:
-        """Seeded generator for this client's round `rnd` (batch order)."""
-        return seeding.torch_generator(int(self.cfg.seed), seeding.CLIENT, rnd, self.cid, *extra)
+    def generator(self, server_round: int, *extra: int) -> torch.Generator:
+        """Seeded generator for this client's round `server_round` (batch order)."""
+        return seeding.torch_generator(int(self.cfg.seed), seeding.CLIENT, server_round, self.cid,
+                                       *extra)
 
-    def train_model(self, model: nn.Module, rnd: int, *, lr: float | None = None,
+    def train_model(self, model: nn.Module, server_round: int, *, lr: float | None = None,
                     epochs: int | None = None, state: ClientState | None = None,
                     optimizer: torch.optim.Optimizer | None = None,
                     **kwargs: Any) -> TrainResult:
@@ -201,7 +202,7 @@ class Client:
                                  epochs=n_epochs, **kwargs)
         else:
             result = train(model, data.x_train, data.y_train, opt, epochs=n_epochs,
-                           batch_size=int(c.batch_size), generator=self.generator(rnd),
+                           batch_size=int(c.batch_size), generator=self.generator(server_round),
                            **kwargs)
         if persist:
             assert state is not None
@@ -210,7 +211,7 @@ class Client:
 
     @staticmethod
     def train_many_from(clients: Sequence[Client], skeleton: nn.Module,
-                        starts: Sequence[Mapping[str, torch.Tensor]], rnd: int, *,
+                        starts: Sequence[Mapping[str, torch.Tensor]], server_round: int, *,
                         lr: float | None = None) -> list[Trained | BaseException] | None:
         """`train_model` for several clients of one architecture in one vmapped pass.
 
@@ -231,7 +232,7 @@ class Client:
                 or not supports_batching(skeleton)):
             return None
         names = [n for n, _ in skeleton.named_parameters()]
-        data = [ClientBatchData(cl.data.x_train, cl.data.y_train, cl.generator(rnd))
+        data = [ClientBatchData(cl.data.x_train, cl.data.y_train, cl.generator(server_round))
                 for cl in clients if isinstance(cl.data, ClientData)]
         params, results, finite = train_sgd(
             skeleton, [{n: s[n] for n in names} for s in starts], data,
@@ -244,7 +245,7 @@ class Client:
                 for trained, result, ok in zip(params, results, finite)]
 
     @staticmethod
-    def train_many(clients: Sequence[Client], models: Sequence[nn.Module], rnd: int, *,
+    def train_many(clients: Sequence[Client], models: Sequence[nn.Module], server_round: int, *,
                    lr: float | None = None) -> list[TrainResult | BaseException] | None:
         """`train_many_from` for per-client model instances, trained in place.
 
@@ -257,7 +258,7 @@ class Client:
         if any(s != shapes[0] for s in shapes):
             return None
         starts = [{n: p.detach() for n, p in m.named_parameters()} for m in models]
-        trained = Client.train_many_from(clients, models[0], starts, rnd, lr=lr)
+        trained = Client.train_many_from(clients, models[0], starts, server_round, lr=lr)
         if trained is None:
             return None
         out: list[TrainResult | BaseException] = []

@@ -88,23 +88,23 @@ class Strategy:
 
     # -- sampling -----------------------------------------------------------------------------
 
-    def sample(self, rnd: int, fraction: float, stage: int, minimum: int = 1) -> list[int]:
+    def sample(self, server_round: int, fraction: float, stage: int, minimum: int = 1) -> list[int]:
         """ceil(fraction * N) client ids (at least `minimum`), drawn from `(seed, round, stage)`."""
         ids = sorted(self.clients)
         k = min(len(ids), max(minimum, math.ceil(fraction * len(ids))))
         if k == len(ids):
             return ids
-        chosen = seeding.rng(self.seed, seeding.SAMPLING, rnd, stage).choice(ids, k,
+        chosen = seeding.rng(self.seed, seeding.SAMPLING, server_round, stage).choice(ids, k,
                                                                              replace=False)
         return sorted(int(c) for c in chosen)
 
-    def sample_train(self, rnd: int) -> list[int]:
-        """Clients that train in round `rnd` (`strategy.fraction_train`)."""
-        return self.sample(rnd, float(self.params.fraction_train), Stage.TRAIN.stream,
+    def sample_train(self, server_round: int) -> list[int]:
+        """Clients that train in round `server_round` (`strategy.fraction_train`)."""
+        return self.sample(server_round, float(self.params.fraction_train), Stage.TRAIN.stream,
                            int(self.params.get("min_train_clients", 1)))
 
-    def sample_evaluate(self, rnd: int) -> list[int]:
-        """Clients that evaluate in round `rnd` (`strategy.fraction_evaluate`).
+    def sample_evaluate(self, server_round: int) -> list[int]:
+        """Clients that evaluate in round `server_round` (`strategy.fraction_evaluate`).
 
         `fraction_evaluate=0` means no evaluation stage at all: clients then report their
         metrics with the train reply (`client.evaluate_after_train`).
@@ -112,15 +112,15 @@ class Strategy:
         fraction = float(self.params.fraction_evaluate)
         if fraction == 0:
             return []
-        return self.sample(rnd, fraction, Stage.EVALUATE.stream)
+        return self.sample(server_round, fraction, Stage.EVALUATE.stream)
 
     # -- rounds -------------------------------------------------------------------------------
 
-    def configure_train(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_train(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         """What to send each training client."""
         raise NotImplementedError
 
-    def aggregate_train(self, rnd: int, replies: dict[int, RecordDict],
+    def aggregate_train(self, server_round: int, replies: dict[int, RecordDict],
                         failures: dict[int, str]) -> dict[str, Any]:
         """Update server state from the replies; return strategy metrics for the round log.
 
@@ -132,8 +132,8 @@ class Strategy:
 
     # -- stages made of several exchanges ------------------------------------------------------
 
-    def exchanges(self, stage: Stage, rnd: int) -> tuple[str, ...]:
-        """The exchanges (round trips) making up one stage of round `rnd`, in order.
+    def exchanges(self, stage: Stage, server_round: int) -> tuple[str, ...]:
+        """The exchanges (round trips) making up one stage of round `server_round`, in order.
 
         `MAIN` ("") is the main exchange (`configure_train`/`aggregate_train`, or
         `configure_evaluate`/`aggregate_evaluate`); any other name is an extra round trip of a
@@ -145,41 +145,42 @@ class Strategy:
         """
         return (MAIN,)
 
-    def configure_exchange(self, stage: Stage, exchange: str, rnd: int,
+    def configure_exchange(self, stage: Stage, exchange: str, server_round: int,
                            cids: list[int]) -> dict[int, RecordDict]:
         """What to send each client in an extra exchange (see `exchanges`)."""
         raise NotImplementedError(f"{type(self).__name__} lists exchange '{exchange}' of "
                                   f"{stage} but does not configure it")
 
-    def aggregate_exchange(self, stage: Stage, exchange: str, rnd: int,
+    def aggregate_exchange(self, stage: Stage, exchange: str, server_round: int,
                            replies: dict[int, RecordDict],
                            failures: dict[int, str]) -> dict[str, Any]:
         """Use an extra exchange's replies; return strategy metrics for the round log."""
         return {}
 
-    def configure(self, stage: Stage, exchange: str, rnd: int,
+    def configure(self, stage: Stage, exchange: str, server_round: int,
                   cids: list[int]) -> dict[int, RecordDict]:
         """What to send each client in one exchange of a stage (dispatches on the names)."""
         if exchange != MAIN:
-            return self.configure_exchange(stage, exchange, rnd, cids)
+            return self.configure_exchange(stage, exchange, server_round, cids)
         if stage == Stage.TRAIN:
-            return self.configure_train(rnd, cids)
-        return self.configure_evaluate(rnd, cids)
+            return self.configure_train(server_round, cids)
+        return self.configure_evaluate(server_round, cids)
 
-    def aggregate(self, stage: Stage, exchange: str, rnd: int, replies: dict[int, RecordDict],
+    def aggregate(self, stage: Stage, exchange: str, server_round: int,
+                  replies: dict[int, RecordDict],
                   failures: dict[int, str]) -> dict[str, Any]:
         """Use the replies of one exchange of a stage (dispatches on the names)."""
         if exchange != MAIN:
-            return self.aggregate_exchange(stage, exchange, rnd, replies, failures)
+            return self.aggregate_exchange(stage, exchange, server_round, replies, failures)
         if stage == Stage.TRAIN:
-            return self.aggregate_train(rnd, replies, failures)
-        return self.aggregate_evaluate(rnd, replies, failures)
+            return self.aggregate_train(server_round, replies, failures)
+        return self.aggregate_evaluate(server_round, replies, failures)
 
-    def configure_evaluate(self, rnd: int, cids: list[int]) -> dict[int, RecordDict]:
+    def configure_evaluate(self, server_round: int, cids: list[int]) -> dict[int, RecordDict]:
         """What to send each evaluating client (default: nothing; clients use their state)."""
         return {cid: RecordDict() for cid in cids}
 
-    def aggregate_evaluate(self, rnd: int, replies: dict[int, RecordDict],
+    def aggregate_evaluate(self, server_round: int, replies: dict[int, RecordDict],
                            failures: dict[int, str]) -> dict[str, float]:
         """Strategy-specific evaluation metrics (accuracy/loss are aggregated by the server)."""
         return {}

@@ -68,18 +68,18 @@ def decode(data: bytes) -> RecordDict:
     return recorddict_from_proto(proto)
 
 
-def attack_batch(seed: int, rnd: int, cid: int, num_train: int, size: int) -> torch.Tensor:
+def attack_batch(seed: int, server_round: int, cid: int, num_train: int, size: int) -> torch.Tensor:
     """Indices (into the client's training split) of its capture-round batch, sorted."""
     if size > num_train:
         raise UserError(f"capture.num_samples={size} exceeds client {cid}'s {num_train} "
                         "training samples; lower it")
-    perm = seeding.rng(seed, seeding.CAPTURE, rnd, cid).permutation(num_train)
+    perm = seeding.rng(seed, seeding.CAPTURE, server_round, cid).permutation(num_train)
     return torch.as_tensor(sorted(int(i) for i in perm[:size]), dtype=torch.long)
 
 
-def restrict(data: ClientData, seed: int, rnd: int, size: int) -> ClientData:
+def restrict(data: ClientData, seed: int, server_round: int, size: int) -> ClientData:
     """`data` with its training split cut to the capture-round batch (`attack_batch`)."""
-    idx = attack_batch(seed, rnd, data.cid, data.num_train, size).to(data.x_train.device)
+    idx = attack_batch(seed, server_round, data.cid, data.num_train, size).to(data.x_train.device)
     return replace(data, x_train=data.x_train[idx], y_train=data.y_train[idx])
 
 
@@ -99,34 +99,35 @@ class MessageCapture:
         self.root = Path(run_dir) / CAPTURE_DIR
         self._meta: dict[int, dict[str, Any]] = {}
 
-    def wants(self, rnd: int, stage: str, cid: int) -> bool:
+    def wants(self, server_round: int, stage: str, cid: int) -> bool:
         """True for a training exchange of a chosen client in the capture round."""
-        return (self.round > 0 and rnd == self.round and stage == "train"
+        return (self.round > 0 and server_round == self.round and stage == "train"
                 and (not self.clients or cid in self.clients))
 
-    def control(self, rnd: int, stage: str, cid: int) -> dict[str, int]:
+    def control(self, server_round: int, stage: str, cid: int) -> dict[str, int]:
         """Extra control entries for a message (the attack-batch size, when one is set)."""
-        if self.num_samples > 0 and self.wants(rnd, stage, cid):
+        if self.num_samples > 0 and self.wants(server_round, stage, cid):
             return {SUBSET_KEY: self.num_samples}
         return {}
 
-    def check(self, rnd: int) -> None:
-        """After round `rnd`'s training: warn about chosen clients that were not captured."""
-        if rnd != self.round:
+    def check(self, server_round: int) -> None:
+        """After a round's training: warn about chosen clients that were not captured."""
+        if server_round != self.round:
             return
         missing = sorted(c for c in self.clients if c not in self._meta)
         if missing:
             log.warning("capture: clients %s did not train in round %d; nothing captured for "
-                        "them (choose clients the strategy samples that round)", missing, rnd)
+                        "them (choose clients the strategy samples that round)", missing,
+                        server_round)
 
-    def client_dir(self, rnd: int, cid: int) -> Path:
-        """Where client `cid`'s messages of round `rnd` go."""
-        return self.root / f"round_{rnd}" / f"client_{cid}"
+    def client_dir(self, server_round: int, cid: int) -> Path:
+        """Where client `cid`'s messages of round `server_round` go."""
+        return self.root / f"round_{server_round}" / f"client_{cid}"
 
-    def save(self, rnd: int, stage: str, phase: str, cid: int, sent: RecordDict,
+    def save(self, server_round: int, stage: str, phase: str, cid: int, sent: RecordDict,
              reply: RecordDict | None, failure: str | None = None) -> None:
         """Write one exchange (reply None: failed or late) and refresh the client's meta."""
-        out = self.client_dir(rnd, cid)
+        out = self.client_dir(server_round, cid)
         out.mkdir(parents=True, exist_ok=True)
         name = exchange_name(stage, phase)
         (out / f"{name}.down.pb").write_bytes(down := encode(sent))
@@ -137,7 +138,7 @@ class MessageCapture:
             entry["bytes_up"] = len(up)
         else:
             entry["failure"] = failure or "no reply"
-        meta = self._meta.setdefault(cid, {"round": rnd, "client": cid, "exchanges": [],
+        meta = self._meta.setdefault(cid, {"round": server_round, "client": cid, "exchanges": [],
                                            "num_samples": self.num_samples})
         meta["exchanges"] = [e for e in meta["exchanges"] if e["name"] != name] + [entry]
         (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -178,30 +179,30 @@ def captured(run_dir: Path) -> dict[int, list[int]]:
     root = Path(run_dir) / CAPTURE_DIR
     out: dict[int, list[int]] = {}
     for meta in sorted(root.glob(f"round_*/client_*/{META_FILE}")):
-        rnd = int(meta.parent.parent.name.split("_")[1])
-        out.setdefault(rnd, []).append(int(meta.parent.name.split("_")[1]))
+        server_round = int(meta.parent.parent.name.split("_")[1])
+        out.setdefault(server_round, []).append(int(meta.parent.name.split("_")[1]))
     return {r: sorted(c) for r, c in sorted(out.items())}
 
 
-def load_capture(run_dir: Path, rnd: int | None = None, cid: int | None = None) -> Capture:
+def load_capture(run_dir: Path, server_round: int | None = None, cid: int | None = None) -> Capture:
     """Read one client's capture; `None` picks the only (or first) round / client captured."""
     available = captured(run_dir)
     if not available:
         raise UserError(f"no captured messages in {run_dir}: rerun training with "
                         "capture.round=R capture.clients=[...] (see docs/privacy.md)")
-    if rnd is None:
-        rnd = next(iter(available))
-    if rnd not in available:
-        raise UserError(f"no capture of round {rnd} in {run_dir} (captured rounds: "
+    if server_round is None:
+        server_round = next(iter(available))
+    if server_round not in available:
+        raise UserError(f"no capture of round {server_round} in {run_dir} (captured rounds: "
                         f"{', '.join(map(str, available))})")
     if cid is None:
-        cid = available[rnd][0]
-    if cid not in available[rnd]:
-        raise UserError(f"client {cid} was not captured in round {rnd} of {run_dir} "
-                        f"(captured: {', '.join(map(str, available[rnd]))})")
-    folder = Path(run_dir) / CAPTURE_DIR / f"round_{rnd}" / f"client_{cid}"
+        cid = available[server_round][0]
+    if cid not in available[server_round]:
+        raise UserError(f"client {cid} was not captured in round {server_round} of {run_dir} "
+                        f"(captured: {', '.join(map(str, available[server_round]))})")
+    folder = Path(run_dir) / CAPTURE_DIR / f"round_{server_round}" / f"client_{cid}"
     meta = json.loads((folder / META_FILE).read_text())
-    cap = Capture(Path(run_dir), rnd, cid, int(meta.get("num_samples", 0)))
+    cap = Capture(Path(run_dir), server_round, cid, int(meta.get("num_samples", 0)))
     for entry in meta["exchanges"]:
         name = entry["name"]
         up = folder / f"{name}.up.pb"

@@ -134,13 +134,13 @@ def attack_run(args: argparse.Namespace) -> dict[str, Any]:
     if not available:
         raise UserError(f"no captured messages in {run_dir}: train with capture.round=R "
                         "capture.clients=[...] capture.num_samples=B (docs/privacy.md)")
-    rnd = args.round if args.round is not None else next(iter(available))
-    load_capture(run_dir, rnd)  # checks the round
-    clients = args.client or available[rnd]
+    server_round = args.round if args.round is not None else next(iter(available))
+    load_capture(run_dir, server_round)  # checks the round
+    clients = args.client or available[server_round]
     options = parse_options(args.option)
     threat = threat_model(cfg, args.threat_model, options)
     for cid in clients:
-        load_capture(run_dir, rnd, cid)
+        load_capture(run_dir, server_round, cid)
     if args.threads:
         torch.set_num_threads(args.threads)
     know = knowledge(cfg)
@@ -149,8 +149,8 @@ def attack_run(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for cid in clients:
-        cap = load_capture(run_dir, rnd, cid)
-        gen = seeding.torch_generator(config.seed, ATTACKER, rnd, cid)
+        cap = load_capture(run_dir, server_round, cid)
+        gen = seeding.torch_generator(config.seed, ATTACKER, server_round, cid)
         problem = threat.build(cap, know, gen)
 
         def progress(restart: int, it: int, dist: float, cid: int = cid) -> None:
@@ -161,7 +161,7 @@ def attack_run(args: argparse.Namespace) -> dict[str, Any]:
         rec = invert(problem, know, config, progress)
         x_true, y_true = true_batch(cfg, cap)
         metrics = score(rec.x, rec.labels, x_true, y_true, know.low, know.high)
-        result = {"run_dir": str(run_dir), "round": rnd, "client": cid,
+        result = {"run_dir": str(run_dir), "round": server_round, "client": cid,
                   "strategy": str(cfg.strategy.name), "threat_model": threat.name,
                   "options": threat.options, "attack": asdict(config),
                   "num_images": problem.num_images, "assumptions": problem.assumptions,
@@ -169,14 +169,15 @@ def attack_run(args: argparse.Namespace) -> dict[str, Any]:
                   "labels_inferred": rec.labels_inferred, "mismatch": rec.distance,
                   "restart_mismatch": rec.restart_distances, "seconds": rec.seconds,
                   **metrics}
-        stem = out / f"round_{rnd}_client_{cid}"
+        stem = out / f"round_{server_round}_client_{cid}"
         write_json(stem.with_suffix(".json"), result)
         perm = torch.as_tensor(metrics["pairing"])
         recon = to_unit(rec.x, know.low, know.high)[perm]
         caps = [f"{p:.1f} dB" for p in metrics["psnr_per_image"]]
         save_grid([("original", to_unit(x_true, know.low, know.high)),
                    ("reconstructed", recon)], stem.with_suffix(".png"),
-                  f"{config.attack} vs {cfg.strategy.name}, round {rnd}, client {cid}: PSNR "
+                  f"{config.attack} vs {cfg.strategy.name}, round {server_round}, "
+                  f"client {cid}: PSNR "
                   f"{metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}", caps)
         torch.save({"x": rec.x, "labels": rec.labels}, stem.with_suffix(".pt"))
         results.append(result)
@@ -188,7 +189,7 @@ def attack_run(args: argparse.Namespace) -> dict[str, Any]:
         vals = [float(r[key]) for r in results if not math.isnan(float(r[key]))]
         return sum(vals) / len(vals) if vals else math.nan
 
-    summary = {"run_dir": str(run_dir), "round": rnd, "clients": clients,
+    summary = {"run_dir": str(run_dir), "round": server_round, "clients": clients,
                "strategy": str(cfg.strategy.name), "threat_model": threat.name,
                "options": threat.options, "attack": asdict(config),
                "psnr": mean("psnr"), "ssim": mean("ssim"),

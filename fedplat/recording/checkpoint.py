@@ -30,9 +30,9 @@ LATEST = "latest.json"
 SERVER_FILE = "server.pt"
 
 
-def round_dir(run_dir: Path, rnd: int) -> Path:
-    """Directory of the checkpoint taken after round `rnd`."""
-    return Path(run_dir) / CHECKPOINT_DIR / f"round-{rnd}"
+def round_dir(run_dir: Path, server_round: int) -> Path:
+    """Directory of the checkpoint taken after round `server_round`."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"round-{server_round}"
 
 
 def client_file(directory: Path, cid: int) -> Path:
@@ -72,14 +72,14 @@ def restore_client_state(state: RecordDict, directory: Path, cid: int) -> bool:
     return True
 
 
-def save_server(run_dir: Path, rnd: int, strategy_state: dict[str, Any]) -> Path:
-    """Write the server's state for round `rnd`, then point latest.json at it."""
-    directory = round_dir(run_dir, rnd)
+def save_server(run_dir: Path, server_round: int, strategy_state: dict[str, Any]) -> Path:
+    """Write the server's state for round `server_round`, then point latest.json at it."""
+    directory = round_dir(run_dir, server_round)
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_save({"round": rnd, "strategy": strategy_state}, directory / SERVER_FILE)
+    _atomic_save({"round": server_round, "strategy": strategy_state}, directory / SERVER_FILE)
     latest = Path(run_dir) / CHECKPOINT_DIR / LATEST
     tmp = latest.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"round": rnd, "dir": directory.name}))
+    tmp.write_text(json.dumps({"round": server_round, "dir": directory.name}))
     os.replace(tmp, latest)
     for old in (Path(run_dir) / CHECKPOINT_DIR).glob("round-*"):
         if old != directory and old.is_dir():

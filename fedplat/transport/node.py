@@ -194,7 +194,7 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage,
     that can train a group at once (`Client.train_batched`), the clients that did not fail
     train together; otherwise one at a time.
     """
-    rnd = batch.server_round
+    server_round = batch.server_round
     replies: dict[int, RecordDict] = {}
     errors: dict[int, BaseException] = {}
     todo = sorted(batch.payloads)
@@ -202,18 +202,18 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage,
         ready = []
         for cid in todo:
             try:
-                faults.inject(worker.cfg, cid, rnd)
+                faults.inject(worker.cfg, cid, server_round)
                 ready.append(cid)
             except Exception as exc:  # this client's failure only
                 errors[cid] = exc
         todo = ready
         if (bool(worker.cfg.simulation.get("batched", False)) and len(batch.payloads) > 1
                 and not any(c.get(SUBSET_KEY) for c in batch.controls.values())):
-            clients = [worker.client(cid, {}, stage, rnd) for cid in todo]
+            clients = [worker.client(cid, {}, stage, server_round) for cid in todo]
             saved = {cid: _snapshot(state, cid) for cid in todo}
             trained = worker.client_cls.train_batched(
                 clients, [batch.payloads[c] for c in todo],
-                [ClientState(state, c) for c in todo], rnd)
+                [ClientState(state, c) for c in todo], server_round)
             if trained is not None:
                 for cid, result in zip(todo, trained):
                     if isinstance(result, BaseException):
@@ -225,10 +225,11 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage,
     for cid in todo:
         saved_one = _snapshot(state, cid)
         try:
-            client = worker.client(cid, batch.controls.get(cid, {}), stage, rnd)
-            seeding.seed_torch(int(worker.cfg.seed), seeding.CLIENT, rnd, cid, stage.stream)
+            client = worker.client(cid, batch.controls.get(cid, {}), stage, server_round)
+            seeding.seed_torch(int(worker.cfg.seed), seeding.CLIENT, server_round, cid,
+                               stage.stream)
             replies[cid] = _call(client, stage, batch.exchange, batch.payloads[cid],
-                                 ClientState(state, cid), rnd)
+                                 ClientState(state, cid), server_round)
         except Exception as exc:  # this client's failure only
             _restore(state, cid, saved_one)
             log.debug("client %d failed", cid, exc_info=True)

@@ -179,11 +179,11 @@ def validate_events(events: Sequence[Mapping[str, Any]], n: int, num_rounds: int
         if kind not in EVENT_TYPES:
             raise UserError(f"{_where(i, 'type')}={kind!r} is not valid (choose from: "
                             f"{', '.join(EVENT_TYPES)})")
-        rnd = ev.get("round", 1 if kind == "battery" else None)
-        if isinstance(rnd, bool) or not isinstance(rnd, int) or rnd < 1:
-            raise UserError(f"{_where(i, 'round')}={rnd!r} must be a round number >= 1")
-        if rnd > num_rounds:
-            raise UserError(f"{_where(i, 'round')}={rnd} is beyond the run "
+        server_round = ev.get("round", 1 if kind == "battery" else None)
+        if isinstance(server_round, bool) or not isinstance(server_round, int) or server_round < 1:
+            raise UserError(f"{_where(i, 'round')}={server_round!r} must be a round number >= 1")
+        if server_round > num_rounds:
+            raise UserError(f"{_where(i, 'round')}={server_round} is beyond the run "
                             f"(num_rounds={num_rounds}); use a round in [1, {num_rounds}] "
                             "or run longer")
         rate = ev.get("rate")
@@ -193,7 +193,7 @@ def validate_events(events: Sequence[Mapping[str, Any]], n: int, num_rounds: int
             _ev_float(ev, i, "rate", 0.0, 1.0)
             until = ev.get("until")
             if until is not None:
-                _ev_int(ev, i, "until", rnd, num_rounds,
+                _ev_int(ev, i, "until", server_round, num_rounds,
                         hint=f" (from the event's round to num_rounds={num_rounds})")
         if kind in ("node_drop", "node_offline"):
             if rate is None:

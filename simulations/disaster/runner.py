@@ -87,7 +87,7 @@ def make_executor(cfg: DictConfig) -> Any:
                        round_timeout=cfg.p2p.round_timeout)
 
 
-def plan_round(rnd: int, graph: nx.Graph, owner: np.ndarray, shards: list[int],
+def plan_round(server_round: int, graph: nx.Graph, owner: np.ndarray, shards: list[int],
                evaluate: bool) -> dict[int, RoundPlan]:
     """Each shard's plan: its present nodes, their present neighbours and the degrees."""
     per: dict[int, list[int]] = {s: [] for s in shards}
@@ -107,7 +107,7 @@ def plan_round(rnd: int, graph: nx.Graph, owner: np.ndarray, shards: list[int],
                 w = graph.edges[v, u].get("weight")
                 if w is not None:
                     links.setdefault(v, {})[u] = float(w)
-        plans[s] = RoundPlan(rnd, nodes, nbrs, degrees, links, evaluate)
+        plans[s] = RoundPlan(server_round, nodes, nbrs, degrees, links, evaluate)
     return plans
 
 
@@ -317,10 +317,10 @@ class DisasterRun:
             td = drops[0]
             out["first_disruption_round"] = td
             by = {r["round"]: r for r in self.rows}
-            for label, rnd in (("before", td - 1), ("at", td), ("plus1", td + 1),
+            for label, server_round in (("before", td - 1), ("at", td), ("plus1", td + 1),
                                ("plus10", td + 10)):
-                if rnd in by and "acc_mean" in by[rnd]:
-                    out[f"acc_mean_{label}_disruption"] = by[rnd]["acc_mean"]
+                if server_round in by and "acc_mean" in by[server_round]:
+                    out[f"acc_mean_{label}_disruption"] = by[server_round]["acc_mean"]
         return out
 
     def draw(self) -> None:

@@ -166,18 +166,18 @@ class Shard:
 
     # ---------------------------------------------------------------------------------------
 
-    def _maybe_exit(self, rnd: int) -> None:
+    def _maybe_exit(self, server_round: int) -> None:
         ex = self.settings.get("worker_exit") or {}
-        if ex.get("round") == rnd and ex.get("worker") == self.id:
+        if ex.get("round") == server_round and ex.get("worker") == self.id:
             if self.hard_exit:
                 os._exit(1)  # a worker that dies mid-round, as a crashed machine would
-            raise WorkerExit(f"worker {self.id} exited in round {rnd} (p2p.worker_exit)")
+            raise WorkerExit(f"worker {self.id} exited in round {server_round} (p2p.worker_exit)")
 
-    def _fails(self, rnd: int, node: int) -> bool:
+    def _fails(self, server_round: int, node: int) -> bool:
         if node in self.crash_clients:
             return True
         if self.crash_prob > 0:
-            return bool(seeding.rng(self.seed, seeding.FAULTS, rnd, node).random()
+            return bool(seeding.rng(self.seed, seeding.FAULTS, server_round, node).random()
                         < self.crash_prob)
         return False
 
@@ -196,18 +196,19 @@ class Shard:
             return False
         return True
 
-    def _train(self, rnd: int, node: int, report: StepReport) -> bool:
+    def _train(self, server_round: int, node: int, report: StepReport) -> bool:
         """Train `node`; on failure keep its post-aggregation model. False if it died."""
         t0 = time.perf_counter()
         try:
-            if self._fails(rnd, node):
+            if self._fails(server_round, node):
                 raise RuntimeError(f"injected training failure (faults) of node {node}")
             _load_vector(self.model, self.models[node])
             opt = make_optimizer(self.model.parameters(), self.client_cfg)
             x, y = self.data[node]
             res = train(self.model, x, y, opt, epochs=int(self.client_cfg.local_epochs),
                         batch_size=int(self.client_cfg.batch_size),
-                        generator=seeding.torch_generator(self.seed, seeding.CLIENT, rnd, node))
+                        generator=seeding.torch_generator(self.seed, seeding.CLIENT,
+                                                          server_round, node))
             self.models[node] = _read_vector(self.model)
             report.train_loss[node] = res.loss
             self.missed[node] = 0
@@ -223,12 +224,12 @@ class Shard:
         """Train and evaluate many nodes at once (p2p.batched, SGD only)."""
         return bool(self.settings.get("batched")) and self.client_cfg.optimizer == "sgd"
 
-    def _train_many(self, rnd: int, nodes: list[int], report: StepReport) -> None:
+    def _train_many(self, server_round: int, nodes: list[int], report: StepReport) -> None:
         """Train `nodes` in groups of equal data size with one vmapped model per group."""
         t0 = time.perf_counter()
         groups: dict[int, list[int]] = {}
         for v in nodes:
-            if self._fails(rnd, v):
+            if self._fails(server_round, v):
                 self._failure(v, f"RuntimeError: injected training failure (faults) of node "
                                  f"{v}", report)
             else:
@@ -246,7 +247,8 @@ class Shard:
                 used[key] = self._stacks[key]
                 x, y = used[key]
                 flat = torch.stack([self.models[v] for v in part])
-                gens = [seeding.torch_generator(self.seed, seeding.CLIENT, rnd, v) for v in part]
+                gens = [seeding.torch_generator(self.seed, seeding.CLIENT, server_round, v)
+                        for v in part]
                 trained, losses, finite = batched.train_sgd_stacked(
                     self.model, batched.unflatten(self.model, flat), x, y,
                     [len(y[0])] * len(part), gens, epochs=int(c.local_epochs),

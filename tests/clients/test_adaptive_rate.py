@@ -93,9 +93,10 @@ def _payload(model, lr, cl, prev_scale=0.0):
     return content
 
 
-def _fit(cls, cfg, data, payload, store=None, rnd=1):
+def _fit(cls, cfg, data, payload, store=None, server_round=1):
     client = cls(0, data, cfg, torch.device("cpu"))
-    return client.train(payload, ClientState(store if store is not None else RecordDict(), 0), rnd)
+    state = ClientState(store if store is not None else RecordDict(), 0)
+    return client.train(payload, state, server_round)
 
 
 def test_without_cl_it_trains_exactly_like_fedavg():

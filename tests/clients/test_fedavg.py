@@ -51,7 +51,7 @@ def test_reply_is_exactly_the_trained_weights_and_two_metrics():
     client = _client(cfg)
     start = _global(client)
     state = ClientState(RecordDict(), 0)
-    reply = client.train(_payload(start, lr=0.05), state, rnd=3)
+    reply = client.train(_payload(start, lr=0.05), state, server_round=3)
     assert set(reply.keys()) == {"arrays", "metrics"}
     sent_back = from_record(reply["arrays"])
     assert {k: tuple(v.shape) for k, v in sent_back.items()} == NAMES
@@ -73,9 +73,9 @@ def test_reply_is_exactly_the_trained_weights_and_two_metrics():
 def test_without_a_rate_in_the_payload_the_client_rate_is_used():
     cfg = _cfg()
     start = _global(_client(cfg))
-    a = _client(cfg).train(_payload(start), ClientState(RecordDict(), 0), rnd=1)
-    b = _client(cfg).train(_payload(start, lr=0.1), ClientState(RecordDict(), 0), rnd=1)
-    c = _client(cfg).train(_payload(start, lr=0.01), ClientState(RecordDict(), 0), rnd=1)
+    a = _client(cfg).train(_payload(start), ClientState(RecordDict(), 0), server_round=1)
+    b = _client(cfg).train(_payload(start, lr=0.1), ClientState(RecordDict(), 0), server_round=1)
+    c = _client(cfg).train(_payload(start, lr=0.01), ClientState(RecordDict(), 0), server_round=1)
     wa, wb, wc = (from_record(r["arrays"]) for r in (a, b, c))
     assert all(torch.equal(wa[k], wb[k]) for k in NAMES)  # client.lr=0.1
     assert not torch.equal(wa["net.1.weight"], wc["net.1.weight"])
@@ -84,7 +84,8 @@ def test_without_a_rate_in_the_payload_the_client_rate_is_used():
 def test_evaluation_after_fit_travels_with_the_weights():
     cfg = _cfg("client.evaluate_after_train=true")
     client = _client(cfg)
-    m = metrics_of(client.train(_payload(_global(client)), ClientState(RecordDict(), 0), rnd=1))
+    state = ClientState(RecordDict(), 0)
+    m = metrics_of(client.train(_payload(_global(client)), state, server_round=1))
     assert m["num-examples"] == 2 * 20  # still the training count (aggregation weights)
     assert m["num-test-examples"] == 6 and m["num-val-examples"] == 4
     assert 0 <= m["test_accuracy"] <= 1 and math.isfinite(m["val_loss"])
@@ -94,7 +95,7 @@ def test_evaluate_replies_with_metrics_of_the_sent_model_only():
     cfg = _cfg()
     client = _client(cfg)
     weights = _global(client)
-    reply = client.evaluate(_payload(weights), ClientState(RecordDict(), 0), rnd=1)
+    reply = client.evaluate(_payload(weights), ClientState(RecordDict(), 0), server_round=1)
     assert set(reply.keys()) == {"metrics"}
     m = metrics_of(reply)
     assert m["num-examples"] == 6 and m["num-val-examples"] == 4
@@ -105,7 +106,7 @@ def test_optimizer_state_is_kept_only_when_asked():
     cfg = _cfg("client.persist_optimizer_state=true", "client.momentum=0.9")
     client = _client(cfg)
     state = ClientState(RecordDict(), 0)
-    client.train(_payload(_global(client)), state, rnd=1)
+    client.train(_payload(_global(client)), state, server_round=1)
     assert state.names() == ["optimizer"]
     buffers = state.get_tensors("optimizer")
     assert {v.shape for v in buffers.values()} == {torch.Size(s) for s in NAMES.values()}
@@ -137,7 +138,7 @@ def test_batching_declines_mixed_rates_and_subclasses_that_change_fit():
                                     states, 1) is None
 
     class Changed(FedAvgClient):
-        def train(self, payload, state, rnd):
-            return super().train(payload, state, rnd)
+        def train(self, payload, state, server_round):
+            return super().train(payload, state, server_round)
 
     assert Changed.train_batched(clients, [_payload(start)] * 2, states, 1) is None

@@ -38,7 +38,7 @@ def _payload(client, shift=0.0):
 def test_reply_is_the_trained_base_and_the_head_goes_to_state():
     client = _client()
     state = ClientState(RecordDict(), 0)
-    reply = client.train(_payload(client), state, rnd=1)
+    reply = client.train(_payload(client), state, server_round=1)
     assert set(reply.keys()) == {"arrays", "metrics"}
     assert set(from_record(reply["arrays"])) == {"net.1.weight", "net.1.bias"}
     assert state.names() == ["head"] and set(state.get_tensors("head")) == HEAD
@@ -49,15 +49,15 @@ def test_reply_is_the_trained_base_and_the_head_goes_to_state():
 def test_the_model_is_the_sent_base_with_the_kept_head():
     client = _client()
     state = ClientState(RecordDict(), 0)
-    fresh = metrics_of(client.evaluate(_payload(client, 0.5), state, rnd=1))
+    fresh = metrics_of(client.evaluate(_payload(client, 0.5), state, server_round=1))
     # no head kept yet: the initial head, as every client starts from
     model = client.new_model()
     weights = model.state_dict()
     weights.update(from_record(_payload(client, 0.5)["arrays"]))
     assert fresh == client.eval_metrics(client.load(model, weights))
-    client.train(_payload(client), state, rnd=1)
+    client.train(_payload(client), state, server_round=1)
     head = state.get_tensors("head")
-    later = metrics_of(client.evaluate(_payload(client, 0.5), state, rnd=2))
+    later = metrics_of(client.evaluate(_payload(client, 0.5), state, server_round=2))
     weights.update(head)
     assert later == client.eval_metrics(client.load(client.new_model(), weights))
 

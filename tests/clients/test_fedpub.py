@@ -111,12 +111,12 @@ def test_fit_keeps_own_masks_persists_adam_and_uploads_masks_only_as_released(as
     state = ClientState(RecordDict(), 0)
     received = {k: v for k, v in client.new_model().state_dict().items()
                 if as_released or "mask" not in k}
-    for rnd in (1, 2, 3):
+    for server_round in (1, 2, 3):
         if as_released:  # a server that averages masks: the client must ignore them
             received = {k: torch.full_like(v, 7.0) if "mask" in k else v
                         for k, v in received.items()}
         before = state.get_tensors("masks")
-        reply = client.train(RecordDict({"arrays": to_record(received)}), state, rnd)
+        reply = client.train(RecordDict({"arrays": to_record(received)}), state, server_round)
         up = from_record(reply["arrays"])
         assert any("mask" in k for k in up) == as_released
         masks = state.get_tensors("masks")

@@ -138,7 +138,7 @@ def test_clients_start_identical_unless_asked_and_keep_their_state():
     payload = RecordDict({"arrays": to_record(hnet.state_dict()),
                           "config": local_config(cfg.strategy)})
     store = RecordDict()
-    reply = a.train(payload, ClientState(store, 0), rnd=1)
+    reply = a.train(payload, ClientState(store, 0), server_round=1)
     state = ClientState(store, 0)
     assert set(state.names()) == {"embedding", "classifier"}
     assert not torch.equal(state.get_tensors("embedding")["v"], va.detach())
@@ -156,7 +156,7 @@ def test_client_uses_the_two_phase_settings_it_is_sent():
     _, _, hnet = initial_model(cfg)
     payload = RecordDict({"arrays": to_record(hnet.state_dict()),
                           "config": local_config(cfg.strategy)})
-    reply = client.train(payload, ClientState(RecordDict(), 0), rnd=3)
+    reply = client.train(payload, ClientState(RecordDict(), 0), server_round=3)
     target, v, head = client.private(ClientState(RecordDict(), 0))
     gen = client.generator(3)
     with torch.no_grad():
@@ -181,7 +181,7 @@ def test_stale_eval_flag_evaluates_the_last_phase_b_extractor():
     payload = RecordDict({"arrays": to_record(hnet.state_dict()),
                           "config": local_config(cfg.strategy)})
     store = RecordDict()
-    client.train(payload, ClientState(store, 0), rnd=1)
+    client.train(payload, ClientState(store, 0), server_round=1)
     state = ClientState(store, 0)
     assert "last_theta" in state.names()
     stale = client.evaluate(payload, state, 1)["metrics"]["test_loss"]

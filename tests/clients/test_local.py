@@ -29,7 +29,7 @@ def _cfg():
 def test_the_reply_holds_metrics_only_and_the_model_stays_in_state():
     client = LocalClient(0, _data(), _cfg(), torch.device("cpu"))
     state = ClientState(RecordDict(), 0)
-    reply = client.train(RecordDict(), state, rnd=1)
+    reply = client.train(RecordDict(), state, server_round=1)
     assert set(reply.keys()) == {"metrics"}
     assert set(metrics_of(reply)) == {"num-examples", "train_loss"}
     assert state.names() == ["model"]
@@ -43,12 +43,12 @@ def test_training_continues_from_the_saved_model_and_clients_stay_apart():
     store = RecordDict()  # one node serving two clients
     a, b = (LocalClient(c, _data(c), cfg, torch.device("cpu")) for c in (0, 1))
     sa, sb = ClientState(store, 0), ClientState(store, 1)
-    a.train(RecordDict(), sa, rnd=1)
+    a.train(RecordDict(), sa, server_round=1)
     first = sa.get_tensors("model")
     assert sb.get_tensors("model") is None  # b has trained nothing yet
-    b.train(RecordDict(), sb, rnd=1)
+    b.train(RecordDict(), sb, server_round=1)
     assert all(torch.equal(first[k], v) for k, v in sa.get_tensors("model").items())
-    a.train(RecordDict(), sa, rnd=2)
+    a.train(RecordDict(), sa, server_round=2)
     second = sa.get_tensors("model")
     assert not torch.equal(first["net.1.weight"], second["net.1.weight"])
     # the same result as training the saved model once more, by hand
@@ -62,10 +62,10 @@ def test_training_continues_from_the_saved_model_and_clients_stay_apart():
 def test_evaluate_uses_the_saved_model():
     client = LocalClient(0, _data(), _cfg(), torch.device("cpu"))
     state = ClientState(RecordDict(), 0)
-    untrained = metrics_of(client.evaluate(RecordDict(), state, rnd=1))
+    untrained = metrics_of(client.evaluate(RecordDict(), state, server_round=1))
     assert untrained == client.eval_metrics(client.new_model())
-    client.train(RecordDict(), state, rnd=1)
-    trained = metrics_of(client.evaluate(RecordDict(), state, rnd=1))
+    client.train(RecordDict(), state, server_round=1)
+    trained = metrics_of(client.evaluate(RecordDict(), state, server_round=1))
     assert trained == client.eval_metrics(client.load(client.new_model(),
                                                       state.get_tensors("model")))
     assert trained != untrained and trained["num-examples"] == 6

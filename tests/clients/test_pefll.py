@@ -44,7 +44,7 @@ def test_embed_then_embedgrad_use_the_same_stored_batch():
     cfg, client = _client()
     vnet, payload = _payload(cfg, client)
     store = RecordDict()
-    reply = client.exchange("train", "embed", payload, ClientState(store, 0), rnd=2)
+    reply = client.exchange("train", "embed", payload, ClientState(store, 0), server_round=2)
     stored = ClientState(store, 0).get_values("descriptor_batch")
     idx = torch.tensor(stored["idx"])
     assert len(idx) == 8 and stored["batches"] == 1
@@ -53,7 +53,7 @@ def test_embed_then_embedgrad_use_the_same_stored_batch():
     torch.testing.assert_close(u, descriptor(vnet, x, y, 1))
     du = torch.randn(u.shape)
     _, payload2 = _payload(cfg, client, du=to_record({"u": du}))
-    reply2 = client.exchange("train", "embedgrad", payload2, ClientState(store, 0), rnd=2)
+    reply2 = client.exchange("train", "embedgrad", payload2, ClientState(store, 0), server_round=2)
     got = from_record(reply2["arrays"])
     want = client_vnet_gradient(vnet, x, y, 1, du)
     for (name, _), w in zip(vnet.named_parameters(), want):
@@ -64,7 +64,7 @@ def test_evaluation_descriptor_uses_all_full_batches_and_remembers_present_class
     cfg, client = _client()
     _, payload = _payload(cfg, client)
     store = RecordDict()
-    reply = client.exchange("evaluate", "embed", payload, ClientState(store, 0), rnd=1)
+    reply = client.exchange("evaluate", "embed", payload, ClientState(store, 0), server_round=1)
     assert reply["metrics"]["num-examples"] == 24  # 3 full batches of 8 out of 30
     mask = ClientState(store, 0).get_values("eval_present")["mask"]
     assert [i for i, m in enumerate(mask) if m] == [1, 4]

@@ -78,7 +78,7 @@ def test_reply_is_the_raw_difference_theta_minus_trained_theta():
     cfg = _cfg("pfedhn")
     client = PFedHNClient(0, _data(), cfg, torch.device("cpu"))
     theta = _theta(cfg)
-    reply = client.train(_payload(cfg, theta), ClientState(RecordDict(), 0), rnd=1)
+    reply = client.train(_payload(cfg, theta), ClientState(RecordDict(), 0), server_round=1)
     assert set(reply.keys()) == {"arrays", "metrics"}
     delta = from_record(reply["arrays"])
     new, _ = inner_updates(client.target(), theta, client.data.x_train, client.data.y_train,

@@ -45,7 +45,7 @@ def test_reply_holds_the_body_delta_and_metrics_only():
     cfg = _cfg("pfedhn_pc")
     theta = _theta(cfg, head=False)
     client = PFedHNPCClient(0, _data(), cfg, torch.device("cpu"))
-    reply = client.train(_payload(cfg, theta), ClientState(RecordDict(), 0), rnd=1)
+    reply = client.train(_payload(cfg, theta), ClientState(RecordDict(), 0), server_round=1)
     assert set(reply.keys()) == {"arrays", "metrics"}
     delta = from_record(reply["arrays"])
     assert {k: v.shape for k, v in delta.items()} == {k: v.shape for k, v in theta.items()}
@@ -70,12 +70,12 @@ def test_pc_head_is_private_persistent_per_client_and_keeps_its_momentum():
     theta = _theta(cfg, head=False)
     client = PFedHNPCClient(0, _data(), cfg, torch.device("cpu"))
     state = ClientState(store, 0)
-    reply = client.train(_payload(cfg, theta), state, rnd=1)
+    reply = client.train(_payload(cfg, theta), state, server_round=1)
     assert set(from_record(reply["arrays"])) == set(theta)  # body only: the head stays home
     head1 = state.get_tensors("head")
     buf1 = state.get_tensors("head_opt")
     assert set(head1) == {"net.3.weight", "net.3.bias"} and set(buf1) == set(head1)
-    client.train(_payload(cfg, theta), state, rnd=2)
+    client.train(_payload(cfg, theta), state, server_round=2)
     head2 = state.get_tensors("head")
     assert not torch.equal(head1["net.3.weight"], head2["net.3.weight"])  # trained further
     # another client's head starts from its own initialisation

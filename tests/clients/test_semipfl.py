@@ -35,10 +35,10 @@ def _theta():
     return AutoEncoder(40, 16, 8, 4, "tanh").state_dict()
 
 
-def _fit(client, store, rnd=1):
+def _fit(client, store, server_round=1):
     payload = RecordDict({"arrays": to_record(_theta()), "config": ConfigRecord(
         {"ae_epochs": 2, "ae_lr": 1e-3, "batch_size": 16})})
-    return client.train(payload, ClientState(store, 0), rnd)
+    return client.train(payload, ClientState(store, 0), server_round)
 
 
 def test_ae_training_zeroes_gradients_every_batch():
@@ -116,7 +116,7 @@ def test_no_base_model_keeps_the_previous_personal_model():
     _fit(client, store)
     _combine(client, store, _bases())
     before = ClientState(store, 0).get_tensors("ae")
-    _fit(client, store, rnd=2)
+    _fit(client, store, server_round=2)
     m = metrics_of(_combine(client, store, {}))
     assert m == {"n_bases": 0.0}
     after = ClientState(store, 0).get_tensors("ae")

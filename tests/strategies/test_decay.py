@@ -25,26 +25,26 @@ def _strategy(name, *overrides):
     return s
 
 
-def _round(s, rnd):
-    payload = s.configure_train(rnd, [0])[0]
+def _round(s, server_round):
+    payload = s.configure_train(server_round, [0])[0]
     sent = from_record(payload["arrays"])
     reply = RecordDict({"arrays": to_record({k: v + 0.1 for k, v in sent.items()}),
                         "metrics": MetricRecord({"num-examples": 5})})
-    return payload["config"]["lr"], s.aggregate_train(rnd, {0: reply}, {})
+    return payload["config"]["lr"], s.aggregate_train(server_round, {0: reply}, {})
 
 
 def test_decay_g_and_sl():
     g = _strategy("decay_g", "strategy.eta_g0=2.0", "strategy.gamma=0.5")
     x0 = g.vector(g.global_state).clone()
     rates = []
-    for rnd in (1, 2, 3):
-        lr, m = _round(g, rnd)
+    for server_round in (1, 2, 3):
+        lr, m = _round(g, server_round)
         assert lr == 0.04
         rates.append(m["lr_global"])
     assert rates == [2.0, 1.0, 0.5]
     assert torch.allclose(g.vector(g.global_state), x0 + 0.1 * 3.5, atol=1e-6)
     sl = _strategy("decay_sl", "strategy.gamma=0.5")
-    sent = [(_round(sl, rnd)) for rnd in (1, 2, 3)]
+    sent = [(_round(sl, server_round)) for server_round in (1, 2, 3)]
     assert [lr for lr, _ in sent] == pytest.approx([0.04, 0.02, 0.01])
     assert all(m["lr_global"] == 1.0 for _, m in sent)
 

@@ -58,13 +58,13 @@ def _reply(state, n=10, **metrics):
                        "metrics": MetricRecord({"num-examples": n, **metrics})})
 
 
-def _round(s, rnd, shifts, n=None):
+def _round(s, server_round, shifts, n=None):
     """Every client c returns the global model + shifts[c] on every entry."""
-    payloads = s.configure_train(rnd, sorted(shifts))
+    payloads = s.configure_train(server_round, sorted(shifts))
     sent = from_record(next(iter(payloads.values()))["arrays"])
     replies = {c: _reply({k: v + shift for k, v in sent.items()}, (n or {}).get(c, 10))
                for c, shift in shifts.items()}
-    return payloads, s.aggregate_train(rnd, replies, {})
+    return payloads, s.aggregate_train(server_round, replies, {})
 
 
 def test_vector_and_unflatten_are_inverse_over_the_trainable_parameters():

@@ -38,8 +38,8 @@ def test_graph_client_trains_full_batch_persists_adam_and_reports_after_fit():
     client = Client(1, data, cfg, torch.device("cpu"))
     state = ClientState(RecordDict(), 1)
     model = client.new_model()
-    for rnd in (1, 2, 3):
-        result = client.train_model(model, rnd, state=state)
+    for server_round in (1, 2, 3):
+        result = client.train_model(model, server_round, state=state)
         assert result.steps == 1 and result.num_examples == data.num_train
     opt = torch.optim.Adam(model.parameters())
     assert state.load_optimizer("optimizer", opt)

@@ -112,20 +112,20 @@ def test_configure_and_aggregate_dispatch_on_stage_and_exchange():
     calls = []
 
     class Recording(Strategy):
-        def configure_train(self, rnd, cids):
-            calls.append(("configure_train", rnd))
+        def configure_train(self, server_round, cids):
+            calls.append(("configure_train", server_round))
             return {}
 
-        def aggregate_train(self, rnd, replies, failures):
-            calls.append(("aggregate_train", rnd))
+        def aggregate_train(self, server_round, replies, failures):
+            calls.append(("aggregate_train", server_round))
             return {"t": 1}
 
-        def configure_evaluate(self, rnd, cids):
-            calls.append(("configure_evaluate", rnd))
+        def configure_evaluate(self, server_round, cids):
+            calls.append(("configure_evaluate", server_round))
             return {}
 
-        def configure_exchange(self, stage, exchange, rnd, cids):
-            calls.append((f"configure_exchange {stage} {exchange}", rnd))
+        def configure_exchange(self, stage, exchange, server_round, cids):
+            calls.append((f"configure_exchange {stage} {exchange}", server_round))
             return {}
 
     s = Recording(make_cfg("num_clients=2"))
@@ -144,30 +144,30 @@ CALLS: list[tuple[str, str, int, tuple[int, ...]]] = []
 class MultiExchangeFedAvg(FedAvg):
     """FedAvg with a `hello` exchange before training and a `bye` after it."""
 
-    def exchanges(self, stage, rnd):
+    def exchanges(self, stage, server_round):
         return ("hello", "", "bye") if stage == "train" else ("", "check")
 
-    def configure_exchange(self, stage, exchange, rnd, cids):
-        CALLS.append((stage, exchange, rnd, tuple(cids)))
+    def configure_exchange(self, stage, exchange, server_round, cids):
+        CALLS.append((stage, exchange, server_round, tuple(cids)))
         size = 10 if exchange == "hello" else 3
         return {c: RecordDict({"arrays": ArrayRecord({"x": torch.zeros(size)})})
                 for c in cids if not (exchange == "bye" and c == 0)}
 
-    def aggregate_exchange(self, stage, exchange, rnd, replies, failures):
+    def aggregate_exchange(self, stage, exchange, server_round, replies, failures):
         return {f"{stage}_{exchange}_replies": float(len(replies))}
 
-    def configure_train(self, rnd, cids):
-        CALLS.append(("train", "", rnd, tuple(cids)))
-        return super().configure_train(rnd, cids)
+    def configure_train(self, server_round, cids):
+        CALLS.append(("train", "", server_round, tuple(cids)))
+        return super().configure_train(server_round, cids)
 
 
 class MultiExchangeClient(FedAvgClient):
     """Answers the extra exchanges with what it received."""
 
-    def exchange(self, stage, name, payload, state, rnd):
+    def exchange(self, stage, name, payload, state, server_round):
         if name == "bye" and self.cfg.get("fail_bye"):
             raise RuntimeError("bye failed")
-        state.set_values(f"{stage}.{name}", {"round": rnd})
+        state.set_values(f"{stage}.{name}", {"round": server_round})
         return RecordDict({"arrays": payload["arrays"],
                            "metrics": MetricRecord({"seen": float(len(state.names()))})})
 

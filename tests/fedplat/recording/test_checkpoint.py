@@ -40,8 +40,8 @@ def test_server_checkpoint_and_strategy_state(tmp_path):
     s.global_state = {k: v + 1 for k, v in s.global_state.items()}
     checkpoint.save_server(tmp_path, 3, s.state_dict())
     checkpoint.save_server(tmp_path, 4, s.state_dict())
-    rnd, directory = checkpoint.latest(tmp_path)
-    assert rnd == 4 and not checkpoint.round_dir(tmp_path, 3).exists()
+    server_round, directory = checkpoint.latest(tmp_path)
+    assert server_round == 4 and not checkpoint.round_dir(tmp_path, 3).exists()
     t = FedAvg(cfg)
     t.setup(s.clients)
     t.load_state_dict(checkpoint.load_server(directory)["strategy"])

@@ -14,8 +14,8 @@ def _topo(g):
     return Topology("test", h)
 
 
-def _drop(rnd=2, **kw):
-    return {"round": rnd, "type": "node_drop", **kw}
+def _drop(server_round=2, **kw):
+    return {"round": server_round, "type": "node_drop", **kw}
 
 
 def test_top_degree_picks_the_hub_of_a_star_and_peripheral_the_leaves():
