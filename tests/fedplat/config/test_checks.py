@@ -100,7 +100,7 @@ def test_checks_is_a_leaf_module():
     """Importing it loads no other part of fedplat (so any module may import it: no cycles)."""
     code = ("import sys, fedplat.config.checks; "
             "print(' '.join(sorted(m for m in sys.modules if m.startswith('fedplat'))))")
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONPATH": str(root)}).stdout.split()
-    assert out == ["fedplat", "fedplat.config.checks", "fedplat.errors"]
+    assert out == ["fedplat", "fedplat.config", "fedplat.config.checks", "fedplat.errors"]
