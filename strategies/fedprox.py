@@ -7,6 +7,8 @@ keeps local models near the global one under heterogeneous data. mu = 0 is FedAv
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from flwr.app import RecordDict
 from omegaconf import DictConfig
 from typing_extensions import override
@@ -17,6 +19,10 @@ from strategies.fedavg import FedAvg
 
 class FedProx(FedAvg):
     """FedAvg plus the proximal weight `strategy.mu` in every training message."""
+
+    #: FedAvg's threat model replays plain local SGD; a FedProx client's steps also follow the
+    #: proximal term, so that replay would be wrong. None until a threat model models it.
+    threat_model: ClassVar[str | None] = None
 
     @classmethod
     @override

@@ -196,7 +196,7 @@ def test_conf_dir_holds_the_groups():
 
 
 # A toy scenario for the hook contract: this module, named by scenario.runner=<here>.run.
-TOY = "scenario.runner=tests.fedplat.test_config.run"
+TOY = "scenario.runner=tests.fedplat.config.test_compose.run"
 
 
 def run(cfg, run_dir):  # the toy scenario's runner (never called: validation is tested)

@@ -174,7 +174,7 @@ class MultiExchangeClient(FedAvgClient):
 
 def _run(tmp_path, *extra):
     CALLS.clear()
-    here = "tests.fedplat.test_strategy"
+    here = "tests.fedplat.core.test_strategy"
     return run_inline(tmp_path, f"strategy._target_={here}.MultiExchangeFedAvg",
                       f"strategy.client_target={here}.MultiExchangeClient",
                       "num_rounds=2", "num_clients=3", "simulation.torch_threads=1",

@@ -121,7 +121,9 @@ DECLARED = {
     "pfedhn_pc": "attacks.pfedhn.PFedHNThreat",  # the private head is an unknown
     "hyperfl": "attacks.hyperfl.HyperFLThreat",
 }
-STRATEGIES = sorted(p.stem for p in (CONF_DIR / "strategy").glob("*.yaml"))
+#: Strategies with a server class (the peer-to-peer scenario's decavg has none).
+STRATEGIES = sorted(p.stem for p in (CONF_DIR / "strategy").glob("*.yaml")
+                    if "_target_" in OmegaConf.load(p))
 
 
 def _strategy_cfg(name):
@@ -135,6 +137,11 @@ def test_each_strategy_declares_its_threat_model(name):
     if declared is not None:
         cls = threat_model(_strategy_cfg(name), None, {})
         assert isinstance(cls, ThreatModel) and type(cls).__name__ == declared.rpartition(".")[2]
+
+
+def test_a_strategy_without_a_server_class_is_one_line():
+    with pytest.raises(UserError, match="names no strategy class"):
+        declared_threat_model(_strategy_cfg("decavg"))
 
 
 def test_every_declared_strategy_exists():
