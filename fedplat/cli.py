@@ -95,6 +95,8 @@ def format_summary(summary: Mapping[str, Any], run_dir: Path) -> str:
         *([f"  best (mean)   mean accuracy over clients {pct(best_mean.get('accuracy_mean'))} "
            f"at round {best_mean.get('round')} (round chosen by mean validation accuracy)"]
           if best_mean else []),
+        *([f"  data          {summary['data']['line']}"]
+          if isinstance(summary.get("data"), Mapping) and summary["data"].get("line") else []),
         f"  failures      {summary.get('failures', 0)} client failures",
         f"  results       {run_dir}",
     ]
