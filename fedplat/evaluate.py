@@ -208,7 +208,10 @@ def evaluate(run_dir: Path, overrides: Sequence[str]) -> tuple[dict[str, Any], P
 
 def main(args: Sequence[str]) -> None:
     """`fedplat evaluate RUN_DIR [overrides...]`: exit 0 done, 1 stopped, 2 bad input."""
-    from fedplat.cli import fail
+
+    def fail(message: str, code: int) -> None:
+        print(f"fedplat: error: {message}", file=sys.stderr)  # as `fedplat.cli.fail`
+        raise SystemExit(code)
 
     if not args or args[0] in ("-h", "--help"):
         print(f"{USAGE}\n\n{__doc__}")
