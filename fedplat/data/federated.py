@@ -425,15 +425,12 @@ def load_federated(cfg: DictConfig) -> FederatedDataset | FederatedGraph:
     return _cached(data_key(cfg))
 
 
-def describe_data(fed: FederatedDataset | FederatedGraph, cache: Path) -> dict[str, Any]:
-    """The run's record of its data (summary.json `data`, run.log, the console's line).
+def describe_source(src: DataSource | None, info: DatasetInfo, cache: Path) -> dict[str, Any]:
+    """What every record of a run's data holds: the loader, what it read (hashed), shapes.
 
-    The loader and what it read (files with size and sha256, from the hash cache in `cache`),
-    samples of the dataset's train and test parts as loaded (graphs: nodes and edges), classes,
-    feature shape, and the partition's use of it (`usage`).
+    A scenario that places data its own way (peer-to-peer) adds `samples`, `partition` and
+    `line` (`fedplat.data.provenance.data_line`) itself.
     """
-    src = fed.source
-    info = fed.info
     entry: dict[str, Any] = {
         "dataset": info.name, "num_classes": info.num_classes,
         "feature_shape": list(info.input_shape),
@@ -447,6 +444,17 @@ def describe_data(fed: FederatedDataset | FederatedGraph, cache: Path) -> dict[s
     entry["files"] = files
     if files:
         entry["sha256"] = combined_sha256(files)
+    return entry
+
+
+def describe_data(fed: FederatedDataset | FederatedGraph, cache: Path) -> dict[str, Any]:
+    """The run's record of its data (summary.json `data`, run.log, the console's line).
+
+    The loader and what it read (files with size and sha256, from the hash cache in `cache`),
+    samples of the dataset's train and test parts as loaded (graphs: nodes and edges), classes,
+    feature shape, and the partition's use of it (`usage`).
+    """
+    entry = describe_source(fed.source, fed.info, cache)
     if isinstance(fed, FederatedGraph):
         g = fed.graph
         entry["graph"] = {"nodes": g.num_nodes, "edges": int(g.edge_index.shape[1]) // 2}
