@@ -5,6 +5,9 @@ so a mistake costs one line on stderr and exit code 2 before Hydra, Ray or any d
 Hydra takes over: it makes the run directory (or one per sweep job with `-m`) and calls the
 scenario's runner (`scenario.runner`, e.g. simulations.centralized.run).
 
+`fedplat evaluate RUN_DIR [strategy.KEY=VALUE ...]` evaluates a saved run's checkpoint again
+under another evaluation option (`fedplat.evaluate`); it is recognised here, before Hydra.
+
 Exit codes: 0 done, 1 the run stopped early (`RunAborted`; results so far are kept), 2 bad input.
 """
 
@@ -95,6 +98,8 @@ def format_summary(summary: Mapping[str, Any], run_dir: Path) -> str:
         *([f"  best (mean)   mean accuracy over clients {pct(best_mean.get('accuracy_mean'))} "
            f"at round {best_mean.get('round')} (round chosen by mean validation accuracy)"]
           if best_mean else []),
+        *([f"  data          {summary['data']['line']}"]
+          if isinstance(summary.get("data"), Mapping) and summary["data"].get("line") else []),
         f"  failures      {summary.get('failures', 0)} client failures",
         f"  results       {run_dir}",
     ]
@@ -138,6 +143,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point of `fedplat`."""
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "evaluate":  # a subcommand, not a Hydra override
+        from fedplat.evaluate import main as evaluate_main
+
+        evaluate_main(args[1:])
+        return
     overrides = user_overrides(args)
     if overrides is not None:
         try:

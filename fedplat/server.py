@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flwr.app import RecordDict
@@ -163,10 +164,13 @@ class Server:
         checkpoint.save_server(self.recorder.run_dir, server_round, strategy.state_dict())
         return True
 
-    def run(self) -> Strategy:
-        """Set up, then run `num_rounds` rounds; return the strategy (for its summary)."""
+    def start(self, resumed: tuple[int, Path] | None) -> Strategy:
+        """Connect the nodes, build the strategy; restore both from a checkpoint if given.
+
+        The nodes restore their clients' private state from the checkpoint directory in the
+        set-up exchange; the strategy loads the server's state.
+        """
         cfg = self.cfg
-        resumed = checkpoint.latest(self.recorder.run_dir) if cfg.get("resume") else None
         clients = self.transport.connect(
             to_json(cfg), int(cfg.num_clients), placement.num_nodes(cfg),
             float(cfg.simulation.get("node_wait_s", 120.0)), resumed[1] if resumed else None)
@@ -179,14 +183,48 @@ class Server:
         strategy: Strategy = strategy_cls(cfg)
         strategy.setup(clients)
         self.strategy = strategy
-        first = 1
         if resumed is not None:
             strategy.load_state_dict(checkpoint.load_server(resumed[1])["strategy"])
+        return strategy
+
+    def evaluate_saved(self, resumed: tuple[int, Path]) -> dict[str, Any]:
+        """One evaluate stage on a checkpoint, as the run's round `resumed[0]` would run it.
+
+        The strategy's own evaluation sample, the same offline clients and the same seeds as
+        that round; nothing is trained and no checkpoint is written. Returns the row.
+        """
+        strategy = self.start(resumed)
+        server_round = resumed[0]
+        row: dict[str, Any] = {"round": server_round}
+        self.recorder.round_started()
+        t0 = time.perf_counter()
+        self.ledger.begin(row)
+        offline = faults.dropped(self.cfg, server_round, sorted(strategy.clients))
+        cids = strategy.sample_evaluate(server_round)
+        if not cids:
+            raise RunAborted(f"the strategy evaluates no client at round {server_round} "
+                             "(strategy.fraction_evaluate=0?)")
+        row.update(self.run_stage(strategy, Stage.EVALUATE, server_round, cids, offline, row))
+        row["round_time_s"] = time.perf_counter() - t0
+        self._record(row)
+        return row
+
+    def run(self) -> Strategy:
+        """Set up, then run `num_rounds` rounds; return the strategy (for its summary).
+
+        With `checkpoint_every=N`, a checkpoint follows every N-th round and the last one, so
+        the final state can be evaluated again (`fedplat evaluate`) or a finished run resumed.
+        """
+        cfg = self.cfg
+        resumed = checkpoint.latest(self.recorder.run_dir) if cfg.get("resume") else None
+        strategy = self.start(resumed)
+        first = 1
+        if resumed is not None:
             first = resumed[0] + 1
             log.info("resuming after round %d from %s", resumed[0], resumed[1])
         num_rounds, every = int(cfg.num_rounds), int(cfg.eval_every)
         save_every = int(cfg.get("checkpoint_every", 0))
-        everyone = sorted(clients)
+        everyone = sorted(strategy.clients)
         for server_round in range(first, num_rounds + 1):
             self.recorder.round_started()
             t0 = time.perf_counter()
@@ -208,7 +246,7 @@ class Server:
             row["round_time_s"] = time.perf_counter() - t0
             self._record(row)
             log.info("%s", progress_line(row, num_rounds))
-            if save_every and server_round % save_every == 0 and server_round < num_rounds:
+            if save_every and (server_round % save_every == 0 or server_round == num_rounds):
                 self.save_checkpoint(server_round, strategy)
         return strategy
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,14 @@ from omegaconf import DictConfig
 
 from fedplat.app import client_app, make_server_app
 from fedplat.config.compose import import_object
-from fedplat.data import load_federated
+from fedplat.data import load_federated, sources
+from fedplat.data.federated import describe_data
 from fedplat.errors import UserError
 from fedplat.recording import checkpoint
 from fedplat.recording.recorder import RunRecorder
 from fedplat.runtime import launch
+
+log = logging.getLogger("fedplat")
 
 #: The two classes of a centralized algorithm, named in conf/strategy/<name>.yaml.
 STRATEGY_KEYS: tuple[str, ...] = ("_target_", "client_target")
@@ -56,10 +60,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     The data is loaded and partitioned once here before Ray starts, so a missing or corrupt
     file, or a partition that cannot be made, fails in a second with one line instead of
-    inside every worker.
+    inside every worker. What was read (files and hashes, sizes, the partition's use of the
+    samples) goes into run.log and summary.json's `data` entry.
     """
-    load_federated(cfg)
+    fed = load_federated(cfg)
     resumed = checkpoint.latest(run_dir) if cfg.get("resume") else None
     recorder = RunRecorder(run_dir, cfg, resume_round=resumed[0] if resumed else None)
+    entry = describe_data(fed, sources.cache_dir(cfg.get("cache_dir") or None))
+    recorder.log_data(entry)
+    log.info("data  %s", entry["line"])
     launch(cfg, make_server_app(cfg, recorder), client_app)
     return recorder.summary()

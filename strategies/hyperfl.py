@@ -91,6 +91,18 @@ class HyperFL(Strategy):
     """FedAvg over the hypernetwork only; everything else stays on the clients."""
 
     threat_model = "attacks.hyperfl.HyperFLThreat"
+    #: Which extractor evaluation uses (`fedplat evaluate`); see `evaluation_problem`.
+    evaluation_keys = ("stale_eval",)
+
+    @classmethod
+    @override
+    def evaluation_problem(cls, saved: DictConfig, new: DictConfig) -> str | None:
+        """stale_eval=true needs `last_theta`, which clients keep only when trained with it."""
+        if bool(new.strategy.stale_eval) and not bool(saved.strategy.stale_eval):
+            return ("strategy.stale_eval=true evaluates the extractor of the last training "
+                    "pass, which clients keep only in runs trained with stale_eval=true; this "
+                    "run was not")
+        return None
 
     @classmethod
     @override

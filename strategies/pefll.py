@@ -182,6 +182,9 @@ def joint_step(params: list[torch.Tensor], grads: list[torch.Tensor],
 class PeFLL(Strategy):
     """Embedding network and hypernetwork on the server; three exchanges per round."""
 
+    #: The absent-class mask applies to evaluation only (`fedplat evaluate`).
+    evaluation_keys = ("mask_absent",)
+
     @classmethod
     @override
     def validate_config(cls, cfg: DictConfig) -> None:

@@ -244,6 +244,8 @@ class PFedHN(Strategy):
     personal_head = False
     #: Also pFedHN-PC's: its private head is an unknown of the same threat model.
     threat_model = "attacks.pfedhn.PFedHNThreat"
+    #: The absent-class mask applies to evaluation only (`fedplat evaluate`).
+    evaluation_keys = ("mask_absent",)
 
     @classmethod
     @override

@@ -60,6 +60,20 @@ class Strategy:
     #: strategy never imports its attack.
     threat_model: ClassVar[str | None] = None
 
+    #: Keys of `strategy` that change only how clients are evaluated, never training nor the
+    #: state a checkpoint holds: `fedplat evaluate RUN_DIR strategy.<key>=...` may change them
+    #: on a saved run (`fedplat.evaluate`) and refuses every other key. Empty: none.
+    evaluation_keys: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def evaluation_problem(cls, saved: DictConfig, new: DictConfig) -> str | None:
+        """Why a saved run cannot be evaluated under `new` (None: it can).
+
+        Called by `fedplat evaluate` after the keys passed the `evaluation_keys` check, for an
+        option whose value needs something the run only kept under another value.
+        """
+        return None
+
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
         self.params = cfg.strategy

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from fedplat.data.provenance import DataSource
+
 #: `DatasetInfo.kind` of graph datasets (models and partitioners dispatch on it).
 GRAPH = "graph"
 
@@ -41,7 +43,8 @@ class RawDataset:
     """A dataset's arrays: float32 standardised features and int64 labels.
 
     `g_train`/`g_test` give each sample's natural owner (user or subject id) when the dataset
-    has one (`DatasetInfo.num_groups > 0`), for `partition=natural`.
+    has one (`DatasetInfo.num_groups > 0`), for `partition=natural`. `source` says what the
+    loader read (`fedplat.data.provenance`), for the run's record.
     """
 
     info: DatasetInfo
@@ -51,6 +54,7 @@ class RawDataset:
     y_test: np.ndarray
     g_train: np.ndarray | None = None
     g_test: np.ndarray | None = None
+    source: DataSource | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class GraphDataset:
     edge_index: np.ndarray  # (2, E) int64
     split: np.ndarray  # (N,) int8
     block: np.ndarray | None = None
+    source: DataSource | None = None
 
     @property
     def num_nodes(self) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ from fedplat.data.partitioners import (
     get_partitioner,
     partition_params,
 )
+from fedplat.data.provenance import DataSource, combined_sha256, data_line, file_records
 from fedplat.data.splits import label_split
 from fedplat.errors import UserError
 
@@ -104,6 +106,10 @@ class FederatedDataset:
     unlabeled: list[np.ndarray] = field(default_factory=list)
     #: Per server share: indices of a labeled dataset held by the server (split.server_shares).
     server: list[np.ndarray] = field(default_factory=list)
+    #: What the loader read (recorded by the run).
+    source: DataSource | None = None
+    #: Samples of the dataset's own train part: x/y hold them first, then its test part.
+    num_source_train: int = 0
     _clients: dict[int, ClientData] = field(default_factory=dict, repr=False)
 
     @property
@@ -143,6 +149,36 @@ class FederatedDataset:
         return np.stack([
             np.bincount(self.y[s[part]], minlength=self.info.num_classes) for s in self.splits
         ])
+
+    def usage(self) -> dict[str, Any]:
+        """How the partition used the dataset's own train and test parts.
+
+        Per part: `total` samples, `assigned` (given to some client, in any of its train, val
+        or test splits, or to a server share) and `unassigned` (given to no one: partitioners
+        that give int(n * p) samples per share round down, so a few are left over). Then the
+        clients' split sizes summed over clients. Duplicates count once.
+        """
+        used = np.zeros(len(self.y), dtype=bool)
+        for tri in self.splits:
+            for idx in tri:
+                used[idx] = True
+        for idx in (*self.unlabeled, *self.server):
+            used[idx] = True
+        n_train = self.num_source_train or len(self.y)
+        out: dict[str, Any] = {}
+        for name, sl in (("train", slice(0, n_train)), ("test", slice(n_train, len(self.y)))):
+            total = len(self.y[sl])
+            assigned = int(used[sl].sum())
+            out[name] = {"total": total, "assigned": assigned, "unassigned": total - assigned}
+        out["clients"] = {
+            "train": int(sum(len(t[0]) for t in self.splits)),
+            "unlabeled": int(sum(len(u) for u in self.unlabeled)),
+            "val": int(sum(len(t[1]) for t in self.splits)),
+            "test": int(sum(len(t[2]) for t in self.splits)),
+        }
+        if self.server:
+            out["server"] = int(sum(len(s) for s in self.server))
+        return out
 
 
 @dataclass(frozen=True)
@@ -210,6 +246,11 @@ class FederatedGraph:
     _clients: dict[int, GraphClientData] = field(default_factory=dict, repr=False)
 
     @property
+    def source(self) -> DataSource | None:
+        """What the loader read (recorded by the run)."""
+        return self.graph.source
+
+    @property
     def num_clients(self) -> int:
         """Number of clients."""
         return len(self.nodes)
@@ -248,6 +289,25 @@ class FederatedGraph:
         g = self.graph
         return np.stack([np.bincount(g.y[n[g.split[n] == part]],
                                      minlength=self.info.num_classes) for n in self.nodes])
+
+    def usage(self) -> dict[str, Any]:
+        """Nodes of each part of the global split: total, assigned to a client, unassigned.
+
+        A node in several clients' subgraphs (overlapping partitions) counts once; the
+        clients' node counts summed over clients are under `clients`.
+        """
+        g = self.graph
+        used = np.zeros(g.num_nodes, dtype=bool)
+        for n in self.nodes:
+            used[n] = True
+        out: dict[str, Any] = {}
+        for code, name in enumerate(("train", "val", "test")):
+            part = g.split == code
+            total, assigned = int(part.sum()), int((part & used).sum())
+            out[name] = {"total": total, "assigned": assigned, "unassigned": total - assigned}
+        out["clients"] = {name: int(sum(int((g.split[n] == code).sum()) for n in self.nodes))
+                          for code, name in enumerate(("train", "val", "test"))}
+        return out
 
 
 def build_federated_graph(cfg: DictConfig, graph: GraphDataset) -> FederatedGraph:
@@ -351,7 +411,8 @@ def build_federated(cfg: DictConfig) -> FederatedDataset | FederatedGraph:
         lab, unl = label_split(train, ratio, seeding.rng(cfg.seed, seeding.LABELS, cid))
         labeled.append((lab, val, test))
         unlabeled.append(unl)
-    return FederatedDataset(raw.info, x, y, labeled, unlabeled, server)
+    return FederatedDataset(raw.info, x, y, labeled, unlabeled, server, raw.source,
+                            len(raw.y_train))
 
 
 @functools.lru_cache(maxsize=2)
@@ -362,6 +423,49 @@ def _cached(key: str) -> FederatedDataset | FederatedGraph:
 def load_federated(cfg: DictConfig) -> FederatedDataset | FederatedGraph:
     """`build_federated`, cached per process: a worker loads and partitions data once."""
     return _cached(data_key(cfg))
+
+
+def describe_source(src: DataSource | None, info: DatasetInfo, cache: Path) -> dict[str, Any]:
+    """What every record of a run's data holds: the loader, what it read (hashed), shapes.
+
+    A scenario that places data its own way (peer-to-peer) adds `samples`, `partition` and
+    `line` (`fedplat.data.provenance.data_line`) itself.
+    """
+    entry: dict[str, Any] = {
+        "dataset": info.name, "num_classes": info.num_classes,
+        "feature_shape": list(info.input_shape),
+        "loader": src.loader if src else None, "kind": src.kind if src else "unknown",
+        "origin": src.origin if src else "(source not recorded by its loader)",
+        "package": src.package if src else None, "subset": bool(src and src.subset),
+    }
+    if src is not None and src.details:
+        entry["details"] = dict(src.details)
+    files = file_records(src.files, cache) if src is not None else []
+    entry["files"] = files
+    if files:
+        entry["sha256"] = combined_sha256(files)
+    return entry
+
+
+def describe_data(fed: FederatedDataset | FederatedGraph, cache: Path) -> dict[str, Any]:
+    """The run's record of its data (summary.json `data`, run.log, the console's line).
+
+    The loader and what it read (files with size and sha256, from the hash cache in `cache`),
+    samples of the dataset's train and test parts as loaded (graphs: nodes and edges), classes,
+    feature shape, and the partition's use of it (`usage`).
+    """
+    entry = describe_source(fed.source, fed.info, cache)
+    if isinstance(fed, FederatedGraph):
+        g = fed.graph
+        entry["graph"] = {"nodes": g.num_nodes, "edges": int(g.edge_index.shape[1]) // 2}
+        entry["samples"] = {name: int((g.split == code).sum())
+                            for code, name in enumerate(("train", "val", "test"))}
+    else:
+        n_train = fed.num_source_train or len(fed.y)
+        entry["samples"] = {"train": n_train, "test": len(fed.y) - n_train}
+    entry["partition"] = fed.usage()
+    entry["line"] = data_line(entry)
+    return entry
 
 
 def _check_server_shares(cfg: DictConfig) -> int:

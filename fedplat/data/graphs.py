@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from fedplat.core import seeding
 from fedplat.data import sources
 from fedplat.data.base import GRAPH, DatasetInfo, DatasetSpec, GraphDataset
+from fedplat.data.provenance import DataSource
 from fedplat.errors import UserError
 
 
@@ -34,6 +35,7 @@ class RawGraph:
     edge_index: np.ndarray
     num_classes: int
     block: np.ndarray | None = None
+    source: DataSource | None = None
 
 
 # --- preprocessing ----------------------------------------------------------------------------
@@ -112,7 +114,7 @@ def preprocess(name: str, raw: RawGraph, ds: DictConfig) -> GraphDataset:
     rng = seeding.rng(split_seed(ds), seeding.SPLIT, 0x6A)
     split = global_split(len(y), float(ds.split_train), float(ds.split_test), rng)
     info = DatasetInfo(name, (int(x.shape[1]),), raw.num_classes, GRAPH, len(y))
-    return GraphDataset(info, x.astype(np.float32), y, edge_index, split, block)
+    return GraphDataset(info, x.astype(np.float32), y, edge_index, split, block, raw.source)
 
 
 # --- config checks ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import numpy as np
 
 from fedplat.data import sources
 from fedplat.data.base import DatasetInfo, RawDataset, standardise
+from fedplat.data.provenance import DataSource
 from fedplat.errors import UserError
 
 IMAGES_MAGIC = 2051
@@ -65,7 +66,15 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
 
 
-def load_idx_dataset(info: DatasetInfo, directory: Path) -> RawDataset:
+def idx_source(loader: str, directory: Path, url: str | None = None) -> DataSource:
+    """The `DataSource` of the four IDX files in `directory` (downloaded from `url`)."""
+    files = tuple(str(sources.resolve_file(directory, n)) for n in IDX_FILES)
+    return DataSource(loader, "idx", f"from {directory}", files,
+                      details={"downloaded_from": url} if url else {})
+
+
+def load_idx_dataset(info: DatasetInfo, directory: Path,
+                     origin: DataSource | None = None) -> RawDataset:
     """The four IDX files in `directory` as a standardised dataset, sanity-checked."""
     xtr, ytr, xte, yte = (read_idx(sources.resolve_file(directory, n)) for n in IDX_FILES)
     if xtr.ndim != 3 or xte.ndim != 3 or ytr.ndim != 1 or yte.ndim != 1:
@@ -78,7 +87,8 @@ def load_idx_dataset(info: DatasetInfo, directory: Path) -> RawDataset:
         raise UserError(f"corrupt IDX labels in {directory}: label above "
                         f"{info.num_classes - 1}; provide fresh copies")
     x_train, x_test = standardise(xtr[:, None] / 255.0, xte[:, None] / 255.0)
-    return RawDataset(info, x_train, ytr.astype(np.int64), x_test, yte.astype(np.int64))
+    return RawDataset(info, x_train, ytr.astype(np.int64), x_test, yte.astype(np.int64),
+                      source=origin)
 
 
 def download_idx(name: str, url: str) -> Path:

@@ -1,10 +1,12 @@
 """Where data files are found, cached and (only when asked and online) downloaded.
 
-Resolution order for file-based datasets (specs/datasets.md, rule 2): `dataset.root` from the
-config, then `$FEDPLAT_DATA_DIR/<name>`, then `../shared/data/<name>` beside the project
-checkout, then dataset-specific system locations (e.g. Debian's Fashion-MNIST package), then a
-download into the cache when `dataset.allow_download=true`. Anything generated or processed goes
-to the cache directory, never next to the user's raw files.
+Resolution order for file-based datasets (specs/datasets.md, rule 2): `$FEDPLAT_DATA_DIR/<name>`,
+then `../shared/data/<name>` beside the project checkout, then dataset-specific system locations
+(e.g. Debian's Fashion-MNIST package), then a download into the cache when
+`dataset.allow_download=true`. A `dataset.root` set in the config replaces that list: only it
+is searched, so a mistyped root is an error, never a quiet switch to another copy. A folder
+holding some of a data set's files but not all is an error too (`find_complete`). Anything
+generated or processed goes to the cache directory, never next to the user's raw files.
 """
 
 from __future__ import annotations
@@ -37,10 +39,14 @@ def shared_data_dir() -> Path:
 
 
 def candidate_dirs(name: str, root: str | None, extra: Iterable[Path] = ()) -> list[Path]:
-    """Directories searched for a dataset's files, in priority order."""
-    dirs: list[Path] = []
+    """Directories searched for a dataset's files, in priority order.
+
+    An explicit `root` is the only one: the user named where the data is, and finding it
+    elsewhere instead would hide a typo.
+    """
     if root:
-        dirs.append(Path(root).expanduser())
+        return [Path(root).expanduser()]
+    dirs: list[Path] = []
     env = os.environ.get("FEDPLAT_DATA_DIR")
     if env:
         dirs.append(Path(env).expanduser() / name)
@@ -53,8 +59,10 @@ def search_dirs(name: str, root: str | None, extra: Iterable[Path] = ()) -> list
     """`candidate_dirs`, then the extra system locations, then the cache's `<name>` folder.
 
     Where file-based datasets that may be downloaded are looked for: a download lands in the
-    cache, so a second run finds it there.
+    cache, so a second run finds it there. With an explicit `root`, only `root`.
     """
+    if root:
+        return candidate_dirs(name, root)
     return candidate_dirs(name, root, (*extra, cache_dir(None) / name))
 
 
@@ -64,6 +72,34 @@ def find_files(dirs: Iterable[Path], names: Iterable[str]) -> Path | None:
     for d in dirs:
         if all((d / n).is_file() or (d / f"{n}.gz").is_file() for n in wanted):
             return d
+    return None
+
+
+def present(directory: Path, name: str) -> bool:
+    """Whether `name` or `name.gz` is a file in `directory`."""
+    return (directory / name).is_file() or (directory / f"{name}.gz").is_file()
+
+
+def find_complete(dirs: Iterable[Path], names: Iterable[str], what: str,
+                  gz: bool = True) -> Path | None:
+    """First directory holding every file in `names`; a partial folder is a `UserError`.
+
+    Folders are tried in order; the first one holding any of the files must hold them all
+    (`gz`: each may also exist as `<name>.gz`), else the error names the folder, the files it
+    lacks and every folder searched. None when no folder holds any of them.
+    """
+    wanted = list(names)
+    searched = list(dirs)
+    for d in searched:
+        have = [n for n in wanted if (present(d, n) if gz else (d / n).is_file())]
+        if len(have) == len(wanted):
+            return d
+        if have:
+            missing = [n for n in wanted if n not in have]
+            raise UserError(f"{what} is incomplete in {d}: it lacks {', '.join(missing)} "
+                            f"(has {', '.join(have)}); folders searched: "
+                            f"[{', '.join(str(x) for x in searched)}]; put all of "
+                            f"{', '.join(wanted)} in one folder")
     return None
 
 

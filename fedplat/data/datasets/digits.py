@@ -11,6 +11,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from fedplat.data.base import DatasetInfo, DatasetSpec, RawDataset, always_available, standardise
+from fedplat.data.provenance import DataSource, package_version
 
 
 def info(ds: DictConfig) -> DatasetInfo:
@@ -26,7 +27,9 @@ def load(ds: DictConfig, cache: Path) -> RawDataset:
     x = (bunch.data.reshape(-1, 1, 8, 8) / 16.0).astype(np.float32)
     y = bunch.target.astype(np.int64)
     x, _ = standardise(x, x[:0])
-    return RawDataset(info(ds), x, y, x[:0], y[:0])
+    origin = DataSource(__name__, "package", "bundled with scikit-learn (load_digits)",
+                        package=package_version("scikit-learn"))
+    return RawDataset(info(ds), x, y, x[:0], y[:0], source=origin)
 
 
 SPECS = (DatasetSpec("digits", info, always_available, load),)

@@ -1,8 +1,9 @@
 """`dataset=fashion_mnist`: Fashion-MNIST from IDX files (Debian's package, a folder, a download).
 
-Looked for in `dataset.root`, `$FEDPLAT_DATA_DIR/fashion_mnist`, `../shared/data/fashion_mnist`,
-Debian's `dataset-fashion-mnist` package and the cache; downloaded into the cache only when
-`dataset.allow_download=true`.
+Looked for in `dataset.root` (only there when it is set), else `$FEDPLAT_DATA_DIR/fashion_mnist`,
+`../shared/data/fashion_mnist`, Debian's `dataset-fashion-mnist` package and the cache;
+downloaded into the cache only when `dataset.allow_download=true`. A folder with some of the
+four files but not all is an error.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from omegaconf import DictConfig
 
 from fedplat.data import sources
 from fedplat.data.base import DatasetInfo, DatasetSpec, RawDataset, check_via_info
-from fedplat.data.idx import IDX_FILES, download_idx, load_idx_dataset
+from fedplat.data.idx import IDX_FILES, download_idx, idx_source, load_idx_dataset
 from fedplat.errors import UserError
 
 FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -27,13 +28,15 @@ def _dirs(ds: DictConfig) -> list[Path]:
 
 def source(ds: DictConfig) -> Path | None:
     """The folder holding the IDX files; None when absent but a download is allowed."""
-    found = sources.find_files(_dirs(ds), IDX_FILES)
+    found = sources.find_complete(_dirs(ds), IDX_FILES, "Fashion-MNIST")
     if found is not None or ds.get("allow_download", False):
         return found
     dirs = ", ".join(str(d) for d in _dirs(ds))
-    raise UserError("Fashion-MNIST not found: `apt-get install dataset-fashion-mnist` (Debian), "
-                    f"or put the four IDX files in one of [{dirs}] or set dataset.root=DIR, or "
-                    "set dataset.allow_download=true on a machine that is online")
+    raise UserError(f"Fashion-MNIST not found: no folder of [{dirs}] holds the four IDX files "
+                    f"({', '.join(IDX_FILES)}, each may be .gz); `apt-get install "
+                    "dataset-fashion-mnist` (Debian), or put them in one of these folders or "
+                    "set dataset.root=DIR, or set dataset.allow_download=true on a machine that "
+                    "is online")
 
 
 def info(ds: DictConfig) -> DatasetInfo:
@@ -49,8 +52,11 @@ def declared(ds: DictConfig) -> DatasetInfo:
 
 def load(ds: DictConfig, cache: Path) -> RawDataset:
     """The official 60,000/10,000 train/test parts."""
-    path = source(ds) or download_idx("fashion_mnist", FASHION_URL)
-    return load_idx_dataset(info(ds), path)
+    path = source(ds)
+    if path is not None:
+        return load_idx_dataset(info(ds), path, idx_source(__name__, path))
+    target = download_idx("fashion_mnist", FASHION_URL)
+    return load_idx_dataset(info(ds), target, idx_source(__name__, target, FASHION_URL))
 
 
 SPECS = (DatasetSpec("fashion_mnist", info, check_via_info(info), load, declared),)

@@ -1,8 +1,9 @@
 """`dataset=cora|citeseer|pubmed` (Planetoid) and `computers|photo` (Amazon) through PyG.
 
 One loader serves the five: they differ only in PyG's class, folder and raw files. Raw files
-are looked up in `dataset.root`, `$FEDPLAT_DATA_DIR/<group>` and `../shared/data/<group>`,
-then **copied** into the cache, because PyG writes its processed files next to the raw ones
+are looked up in `dataset.root` (only there when it is set), else `$FEDPLAT_DATA_DIR/<group>`,
+`../shared/data/<group>` and a copy made by an earlier run in the cache; found elsewhere they
+are **copied** into the cache, because PyG writes its processed files next to the raw ones
 and the user's (or the shared) folder must stay untouched. Without local files they download
 into the cache only when `dataset.allow_download=true` (specs/datasets.md section 2.6).
 """
@@ -20,6 +21,7 @@ from omegaconf import DictConfig
 from fedplat.data import sources
 from fedplat.data.base import GRAPH, DatasetInfo
 from fedplat.data.graphs import RawGraph, graph_spec
+from fedplat.data.provenance import DataSource, package_version
 from fedplat.errors import UserError
 
 
@@ -82,7 +84,8 @@ def load_pyg(src: PygSource, ds: DictConfig, cache: Path) -> RawGraph:
             if not (target / f).is_file() or \
                     (target / f).stat().st_size != (found / f).stat().st_size:
                 shutil.copyfile(found / f, target / f)
-    elif found is None and not have_cached and not ds.get("allow_download", False):
+    elif found is None and (ds.get("root") or not have_cached) and \
+            not ds.get("allow_download", False):
         dirs = ", ".join(str(d) for d in sources.candidate_dirs(src.group,
                                                                 ds.get("root") or None))
         raise UserError(f"{src.pyg_name} raw files not found in [{dirs}] (as "
@@ -102,8 +105,13 @@ def load_pyg(src: PygSource, ds: DictConfig, cache: Path) -> RawGraph:
         raise UserError(f"could not load {src.pyg_name} ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else ''}); provide the raw "
                         f"files in dataset.root or check the network") from None
+    read = found if found is not None else target
+    files = tuple(str(read / f) for f in src.raw_files if (read / f).is_file())
+    origin = DataSource(__name__, "pyg-raw", f"from {read}", files,
+                        package_version("torch_geometric"),
+                        details={"pyg_class": src.loader, "pyg_name": src.pyg_name})
     return RawGraph(data.x.numpy().astype(np.float32), data.y.numpy().astype(np.int64),
-                    data.edge_index.numpy().astype(np.int64), src.num_classes)
+                    data.edge_index.numpy().astype(np.int64), src.num_classes, source=origin)
 
 
 #: Nodes of each published graph (before `dataset.lcc` keeps its largest component).

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from fedplat.data import sources
 from fedplat.data.base import DatasetInfo, DatasetSpec, RawDataset, check_via_info
+from fedplat.data.provenance import DataSource
 from fedplat.errors import UserError
 
 WISDM_FILE = "WISDM_ar_v1.1_transformed.arff"
@@ -188,8 +189,12 @@ def load(ds: DictConfig, cache: Path) -> RawDataset:
     x = np.where(np.isnan(x), median, x)
     mean, std = x[train].mean(axis=0), x[train].std(axis=0)
     x = ((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
+    path = _path(ds)
+    origin = DataSource(__name__, "arff", f"from {path}", (str(path),),
+                        details={"test_fraction": fraction, "missing": missing,
+                                 "split_seed": int(ds.get("split_seed", 0))})
     return RawDataset(info(ds), x[train], table.y[train], x[test], table.y[test],
-                      table.users[train], table.users[test])
+                      table.users[train], table.users[test], source=origin)
 
 
 SPECS = (DatasetSpec("wisdm", info, check_via_info(info), load, declared),)

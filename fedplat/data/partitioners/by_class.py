@@ -3,8 +3,17 @@
 The by-class split of the hypernetwork papers (pFedHN, Shamsian et al. 2021; PeFLL, Scott et
 al. 2024). Its options select the variant: pFedHN draws the proportions from U(0.4, 0.6) and
 the validation pool at random (`val_split: random`, the defaults); PeFLL uses equal shares
-(`prop_low = prop_high = 0.5`), a stratified validation pool (`val_split: stratified`) and
-distinct classes per client (`distinct_classes: true`).
+(`prop_low = prop_high = 0.5`), `val_split: stratified` and distinct classes per client
+(`distinct_classes: true`).
+
+What `val_split: stratified` does (measured, `tests/fedplat/data/partitioners/test_by_class.py`):
+it balances the *training* pool, (n - n_val) // C samples of every class, and the validation
+pool is what remains of each class. Only on balanced data (Fashion-MNIST, CIFAR-10) is that the
+same count per class; on MNIST it is 620 (digit 5) to 1,940 (digit 1) of 12,000. Every share is
+int(n_c * p) samples (rounded down) of the pool of class c, so a client's validation size
+follows its classes and proportions (MNIST, 100 clients, PeFLL's setting: 83 to 170) and a few
+samples of each pool go to no client (there: 9,900 of the 10,000 test samples are assigned;
+each run records the counts in summary.json's `data.partition`).
 """
 
 from __future__ import annotations
@@ -78,8 +87,10 @@ def by_class(y_train: np.ndarray, y_test: np.ndarray, num_clients: int,
     """Give each client k classes, a share per holder, of the train, val and test pools.
 
     The validation pool is taken from the training part first (`random`: a uniformly random
-    `val_fraction`; `stratified`: the same count of every class). The class assignment and
-    proportions are drawn once and applied to the train, val and test pools alike.
+    `val_fraction`; `stratified`: the training pool keeps (n - n_val) // C samples of every
+    class and the validation pool gets the rest of each class, equal per class only when the
+    classes are). The class assignment and proportions are drawn once and applied to the
+    train, val and test pools alike; each share rounds down, so a few samples go to no one.
     """
     num_classes = int(max(y_train.max(), y_test.max() if len(y_test) else 0)) + 1
     n = len(y_train)

