@@ -25,6 +25,7 @@ from fedplat.config.compose import compose, import_object, parse_overrides, prep
 from fedplat.config.settings import resume_dir
 from fedplat.config.tree import CONF_DIR
 from fedplat.errors import RunAborted, UserError
+from fedplat.recording.recorder import devices_line
 
 log = logging.getLogger("fedplat")
 
@@ -96,6 +97,8 @@ def format_summary(summary: Mapping[str, Any], run_dir: Path) -> str:
            f"at round {best_mean.get('round')} (round chosen by mean validation accuracy)"]
           if best_mean else []),
         f"  failures      {summary.get('failures', 0)} client failures",
+        *([f"  clients       {where}"] if (where := devices_line(summary.get("devices")))
+          else []),
         f"  results       {run_dir}",
     ]
     if summary.get("reason"):
