@@ -133,9 +133,9 @@ def test_bf16_autocast_trains_close_to_float32_on_cpu():
 
 
 def test_fp16_needs_cuda_and_unknown_precisions_are_refused():
-    with pytest.raises(ValueError, match="client.amp=fp16 needs a CUDA device"):
+    with pytest.raises(ValueError, match=r"client\.amp=fp16 needs a CUDA device"):
         _train_toy("fp16")
-    with pytest.raises(ValueError, match="client.amp=fp8: expected none, bf16 or fp16"):
+    with pytest.raises(ValueError, match=r"client\.amp=fp8: expected none, bf16 or fp16"):
         _train_toy("fp8")
 
 
