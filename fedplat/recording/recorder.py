@@ -232,13 +232,13 @@ class RunRecorder:
     def finish(self, status: str, reason: str | None = None,
                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Close the run: final summary and plots (also after a failure)."""
-        from fedplat.recording import plots
-
         self.status, self.reason = status, reason
         self.extra.update(extra or {})
         self._metrics.close()
         self._write_summary()
-        try:
+        try:  # a machine without matplotlib (a bare GPU box) keeps its results all the same
+            from fedplat.recording import plots
+
             plots.plot_run(self.rows, self.run_dir)
             if self.label_counts:
                 plots.plot_label_distribution(self.label_counts,
