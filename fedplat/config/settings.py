@@ -35,6 +35,8 @@ from fedplat.errors import UserError
 MAX_SEED = 2**32 - 1
 
 Optimizer = Literal["sgd", "adam"]
+#: `client.amp`: mixed precision of local training (`fedplat.training.loops`).
+Amp = Literal["none", "bf16", "fp16"]
 Backend = Literal["ray", "inline"]
 #: `simulation.clients_per_node` before `fedplat.config.compose.prepare` resolves `auto`.
 ClientsPerNode = int | Literal["auto"]
@@ -114,6 +116,8 @@ class ClientSettings:
     persist_optimizer_state: bool
     #: Evaluate right after local training, in the train reply (false when absent).
     evaluate_after_train: bool
+    #: Mixed precision of local training ('none' when the key is absent or null).
+    amp: Amp = "none"
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> ClientSettings:
@@ -129,8 +133,11 @@ class ClientSettings:
                    if _present(cfg, "client.persist_optimizer_state") else False)
         evaluate_after_train = (check_bool(cfg, "client.evaluate_after_train")
                           if _present(cfg, "client.evaluate_after_train") else False)
+        amp: Amp = "none"
+        if _present(cfg, "client.amp") and require(cfg, "client.amp") is not None:
+            amp = cast(Amp, check_choice(cfg, "client.amp", ["none", "bf16", "fp16"]))
         return cls(local_epochs, batch_size, eval_batch_size, optimizer, lr, momentum,
-                   weight_decay, persist, evaluate_after_train)
+                   weight_decay, persist, evaluate_after_train, amp)
 
 
 def _clients_per_node(cfg: DictConfig) -> ClientsPerNode:
@@ -178,6 +185,10 @@ class SimulationSettings:
     node_wait_s: float
     #: Clients per simulated node; 'auto' until `fedplat.config.compose.prepare` resolves it.
     clients_per_node: ClientsPerNode
+    #: Deterministic kernels on the clients (cuDNN, cuBLAS; false when the key is absent).
+    deterministic: bool = False
+    #: MiB of client data a GPU worker keeps on its device (None: the node's default).
+    device_cache_mb: float | None = None
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> SimulationSettings:
@@ -200,8 +211,14 @@ class SimulationSettings:
                          if _present(cfg, "simulation.log_to_driver") else False)
         node_wait_s = (check_float(cfg, "simulation.node_wait_s", 0.0)
                        if _present(cfg, "simulation.node_wait_s") else 120.0)
+        deterministic = (_present(cfg, "simulation.deterministic")
+                         and require(cfg, "simulation.deterministic") is not None
+                         and check_bool(cfg, "simulation.deterministic"))
+        cache_mb = (check_float(cfg, "simulation.device_cache_mb", 0.0, allow_none=True)
+                    if _present(cfg, "simulation.device_cache_mb") else None)
         return cls(backend, num_cpus, num_gpus, round_timeout, ray_num_cpus, ray_num_gpus, poll,
-                   batched, threads, log_to_driver, node_wait_s, _clients_per_node(cfg))
+                   batched, threads, log_to_driver, node_wait_s, _clients_per_node(cfg),
+                   deterministic, cache_mb)
 
     def resolved_clients_per_node(self) -> int:
         """`clients_per_node` as a number (the config must have been through `prepare`)."""
@@ -264,6 +281,11 @@ class Settings:
         num_rounds = check_int(cfg, "num_rounds", lo=1)
         eval_every = check_int(cfg, "eval_every", lo=1)
         checkpoint_every = check_int(cfg, "checkpoint_every", lo=0)
+        client = ClientSettings.from_config(cfg)
+        simulation = SimulationSettings.from_config(cfg)
+        if client.amp == "fp16" and simulation.num_gpus == 0:
+            raise UserError("client.amp=fp16 needs CUDA clients (simulation.num_gpus > 0); "
+                            "use client.amp=bf16 on CPU")
         return cls(
             seed=seed,
             num_clients=n,
@@ -273,8 +295,8 @@ class Settings:
             resume=resume_dir(cfg),
             split=SplitSettings.from_config(cfg),
             faults=FaultSettings.from_config(cfg, n),
-            client=ClientSettings.from_config(cfg),
-            simulation=SimulationSettings.from_config(cfg),
+            client=client,
+            simulation=simulation,
             strategy=StrategySettings.from_config(cfg, n),
         )
 

@@ -186,7 +186,8 @@ class Client:
         Graph data trains full-batch (one step per epoch on the whole subgraph). With
         `client.persist_optimizer_state=true` and a `state`, the optimizer's state (Adam
         moments, momentum buffers) is restored before and saved after training, so it carries
-        over between rounds as in a long-lived client process.
+        over between rounds as in a long-lived client process. `client.amp` picks the
+        precision of the forward passes (`fedplat.training.loops`).
         """
         c = self.cfg.client
         opt = optimizer if optimizer is not None else make_optimizer(model.parameters(), c,
@@ -197,13 +198,14 @@ class Client:
             state.load_optimizer("optimizer", opt)
         n_epochs = int(c.local_epochs if epochs is None else epochs)
         data = self.data
+        amp = str(c.get("amp") or "none")
         if isinstance(data, GraphClientData):
             result = train_graph(model, data.x, data.edge_index, data.y, data.train_idx, opt,
-                                 epochs=n_epochs, **kwargs)
+                                 epochs=n_epochs, amp=amp, **kwargs)
         else:
             result = train(model, data.x_train, data.y_train, opt, epochs=n_epochs,
                            batch_size=int(c.batch_size), generator=self.generator(server_round),
-                           **kwargs)
+                           amp=amp, **kwargs)
         if persist:
             assert state is not None
             state.set_optimizer("optimizer", opt)
@@ -219,15 +221,19 @@ class Client:
         starts from the parameters `starts[i]`. Returns, per client, its trained parameters and
         TrainResult, or the `FloatingPointError` the sequential loop raises for a loss that
         turns non-finite. Returns None when this configuration cannot be batched (graph data,
-        Adam, optimizer state kept across rounds, a model with buffers or dropout); the caller
-        then trains one client at a time.
+        Adam, optimizer state kept across rounds, a model with buffers or dropout, fp16 mixed
+        precision, whose loss scaling the sequential loop does); the caller then trains one
+        client at a time. The clients train on their device (the skeleton's); `client.amp=bf16`
+        runs the vmapped forward passes under autocast.
         """
         from fedplat.training.batched import ClientBatchData, supports_batching, train_sgd
 
         if not clients:
             return []
         c = clients[0].cfg.client
-        if (c.optimizer != "sgd" or bool(c.get("persist_optimizer_state", False))
+        amp = str(c.get("amp") or "none")
+        if (c.optimizer != "sgd" or amp == "fp16"
+                or bool(c.get("persist_optimizer_state", False))
                 or any(isinstance(cl.data, GraphClientData) for cl in clients)
                 or not supports_batching(skeleton)):
             return None
@@ -238,7 +244,7 @@ class Client:
             skeleton, [{n: s[n] for n in names} for s in starts], data,
             epochs=int(c.local_epochs), batch_size=int(c.batch_size),
             lr=float(c.lr if lr is None else lr), momentum=float(c.momentum),
-            weight_decay=float(c.weight_decay))
+            weight_decay=float(c.weight_decay), amp=amp)
         return [(trained, result) if ok else
                 FloatingPointError("non-finite training loss in batched training; lower "
                                    "client.lr")

@@ -137,8 +137,8 @@ def summarise_f1(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-#: Row keys that measure time: they differ between runs that are otherwise identical.
-TIMING_KEYS = ("wall_time_s", "round_time_s")
+#: Row keys that measure time (or memory): they differ between runs that are otherwise identical.
+TIMING_KEYS = ("wall_time_s", "round_time_s", "peak_mem_bytes")
 TIMING_PREFIXES = ("exchange_s_", "pack_s_", "node_compute_s_")
 
 
@@ -173,6 +173,9 @@ class RunRecorder:
         self._metrics.flush()
         self.label_counts: list[list[int]] = []
         self.data: dict[str, Any] | None = None
+        self.devices = DeviceTally(cfg)
+        for row in self.rows:
+            self.devices.add(row)
         self._write_summary()
 
     @property
@@ -204,6 +207,7 @@ class RunRecorder:
     def log_round(self, row: dict[str, Any]) -> None:
         """Append one round's metrics and refresh the summary."""
         self.rows.append(row)
+        self.devices.add(row)
         self._metrics.write(json.dumps(clean(row), sort_keys=True) + "\n")
         self._metrics.flush()
         self._write_summary()
@@ -231,6 +235,7 @@ class RunRecorder:
                             for r in self.rows),
             **summarise(self.rows),
             **({"data": self.data} if self.data is not None else {}),
+            "devices": self.devices.summary(),
             **self.extra,
         }
 
@@ -240,13 +245,13 @@ class RunRecorder:
     def finish(self, status: str, reason: str | None = None,
                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Close the run: final summary and plots (also after a failure)."""
-        from fedplat.recording import plots
-
         self.status, self.reason = status, reason
         self.extra.update(extra or {})
         self._metrics.close()
         self._write_summary()
-        try:
+        try:  # a machine without matplotlib (a bare GPU box) keeps its results all the same
+            from fedplat.recording import plots
+
             plots.plot_run(self.rows, self.run_dir)
             if self.label_counts:
                 plots.plot_label_distribution(self.label_counts,
@@ -254,3 +259,67 @@ class RunRecorder:
         except Exception as exc:  # a plotting problem must not lose the results
             log.warning("could not draw plots: %s", exc)
         return self.summary()
+
+
+class DeviceTally:
+    """Where a run's clients trained, gathered round by round from the rows' device facts.
+
+    Each row names the device of every client that replied (`per_client[cid].device`) and, on
+    CUDA, the largest peak memory a client's handler allocated (`peak_mem_bytes`); the tally
+    keeps the distinct clients per device and the largest peak, at a cost per round in
+    proportion to the clients taking part.
+    """
+
+    def __init__(self, cfg: DictConfig) -> None:
+        from fedplat.transport.placement import ray_workers
+
+        sim = cfg.simulation
+        self.backend = str(sim.backend)
+        self.num_cpus = float(sim.num_cpus)
+        self.num_gpus = float(sim.num_gpus)
+        self.at_once = ray_workers(cfg) if self.backend == "ray" else 1
+        self.clients: dict[str, set[str]] = {}
+        self.peak_mem_bytes: int | None = None
+        self.gpu_name: str | None = None
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        """Count the devices of one round's row."""
+        for cid, entry in (row.get("per_client") or {}).items():
+            if isinstance(entry, Mapping) and isinstance(entry.get("device"), str):
+                self.clients.setdefault(entry["device"], set()).add(str(cid))
+        peak = row.get("peak_mem_bytes")
+        if isinstance(peak, int):
+            self.peak_mem_bytes = max(self.peak_mem_bytes or 0, peak)
+        if isinstance(row.get("gpu_name"), str):
+            self.gpu_name = row["gpu_name"]
+
+    def summary(self) -> dict[str, Any]:
+        """summary.json's `devices`: clients per device, shares, how many ran at once, peak."""
+        return {"clients": {d: len(c) for d, c in sorted(self.clients.items())},
+                "backend": self.backend, "num_cpus_each": self.num_cpus,
+                "num_gpus_each": self.num_gpus, "at_once": self.at_once,
+                "peak_mem_bytes": self.peak_mem_bytes, "gpu_name": self.gpu_name}
+
+
+def devices_line(devices: Mapping[str, Any] | None) -> str | None:
+    """`on cuda:0 (0.25 GPU each, 4 at once), peak 1.2 GiB` from summary.json's `devices`.
+
+    None when no client replied (nothing to say). Several devices are listed with their client
+    counts (`on cuda:0 (6 clients), cpu (2 clients) (...)`).
+    """
+    if not devices or not devices.get("clients"):
+        return None
+    used: Mapping[str, int] = devices["clients"]
+    on_gpu = any(d.startswith("cuda") for d in used)
+    names = ", ".join(f"{d} ({n} client{'s' if n != 1 else ''})" for d, n in used.items()) \
+        if len(used) > 1 else next(iter(used))
+    share = (f"{devices['num_gpus_each']:g} GPU each" if on_gpu
+             else f"{devices['num_cpus_each']:g} CPU each")
+    line = f"on {names} ({share}, {devices['at_once']} at once)"
+    if on_gpu and devices.get("gpu_name"):
+        line = f"on {names} [{devices['gpu_name']}] ({share}, {devices['at_once']} at once)"
+    peak = devices.get("peak_mem_bytes")
+    if isinstance(peak, int):
+        line += f", peak {peak / 2**30:.1f} GiB" if peak >= 2**30 else \
+            f", peak {peak / 2**20:.1f} MiB"
+    return line

@@ -32,7 +32,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
-from fedplat.training.loops import TrainResult
+from fedplat.training.loops import TrainResult, autocast
 
 Params = dict[str, torch.Tensor]
 
@@ -89,6 +89,7 @@ def train_sgd_stacked(
     lr: float,
     momentum: float = 0.0,
     weight_decay: float = 0.0,
+    amp: str = "none",
 ) -> tuple[Params, torch.Tensor, torch.Tensor]:
     """Minibatch SGD for k stacked models at once.
 
@@ -96,12 +97,16 @@ def train_sgd_stacked(
     to the largest client; counts[i]: client i's real samples; generators[i]: its batch order.
     Returns the trained stacked parameters, each client's mean training loss over the samples
     it saw, and a mask of clients whose loss stayed finite (the others keep their start values
-    and get a NaN loss).
+    and get a NaN loss). Everything runs on `x`'s device (the generators draw on the CPU, as
+    the sequential loop's do); `amp` is `client.amp` (`bf16`: forward passes under autocast).
     """
     if not supports_batching(model):
         raise ValueError("batched training needs a model without buffers or dropout")
     k = len(counts)
     device = x.device
+    if amp == "fp16":
+        raise ValueError("batched training has no fp16 loss scaling; train one client at a time")
+    mixed = autocast(device, amp)
     start = {n: p.detach() for n, p in params.items()}
     leaves = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
     bufs: dict[str, torch.Tensor] = {}
@@ -130,9 +135,10 @@ def train_sgd_stacked(
         m = mask[t]
         n_real = m.sum(dim=1)
         active = n_real > 0
-        logits = _forward(model, leaves, x[rows, index[t]])  # (k, b, classes)
-        per_sample = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                     y[rows, index[t]].reshape(-1), reduction="none")
+        with mixed:
+            logits = _forward(model, leaves, x[rows, index[t]])  # (k, b, classes)
+            per_sample = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                         y[rows, index[t]].reshape(-1), reduction="none")
         losses = (per_sample.reshape(k, -1) * m).sum(dim=1) / n_real.clamp(min=1.0)
         ok = torch.isfinite(losses.detach())
         finite &= ok.cpu() | ~active.cpu()
@@ -190,6 +196,7 @@ def train_sgd(
     lr: float,
     momentum: float = 0.0,
     weight_decay: float = 0.0,
+    amp: str = "none",
 ) -> tuple[list[Params], list[TrainResult], list[bool]]:
     """Train one copy of `model` per client from `start[i]` on `data[i]`, all at once.
 
@@ -213,7 +220,7 @@ def train_sgd(
     params = stack([{n: s[n].to(device) for n in names} for s in start])
     out, losses, finite = train_sgd_stacked(
         model, params, x, y, counts, [d.generator for d in data], epochs=epochs,
-        batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, amp=amp)
     per_step = [math.ceil(c / batch_size) * epochs for c in counts]
     results = [TrainResult(float(losses[i]), counts[i] * epochs, per_step[i])
                for i in range(len(data))]

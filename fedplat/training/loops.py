@@ -3,18 +3,50 @@
 Batches are drawn by index from tensors already in memory (no DataLoader: for the small models of
 FL studies its per-batch overhead dominates). The batch order comes from a seeded generator, so
 a client's update is a function of (weights, data, seed, round, client id).
+
+Mixed precision (`client.amp`): `bf16` or `fp16` runs each training batch's forward pass and
+loss under `torch.autocast` (the parameters, their gradients and the optimizer stay float32);
+`fp16` also scales the loss (`torch.amp.GradScaler`) so small gradients survive, and needs a
+CUDA device. `none` (the default) runs exactly the float32 code. Evaluation is float32 always.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
+
+Amp = Literal["none", "bf16", "fp16"]
+#: The autocast dtype of each `client.amp` value but `none`.
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[object]:
+    """The context a training batch's forward pass and loss run in for `client.amp`.
+
+    `fp16` on a device other than CUDA raises ValueError (CPUs lack fast float16 kernels and
+    the loss scaling it needs is CUDA's; `bf16` is the mixed precision of CPUs).
+    """
+    if amp == "none":
+        return contextlib.nullcontext()
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"client.amp={amp}: expected none, bf16 or fp16")
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError(f"client.amp=fp16 needs a CUDA device, and this client runs on "
+                         f"{device}; use client.amp=bf16 (or none)")
+    return torch.autocast(device.type, dtype=AMP_DTYPES[amp])
+
+
+def grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler | None:
+    """The loss scaler `fp16` training needs on CUDA (None otherwise)."""
+    return torch.amp.GradScaler(device.type) if amp == "fp16" else None
 
 
 @dataclass(frozen=True)
@@ -96,16 +128,28 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.T
 
 def _step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
           extra_loss: Callable[[nn.Module], torch.Tensor] | None, max_grad_norm: float | None,
-          step: int) -> None:
-    """Add the regulariser, refuse a non-finite loss, backpropagate, clip, step."""
+          step: int, scaler: torch.amp.GradScaler | None = None) -> None:
+    """Add the regulariser, refuse a non-finite loss, backpropagate, clip, step.
+
+    With a `scaler` (fp16), the scaled loss is backpropagated, the gradients are unscaled
+    before clipping, and the scaler skips a step whose gradients overflowed.
+    """
     full = loss + extra_loss(model) if extra_loss is not None else loss
     if not torch.isfinite(full):
         raise FloatingPointError(f"non-finite training loss {full.item()} at step {step}; "
                                  "lower client.lr")
-    full.backward()
+    if scaler is None:
+        full.backward()
+        if max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        return
+    scaler.scale(full).backward()
     if max_grad_norm is not None:
+        scaler.unscale_(optimizer)
         nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def train(
@@ -120,6 +164,7 @@ def train(
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
     max_grad_norm: float | None = None,
     after_step: Callable[[int, int], None] | None = None,
+    amp: str = "none",
 ) -> TrainResult:
     """Run `epochs` passes of minibatch training; raise on a non-finite loss.
 
@@ -128,16 +173,19 @@ def train(
     that watch the parameters move or change the optimizer's learning rate between steps
     (per-step learning-rate schedules such as FedHyper's client-side hypergradient).
     A NaN/inf loss raises `FloatingPointError`, so the client's reply becomes an error reply and
-    the server never aggregates a poisoned update.
+    the server never aggregates a poisoned update. `amp` is `client.amp` (module docstring).
     """
     model.train()
+    mixed = autocast(x.device, amp)
+    scaler = grad_scaler(x.device, amp)
     total, seen, steps = 0.0, 0, 0
     for epoch in range(epochs):
         for batch, idx in enumerate(batches(len(y), batch_size, generator)):
             idx = idx.to(x.device)
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            _step(model, optimizer, loss, extra_loss, max_grad_norm, steps)
+            with mixed:
+                loss = F.cross_entropy(model(x[idx]), y[idx])
+            _step(model, optimizer, loss, extra_loss, max_grad_norm, steps, scaler)
             if after_step is not None:
                 after_step(epoch, batch)
             total += loss.item() * len(idx)
@@ -178,6 +226,7 @@ def train_graph(
     epochs: int,
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
     max_grad_norm: float | None = None,
+    amp: str = "none",
 ) -> TrainResult:
     """`epochs` full-batch steps of node classification (cross-entropy on the train nodes).
 
@@ -186,11 +235,14 @@ def train_graph(
     over the steps (regularisers excluded).
     """
     model.train()
+    mixed = autocast(x.device, amp)
+    scaler = grad_scaler(x.device, amp)
     total, steps = 0.0, 0
     for _ in range(epochs):
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x, edge_index)[train_idx], y[train_idx])
-        _step(model, optimizer, loss, extra_loss, max_grad_norm, steps)
+        with mixed:
+            loss = F.cross_entropy(model(x, edge_index)[train_idx], y[train_idx])
+        _step(model, optimizer, loss, extra_loss, max_grad_norm, steps, scaler)
         total += loss.item()
         steps += 1
     return TrainResult(total / steps if steps else math.nan, len(train_idx), steps)

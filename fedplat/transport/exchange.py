@@ -58,6 +58,8 @@ class ExchangeResult:
     seconds: float = 0.0
     pack_seconds: float = 0.0
     node_compute_s: float = 0.0  # slowest node's handler time (packed replies)
+    #: Where each client that replied ran (`fedplat.transport.wire.Replies.devices`).
+    devices: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -222,6 +224,7 @@ class Transport:
                 continue
             decoded = wire.decode_replies(rep.content, cids)
             res.node_compute_s = max(res.node_compute_s, decoded.compute_s)
+            res.devices.update(decoded.devices)
             for cid, why in decoded.errors.items():
                 res.failures[cid] = short_reason(why)
             for cid, content in decoded.contents.items():

@@ -9,16 +9,24 @@ raises fails alone: its private state is rolled back (as Flower drops the contex
 that raised) while the other clients' replies and state updates stand.
 
 The worker (resolved config, device, client class, partitioned data) is built once per process
-and config, never per message.
+and config, never per message. On a GPU, each client's tensors are copied to the device once
+(from pinned memory, without blocking) and kept there for later messages, up to
+`simulation.device_cache_mb`. Every reply carries where its client trained (`device_facts`:
+the device and, on CUDA, the peak memory allocated while the client's handler ran), which the
+server records per client and the run's summary aggregates.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import os
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,23 +52,96 @@ from fedplat.transport import faults, placement, wire
 
 log = logging.getLogger("fedplat")
 
+#: Client data kept on a GPU per worker when `simulation.device_cache_mb` is null.
+DEFAULT_DEVICE_CACHE_MB = 1024
+
+
+ClientTensors = ClientData | GraphClientData
+
+
+def tensor_bytes(data: ClientTensors) -> int:
+    """Bytes of every tensor a client's data holds."""
+    return sum(v.numel() * v.element_size() for v in vars(data).values()
+               if isinstance(v, torch.Tensor))
+
+
+def to_device(data: ClientTensors, device: torch.device) -> ClientTensors:
+    """A copy of `data` with every tensor on `device` (`data` itself when already there).
+
+    To a CUDA device the host tensors are first pinned (page-locked), so each copy is a
+    `non_blocking` DMA transfer that overlaps with the host's work; the kernels that read the
+    tensors run on the same stream, after the copy.
+    """
+    tensors = {k: v for k, v in vars(data).items() if isinstance(v, torch.Tensor)}
+    if all(t.device == device for t in tensors.values()):
+        return data
+    cuda = device.type == "cuda"
+
+    def move(t: torch.Tensor) -> torch.Tensor:
+        if cuda and t.device.type == "cpu":
+            return t.pin_memory().to(device, non_blocking=True)
+        return t.to(device)
+
+    moved: dict[str, Any] = {k: move(v) for k, v in tensors.items()}
+    return dataclasses.replace(data, **moved)
+
+
+def device_name(device: torch.device) -> str:
+    """`cpu` or `cuda:<index>` (the index the worker sees; Ray renumbers a worker's GPUs)."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index}"
+    return str(device)
+
 
 @dataclass
 class Worker:
-    """Per-process client runtime: config, device, algorithm class and cached data."""
+    """Per-process client runtime: config, device, algorithm class and cached data.
+
+    `device_cache_bytes` bounds the clients' tensors kept on a non-CPU device between
+    messages (least recently used clients leave first; 0 copies on every message).
+    """
 
     cfg: DictConfig
     device: torch.device
     client_cls: type[Client]
+    device_cache_bytes: int = 0
+    _on_device: OrderedDict[int, ClientTensors] = field(default_factory=OrderedDict, repr=False)
+    _cached_bytes: int = field(default=0, repr=False)
 
     @property
     def federated(self) -> FederatedDataset | FederatedGraph:
         """The partitioned dataset (built once per process)."""
         return load_federated(self.cfg)
 
-    def data(self, cid: int) -> ClientData | GraphClientData:
-        """Client `cid`'s tensors (or subgraph) on this worker's device."""
-        return self.federated.client(cid).to(self.device)
+    def data(self, cid: int) -> ClientTensors:
+        """Client `cid`'s tensors (or subgraph) on this worker's device.
+
+        On a CPU worker these are the partition's own tensors. On another device the copy
+        made for an earlier message is reused while the cache bound allows.
+        """
+        host = self.federated.client(cid)
+        if self.device.type == "cpu":
+            return to_device(host, self.device)
+        cached = self._on_device.get(cid)
+        if cached is not None:
+            self._on_device.move_to_end(cid)
+            return cached
+        moved = to_device(host, self.device)
+        size = tensor_bytes(moved)
+        if size > self.device_cache_bytes:
+            return moved
+        while self._on_device and self._cached_bytes + size > self.device_cache_bytes:
+            _, old = self._on_device.popitem(last=False)
+            self._cached_bytes -= tensor_bytes(old)
+        self._on_device[cid] = moved
+        self._cached_bytes += size
+        return moved
+
+    @property
+    def cached_clients(self) -> list[int]:
+        """Clients whose tensors are kept on the device, least recently used first."""
+        return list(self._on_device)
 
     def client(self, cid: int, control: Mapping[str, Any], stage: Stage,
                server_round: int) -> Client:
@@ -75,6 +156,34 @@ class Worker:
             data = restrict(data, int(self.cfg.seed), server_round, subset)
         return self.client_cls(cid, data, self.cfg, self.device)
 
+    @contextmanager
+    def measured(self, cids: list[int], facts: dict[int, dict[str, Any]]) -> Iterator[None]:
+        """Record, for each of `cids`, where the enclosed work ran (see `device_facts`)."""
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        yield
+        fact: dict[str, Any] = {"device": device_name(self.device)}
+        if cuda:
+            fact["peak-mem"] = int(torch.cuda.max_memory_allocated(self.device))
+            fact["device-name"] = torch.cuda.get_device_name(self.device)
+        for cid in cids:
+            facts[cid] = fact
+
+
+def set_deterministic(on: bool) -> None:
+    """`simulation.deterministic`: deterministic kernels (cuDNN, cuBLAS, scatter) or the default.
+
+    cuBLAS needs its workspace fixed before the first CUDA call for that; ops without a
+    deterministic kernel then warn instead of failing (`warn_only`).
+    """
+    if not on:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
 
 @functools.lru_cache(maxsize=4)
 def _worker(config_json: str, data_root: str, device: str) -> Worker:
@@ -87,14 +196,17 @@ def _worker(config_json: str, data_root: str, device: str) -> Worker:
         threads = max(1, int(float(sim.num_cpus)))
     if threads is not None:
         torch.set_num_threads(int(threads))
+    set_deterministic(bool(sim.get("deterministic") or False))
     if device:
         dev = torch.device(device)
     elif float(sim.num_gpus) > 0 and torch.cuda.is_available():
         dev = torch.device("cuda")
     else:
         dev = torch.device("cpu")
+    cache_mb = sim.get("device_cache_mb")
+    cache_bytes = int(float(DEFAULT_DEVICE_CACHE_MB if cache_mb is None else cache_mb) * 2**20)
     client_cls = import_object(cfg.strategy.client_target, "strategy.client_target")
-    return Worker(cfg, dev, client_cls)
+    return Worker(cfg, dev, client_cls, cache_bytes)
 
 
 def worker_for(context: Context, config_json: str) -> Worker:
@@ -185,9 +297,13 @@ def _call(client: Client, stage: Stage, exchange: str, payload: RecordDict,
     return client.evaluate(payload, state, server_round)
 
 
-def run_clients(worker: Worker, state: RecordDict, stage: Stage,
-                batch: wire.Batch) -> tuple[dict[int, RecordDict], dict[int, BaseException]]:
+def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Batch,
+                facts: dict[int, dict[str, Any]] | None = None
+                ) -> tuple[dict[int, RecordDict], dict[int, BaseException]]:
     """Every client of `batch`: its replies, and the exception of each client that failed.
+
+    `facts`, when given, receives each client's device facts (`Worker.measured`); clients
+    trained together share one measurement.
 
     Faults (`faults.inject`) are drawn for every client of a main training exchange before any
     training, in one place. With `simulation.batched=true`, several clients and a client class
@@ -195,6 +311,7 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage,
     train together; otherwise one at a time.
     """
     server_round = batch.server_round
+    facts = {} if facts is None else facts
     replies: dict[int, RecordDict] = {}
     errors: dict[int, BaseException] = {}
     todo = sorted(batch.payloads)
@@ -209,12 +326,15 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage,
         todo = ready
         if (bool(worker.cfg.simulation.get("batched", False)) and len(batch.payloads) > 1
                 and not any(c.get(SUBSET_KEY) for c in batch.controls.values())):
-            clients = [worker.client(cid, {}, stage, server_round) for cid in todo]
-            saved = {cid: _snapshot(state, cid) for cid in todo}
-            trained = worker.client_cls.train_batched(
-                clients, [batch.payloads[c] for c in todo],
-                [ClientState(state, c) for c in todo], server_round)
+            group: dict[int, dict[str, Any]] = {}
+            with worker.measured(list(todo), group):
+                clients = [worker.client(cid, {}, stage, server_round) for cid in todo]
+                saved = {cid: _snapshot(state, cid) for cid in todo}
+                trained = worker.client_cls.train_batched(
+                    clients, [batch.payloads[c] for c in todo],
+                    [ClientState(state, c) for c in todo], server_round)
             if trained is not None:
+                facts.update(group)
                 for cid, result in zip(todo, trained):
                     if isinstance(result, BaseException):
                         _restore(state, cid, saved[cid])
@@ -225,11 +345,12 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage,
     for cid in todo:
         saved_one = _snapshot(state, cid)
         try:
-            client = worker.client(cid, batch.controls.get(cid, {}), stage, server_round)
-            seeding.seed_torch(int(worker.cfg.seed), seeding.CLIENT, server_round, cid,
-                               stage.stream)
-            replies[cid] = _call(client, stage, batch.exchange, batch.payloads[cid],
-                                 ClientState(state, cid), server_round)
+            with worker.measured([cid], facts):
+                client = worker.client(cid, batch.controls.get(cid, {}), stage, server_round)
+                seeding.seed_torch(int(worker.cfg.seed), seeding.CLIENT, server_round, cid,
+                                   stage.stream)
+                replies[cid] = _call(client, stage, batch.exchange, batch.payloads[cid],
+                                     ClientState(state, cid), server_round)
         except Exception as exc:  # this client's failure only
             _restore(state, cid, saved_one)
             log.debug("client %d failed", cid, exc_info=True)
@@ -246,8 +367,10 @@ def serve(content: RecordDict, context: Context, stage: Stage) -> RecordDict:
     t0 = time.perf_counter()
     worker = stored_worker(context)
     batch = wire.decode_batch(content)
-    replies, errors = run_clients(worker, context.state, stage, batch)
+    facts: dict[int, dict[str, Any]] = {}
+    replies, errors = run_clients(worker, context.state, stage, batch, facts)
     if not batch.packed and errors:
         raise next(iter(errors.values()))
     return wire.encode_replies(batch, replies, {c: reason(e) for c, e in errors.items()},
-                               time.perf_counter() - t0)
+                               time.perf_counter() - t0,
+                               {c: f for c, f in facts.items() if c in replies})

@@ -1,7 +1,9 @@
 """Observers of the exchange: what watches client work without taking part in the algorithm.
 
 * `Ledger`: the counts a round's row carries per stage (failures, rejected and late replies,
-  bytes down and up, exchange and packing time) and per client (bytes, why it failed).
+  bytes down and up, exchange and packing time), per client (bytes, why it failed, the device
+  it ran on) and where the round's clients ran (`devices`: clients per device; on CUDA
+  `peak_mem_bytes`, the largest peak memory a client's handler allocated, and `gpu_name`).
 * `CaptureObserver`: a privacy audit's message capture (`fedplat.privacy.capture.MessageCapture`),
   which saves chosen clients' messages exactly as they crossed and may ask a client to train on
   its attack batch.
@@ -57,6 +59,27 @@ class Ledger:
             if cid in res.failures:
                 prefix = f"{event.exchange}: " if event.exchange != MAIN else ""
                 entry[f"failed_{stage}"] = prefix + res.failures[cid]
+        self.note_devices(res.devices)
+
+    def note_devices(self, devices: dict[int, dict[str, Any]]) -> None:
+        """Where the clients of an exchange ran, into the row and its `per_client` entries."""
+        if not devices:
+            return
+        row = self.row
+        clients = row.setdefault("per_client", {})
+        for cid, fact in sorted(devices.items()):
+            device = str(fact.get("device", "unknown"))
+            clients.setdefault(str(cid), {})["device"] = device
+            peak = fact.get("peak-mem")
+            if isinstance(peak, int):
+                row["peak_mem_bytes"] = max(int(row.get("peak_mem_bytes", 0)), peak)
+            if fact.get("device-name"):
+                row["gpu_name"] = str(fact["device-name"])
+        counts: dict[str, int] = {}
+        for entry in clients.values():
+            if "device" in entry:
+                counts[entry["device"]] = counts.get(entry["device"], 0) + 1
+        row["devices"] = dict(sorted(counts.items()))
 
 
 class CaptureObserver:

@@ -19,13 +19,25 @@ from fedplat.errors import UserError
 
 
 def ray_workers(cfg: DictConfig) -> int:
-    """Clients the Ray backend runs at once: CPUs (and GPUs) over the per-client resources."""
+    """Clients the Ray backend runs at once: CPUs (and GPUs) over the per-client resources.
+
+    The GPUs are `simulation.ray_num_gpus`, else this machine's CUDA devices (none visible:
+    the clients run on CPU and only CPUs count, as `fedplat.runtime.simulation` says).
+    """
     sim = cfg.simulation
     cpus = float(sim.ray_num_cpus) if sim.get("ray_num_cpus") else float(os.cpu_count() or 1)
     workers = max(1, math.floor(cpus / float(sim.num_cpus) + 1e-9))
     gpus_each = float(sim.num_gpus)
-    if gpus_each > 0 and sim.get("ray_num_gpus") is not None:
-        workers = min(workers, max(1, math.floor(float(sim.ray_num_gpus) / gpus_each + 1e-9)))
+    gpus: float | None = None
+    if gpus_each > 0:
+        if sim.get("ray_num_gpus") is not None:
+            gpus = float(sim.ray_num_gpus)
+        else:
+            import torch
+
+            gpus = float(torch.cuda.device_count()) if torch.cuda.is_available() else None
+    if gpus is not None:
+        workers = min(workers, max(1, math.floor(gpus / gpus_each + 1e-9)))
     return workers
 
 

@@ -20,6 +20,11 @@ Two formats, chosen by `encode_batch` from the number of clients:
   has `cids`, `layout` (a JSON map `{cid: {payload key: record name}}`) and `client-control`.
   Packed replies use the same layout plus `errors` (`{cid: reason}`): one client's failure is
   that client's failure, not its node's.
+
+Replies also carry each client's device facts (where it trained; `fedplat.transport.node`):
+in the control record of a plain reply, as `devices` (`{cid: facts}`) in a packed one.
+`decode_replies` takes them out, so strategies and privacy capture see the client's reply as
+the client wrote it.
 """
 
 from __future__ import annotations
@@ -58,6 +63,9 @@ class Replies:
     errors: dict[int, str] = field(default_factory=dict)
     #: The node's handler time for a packed reply (0 for a plain one).
     compute_s: float = 0.0
+    #: Where each client ran: `device` (`cpu`, `cuda:0`) and, on CUDA, `peak-mem` (bytes)
+    #: and `device-name`; {} for a client whose node sent none.
+    devices: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def record_bytes(record: object) -> int:
@@ -186,26 +194,40 @@ def decode_batch(content: RecordDict) -> Batch:
 
 
 def encode_replies(batch: Batch, replies: Mapping[int, RecordDict], errors: Mapping[int, str],
-                   compute_s: float) -> RecordDict:
+                   compute_s: float,
+                   devices: Mapping[int, Mapping[str, Any]] | None = None) -> RecordDict:
     """A node's reply to `batch`, in the format the batch came in.
 
-    A plain batch's client either replied (its content is the reply) or failed, which the
-    caller handles by raising (Flower's error reply); so only packed replies carry errors.
+    A plain batch's client either replied (its content is the reply, plus a control record
+    with its device facts when given) or failed, which the caller handles by raising (Flower's
+    error reply); so only packed replies carry errors.
     """
+    devices = devices or {}
     if not batch.packed:
         (cid,) = batch.payloads
-        return replies[cid]
-    content, _ = _pack(replies, {
+        if cid not in devices:
+            return replies[cid]
+        return _plain(replies[cid], devices[cid])
+    control: dict[str, Any] = {
         "errors": json.dumps({str(c): str(e) for c, e in errors.items()}),
-        "compute-s": compute_s})
+        "compute-s": compute_s}
+    if devices:
+        control["devices"] = json.dumps({str(c): dict(f) for c, f in devices.items()})
+    content, _ = _pack(replies, control)
     return content
 
 
 def decode_replies(content: RecordDict, cids: list[int]) -> Replies:
     """Per-client replies and errors of a node's reply to a message sent to `cids`."""
     if not is_packed(content):
-        return Replies({cids[0]: content})
+        control = content.get(CONTROL)
+        if not isinstance(control, ConfigRecord):
+            return Replies({cids[0]: content})
+        reply = RecordDict({k: v for k, v in content.items() if k != CONTROL})
+        return Replies({cids[0]: reply}, devices={cids[0]: dict(control)})
     control = content[CONTROL]
     assert isinstance(control, ConfigRecord)
     errors = {int(c): str(e) for c, e in json.loads(str(control.get("errors", "{}"))).items()}
-    return Replies(_unpack(content), errors, float(scalar(control.get("compute-s", 0.0))))
+    devices = {int(c): dict(f) for c, f in json.loads(str(control.get("devices", "{}"))).items()}
+    return Replies(_unpack(content), errors, float(scalar(control.get("compute-s", 0.0))),
+                   devices)

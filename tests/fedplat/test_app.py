@@ -86,7 +86,8 @@ def test_local_clients_keep_their_model_across_rounds(tmp_path):
 
 
 def test_what_goes_over_the_wire(tmp_path):
-    """FedAvg sends the global model down and the trained weights + metrics up, nothing else."""
+    """FedAvg sends the global model down and the trained weights + metrics up, nothing else
+    (beside the control record: the client's id down, where it trained up)."""
     cfg = make_cfg("simulation.backend=inline", "num_rounds=1", "num_clients=2")
     seen = []
 
@@ -94,16 +95,18 @@ def test_what_goes_over_the_wire(tmp_path):
         reply = client_app(message, context)
         seen.append((message.metadata.message_type, set(message.content.keys()),
                      set(reply.content.keys()) if reply.has_content() else None))
+        if message.metadata.message_type != "query":
+            assert dict(reply.content["fedplat"]) == {"device": "cpu"}
         return reply
 
     run_grid(make_server_app(cfg, RunRecorder(tmp_path, cfg)), spy, 2)
     kinds = {k for k, _, _ in seen}
     assert kinds == {"query", "train", "evaluate"}
     train = [(d, u) for k, d, u in seen if k == "train"]
-    assert all(d == {"arrays", "config", "fedplat"} and u == {"arrays", "metrics"}
+    assert all(d == {"arrays", "config", "fedplat"} and u == {"arrays", "metrics", "fedplat"}
                for d, u in train)
     evaluate = [(d, u) for k, d, u in seen if k == "evaluate"]
-    assert all(u == {"metrics"} for _, u in evaluate)
+    assert all(u == {"metrics", "fedplat"} for _, u in evaluate)
 
 
 def test_replies_with_wrong_shapes_or_nan_are_rejected_and_the_round_goes_on(tmp_path):

@@ -162,6 +162,14 @@ def test_auto_clients_per_node_is_not_a_number_yet(raw):
          "strategy.fraction_evaluate=1.5 is out of range: must be in [0.0, 1.0]"),
         ({"strategy__min_train_clients": 11},
          "strategy.min_train_clients=11 is out of range: must be in [1, 10]"),
+        ({"client__amp": "fp8"}, "client.amp='fp8' is not valid (choose from: none, bf16, fp16)"),
+        ({"client__amp": "fp16"},
+         "client.amp=fp16 needs CUDA clients (simulation.num_gpus > 0); use client.amp=bf16 on "
+         "CPU"),
+        ({"simulation__deterministic": "yes"},
+         "simulation.deterministic=yes: expected true or false"),
+        ({"simulation__device_cache_mb": -1},
+         "simulation.device_cache_mb=-1 is out of range: must be in [0.0, inf]"),
         ({"simulation__num_cpus": _DELETE}, "missing config key 'simulation.num_cpus'"),
         # the first bad value in the order of the config file is the one reported
         ({"client__lr": -1, "num_rounds": 0}, "num_rounds=0 is out of range"),
@@ -211,3 +219,20 @@ def test_resume_needs_a_run_directory_with_a_checkpoint(raw, tmp_path: Path):
     assert Settings.from_config(_with(raw, resume=str(run))).resume == run
     assert resume_dir(_with(raw, resume=str(run))) == run
     assert resume_dir(_with(raw, resume="")) is None
+
+
+def test_gpu_keys_defaults_absent_and_set(raw):
+    s = Settings.from_config(raw)
+    assert s.client.amp == "none"
+    assert (s.simulation.deterministic, s.simulation.device_cache_mb) == (False, None)
+    absent = Settings.from_config(_with(raw, client__amp=_DELETE,
+                                        simulation__deterministic=_DELETE,
+                                        simulation__device_cache_mb=_DELETE))
+    assert absent.client.amp == "none" and absent.simulation.deterministic is False
+    assert Settings.from_config(_with(raw, client__amp=None)).client.amp == "none"
+    gpu = Settings.from_config(_with(raw, client__amp="fp16", simulation__num_gpus=0.25,
+                                     simulation__deterministic=True,
+                                     simulation__device_cache_mb=64))
+    assert gpu.client.amp == "fp16" and gpu.simulation.deterministic is True
+    assert gpu.simulation.device_cache_mb == 64.0
+    assert Settings.from_config(_with(raw, client__amp="bf16")).client.amp == "bf16"

@@ -71,3 +71,34 @@ def test_new_model_leaves_the_dropout_rng_alone():
     assert torch.equal(torch.get_rng_state(), before)
     b = client.new_model()
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+# -- client.amp through Client.train_model, in whole runs -------------------------------------
+
+AMP_RUN = ("num_clients=4", "num_rounds=2", "dataset.num_samples=800", "model=mlp", "seed=3",
+           "simulation.torch_threads=1")
+
+
+def test_amp_none_leaves_every_metric_as_without_the_key(tmp_path):
+    from fedplat.recording.recorder import without_timing
+    from tests.helpers import run_inline
+
+    _, default = run_inline(tmp_path / "a", *AMP_RUN)
+    _, absent = run_inline(tmp_path / "b", *AMP_RUN, "~client.amp")
+    assert without_timing(default) == without_timing(absent)
+
+
+def test_bf16_runs_end_finite_and_close_to_float32(tmp_path):
+    import math
+
+    from tests.helpers import run_inline
+
+    _, full = run_inline(tmp_path / "fp32", *AMP_RUN)
+    _, half = run_inline(tmp_path / "bf16", *AMP_RUN, "client.amp=bf16")
+    _, both = run_inline(tmp_path / "bf16b", *AMP_RUN, "client.amp=bf16",
+                         "simulation.clients_per_node=4", "simulation.batched=true")
+    for rows in (half, both):
+        for a, b in zip(full, rows):
+            assert math.isfinite(b["train_loss"]) and b["train_loss"] != a["train_loss"]
+            assert math.isclose(a["train_loss"], b["train_loss"], rel_tol=0.05)
+            assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 0.05

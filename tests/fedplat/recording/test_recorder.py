@@ -77,3 +77,39 @@ def test_summary_reports_final_best_and_per_client_best_f1():
     assert f1["final"] == {"round": 2, "f1_mean": 0.5, "f1_pooled": 0.6}
     assert f1["best"]["round"] == 2
     assert f1["best_per_client"] == {"f1_mean": pytest.approx(0.65), "clients": 2}
+
+
+def test_the_devices_entry_counts_distinct_clients_and_survives_a_resume(tmp_path):
+    cfg = make_cfg("num_rounds=3", "num_clients=4", "simulation.ray_num_cpus=2",
+                   "simulation.num_gpus=0.25")
+    rec = RunRecorder(tmp_path, cfg)
+    assert rec.summary()["devices"]["clients"] == {}
+    rec.log_round({"round": 1, "devices": {"cuda:0": 2}, "peak_mem_bytes": 3 * 2**30,
+                   "gpu_name": "NVIDIA H200", "per_client": {
+                       "0": {"device": "cuda:0"}, "1": {"device": "cuda:0"}, "2": {}}})
+    rec.log_round({"round": 2, "devices": {"cuda:0": 2}, "peak_mem_bytes": 2**30,
+                   "per_client": {"1": {"device": "cuda:0"}, "3": {"device": "cuda:0"}}})
+    devices = json.loads((tmp_path / "summary.json").read_text())["devices"]
+    assert devices["clients"] == {"cuda:0": 3}  # clients 0, 1, 3; client 2 never replied
+    assert devices["peak_mem_bytes"] == 3 * 2**30 and devices["gpu_name"] == "NVIDIA H200"
+    assert (devices["backend"], devices["num_gpus_each"], devices["num_cpus_each"]) == \
+        ("ray", 0.25, 1.0)
+    rec.finish("completed")
+    again = RunRecorder(tmp_path, cfg, resume_round=2)  # a resumed run rebuilds the tally
+    assert again.summary()["devices"] == devices
+
+
+def test_the_devices_line_says_where_how_shared_and_how_much_memory():
+    from fedplat.recording.recorder import devices_line
+
+    cpu = {"clients": {"cpu": 10}, "backend": "ray", "num_cpus_each": 1.0,
+           "num_gpus_each": 0.0, "at_once": 2, "peak_mem_bytes": None, "gpu_name": None}
+    assert devices_line(cpu) == "on cpu (1 CPU each, 2 at once)"
+    gpu = {**cpu, "clients": {"cuda:0": 10}, "num_gpus_each": 0.25, "at_once": 4,
+           "peak_mem_bytes": int(1.2 * 2**30), "gpu_name": "NVIDIA H200"}
+    assert devices_line(gpu) == "on cuda:0 [NVIDIA H200] (0.25 GPU each, 4 at once), peak 1.2 GiB"
+    small = {**gpu, "peak_mem_bytes": 5 * 2**20, "gpu_name": None}
+    assert devices_line(small) == "on cuda:0 (0.25 GPU each, 4 at once), peak 5.0 MiB"
+    mixed = {**gpu, "clients": {"cpu": 1, "cuda:0": 6}, "gpu_name": None}
+    assert devices_line(mixed).startswith("on cpu (1 client), cuda:0 (6 clients) (0.25 GPU")
+    assert devices_line({**cpu, "clients": {}}) is None and devices_line(None) is None

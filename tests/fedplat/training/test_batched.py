@@ -97,3 +97,30 @@ def test_flatten_unflatten_and_evaluate_many():
     ref = evaluate(model, x, y)
     assert torch.allclose(acc, torch.full((3,), ref.accuracy, dtype=torch.float64))
     assert torch.allclose(loss, torch.full((3,), ref.loss, dtype=torch.float64), rtol=1e-5)
+
+
+def test_batched_bf16_follows_sequential_bf16_and_refuses_fp16():
+    data = _clients([37, 20])
+    model = _model()
+    start = ops.clone(dict(model.named_parameters()))
+    cfg = OmegaConf.create({"optimizer": "sgd", "lr": 0.1, "momentum": 0.0,
+                            "weight_decay": 0.0})
+    expected = []
+    for i, (x, y) in enumerate(data):
+        m = _model()
+        m.load_state_dict(start)
+        train(m, x, y, make_optimizer(m.parameters(), cfg), epochs=2, batch_size=10,
+              generator=torch.Generator().manual_seed(100 + i), amp="bf16")
+        expected.append(ops.clone(m.state_dict()))
+    feed = [batched.ClientBatchData(x, y, torch.Generator().manual_seed(100 + i))
+            for i, (x, y) in enumerate(data)]
+    got, res, finite = batched.train_sgd(_model(), [start, start], feed, epochs=2,
+                                         batch_size=10, lr=0.1, amp="bf16")
+    assert finite == [True, True] and all(r.loss == r.loss for r in res)
+    for e, g in zip(expected, got):
+        for k in e:
+            assert g[k].dtype == torch.float32
+            assert torch.allclose(e[k], g[k], atol=2e-2)
+    with pytest.raises(ValueError, match="no fp16 loss scaling"):
+        batched.train_sgd(_model(), [start], feed[:1], epochs=1, batch_size=10, lr=0.1,
+                          amp="fp16")

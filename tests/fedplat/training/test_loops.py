@@ -99,3 +99,57 @@ def test_evaluate_f1_is_over_the_whole_split_not_per_batch():
     whole = evaluate(model, x, y, batch_size=4).f1
     batched = evaluate(model, x, y, batch_size=1).f1
     assert whole == batched == pytest.approx((2 * 0.8 + 2 * 2 / 3) / 4)
+
+
+# -- mixed precision (client.amp) -------------------------------------------------------------
+
+
+def _train_toy(amp=None, epochs=3):
+    model, x, y = _toy()
+    opt = make_optimizer(model.parameters(), OmegaConf.create(
+        {"optimizer": "sgd", "lr": 0.5, "momentum": 0.9, "weight_decay": 0.0}))
+    kwargs = {} if amp is None else {"amp": amp}
+    res = train(model, x, y, opt, epochs=epochs, batch_size=16,
+                generator=torch.Generator().manual_seed(1), **kwargs)
+    return res, model.state_dict()
+
+
+def test_amp_none_is_the_float32_loop_bit_for_bit():
+    default, w_default = _train_toy()
+    none, w_none = _train_toy("none")
+    assert default == none
+    assert all(torch.equal(w_default[k], w_none[k]) for k in w_default)
+
+
+def test_bf16_autocast_trains_close_to_float32_on_cpu():
+    full, w_full = _train_toy("none")
+    half, w_half = _train_toy("bf16")
+    assert math.isfinite(half.loss) and half.steps == full.steps == 12
+    assert half.loss != full.loss  # it did run in bfloat16
+    assert half.loss == pytest.approx(full.loss, rel=0.05)
+    for k in w_full:
+        assert w_half[k].dtype == torch.float32  # parameters stay float32
+        assert torch.allclose(w_half[k], w_full[k], atol=0.05)
+
+
+def test_fp16_needs_cuda_and_unknown_precisions_are_refused():
+    with pytest.raises(ValueError, match=r"client\.amp=fp16 needs a CUDA device"):
+        _train_toy("fp16")
+    with pytest.raises(ValueError, match=r"client\.amp=fp8: expected none, bf16 or fp16"):
+        _train_toy("fp8")
+
+
+def test_a_loss_scaler_step_unscales_before_clipping():
+    """The fp16 path's step (scale, backward, unscale, clip, step), run with a CPU scaler."""
+    from fedplat.training.loops import _step
+
+    model, x, y = _toy()
+    twin, _, _ = _toy()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt_twin = torch.optim.SGD(twin.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    loss = nn.functional.cross_entropy(model(x), y)
+    _step(model, opt, loss, None, 0.01, 0, scaler)
+    _step(twin, opt_twin, nn.functional.cross_entropy(twin(x), y), None, 0.01, 0)
+    for a, b in zip(model.parameters(), twin.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)  # same clipped update as without scaling

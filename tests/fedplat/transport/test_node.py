@@ -1,12 +1,15 @@
-"""The node runtime: grouped runs equal ungrouped ones; a client fails alone; batched training."""
+"""The node runtime: grouped runs equal ungrouped ones; a client fails alone; batched training;
+the device facts, the device data cache and deterministic mode."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from tests.helpers import run_inline
 
@@ -116,3 +119,77 @@ def test_a_subclass_that_changes_train_is_not_batched_behind_its_back(tmp_path: 
               "strategy.client_target=tests.helpers.BadReplyClient")
     _, rows = run_inline(tmp_path, *common, "simulation.batched=true")
     assert rows[0]["rejected_train"] == 2  # clients 1 and 2 still send their bad replies
+
+
+# -- devices ----------------------------------------------------------------------------------
+
+
+def test_every_run_records_where_its_clients_ran(tmp_path: Path) -> None:
+    from fedplat.cli import format_summary
+
+    summary, rows = run_inline(tmp_path, *SMALL, "simulation.clients_per_node=3",
+                               "strategy.fraction_train=0.6")
+    for row in rows:
+        assert row["devices"] == {"cpu": 7}  # the sampled trainers and every evaluator
+        assert {e["device"] for e in row["per_client"].values()} == {"cpu"}
+        assert "peak_mem_bytes" not in row  # CUDA only
+    devices = summary["devices"]
+    assert devices["clients"] == {"cpu": 7} and devices["peak_mem_bytes"] is None
+    assert (devices["backend"], devices["num_cpus_each"], devices["at_once"]) == \
+        ("inline", 1.0, 1)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["devices"] == devices
+    text = format_summary(summary, tmp_path)
+    assert "  clients       on cpu (1 CPU each, 1 at once)\n" in text
+
+
+def _worker_on(device: str, cache_mb: float) -> Any:
+    from clients.fedavg import FedAvgClient
+    from fedplat.transport.node import Worker
+    from tests.helpers import make_cfg
+
+    cfg = make_cfg("simulation.backend=inline", *SMALL)
+    return Worker(cfg, torch.device(device), FedAvgClient, int(cache_mb * 2**20))
+
+
+def test_a_cpu_worker_hands_out_the_partitions_own_tensors() -> None:
+    worker = _worker_on("cpu", 0)
+    assert worker.data(2) is worker.federated.client(2)
+    assert worker.cached_clients == []
+
+
+def test_client_data_is_moved_to_the_device_once_and_kept_within_the_bound() -> None:
+    from fedplat.transport.node import tensor_bytes
+
+    probe = _worker_on("meta", 0)  # "meta": a non-CPU device any machine has
+    size = tensor_bytes(probe.federated.client(0))
+    assert size > 0
+    assert probe.data(0) is not probe.data(0)  # bound 0: copied for every message
+    assert probe.cached_clients == []
+
+    worker = _worker_on("meta", 2.5 * size / 2**20)  # room for two clients
+    first = worker.data(0)
+    assert first.x_train.device.type == "meta" and first.x_train.shape == \
+        worker.federated.client(0).x_train.shape
+    assert worker.data(0) is first  # reused, not copied again
+    worker.data(1)
+    worker.data(0)  # client 0 is now the most recently used
+    worker.data(2)  # client 1 leaves
+    assert worker.cached_clients == [0, 2]
+    assert worker.data(0) is first
+
+
+def test_deterministic_mode_switches_torch_to_deterministic_kernels() -> None:
+    from fedplat.transport.node import set_deterministic
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic)
+    try:
+        set_deterministic(False)
+        assert torch.are_deterministic_algorithms_enabled() == before[0]
+        set_deterministic(True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic = before[1]

@@ -63,3 +63,28 @@ def test_the_capture_saves_exactly_what_crossed_for_the_chosen_clients(tmp_path:
     assert meta["exchanges"][0]["failure"] == "ValueError: x"  # failed: nothing came back
     # a rejected reply still crossed the wire: it is kept as it arrived
     assert (root / "client_2" / "train.up.pb").is_file()
+
+
+def test_the_ledger_records_where_each_client_ran_and_the_largest_peak() -> None:
+    row: dict[str, Any] = {}
+    ledger = Ledger()
+    ledger.begin(row)
+    event = _event()
+    event.result.devices = {0: {"device": "cuda:0", "peak-mem": 300, "device-name": "GPU X"},
+                            2: {"device": "cuda:0", "peak-mem": 500, "device-name": "GPU X"}}
+    ledger.observe(event)
+    evaluate = _event()
+    evaluate.stage = Stage.EVALUATE
+    evaluate.result.devices = {1: {"device": "cpu"}}
+    ledger.observe(evaluate)
+    assert row["devices"] == {"cpu": 1, "cuda:0": 2}  # distinct clients of the round
+    assert row["peak_mem_bytes"] == 500 and row["gpu_name"] == "GPU X"
+    assert [row["per_client"][c]["device"] for c in ("0", "1", "2")] == ["cuda:0", "cpu",
+                                                                          "cuda:0"]
+    cpu_only: dict[str, Any] = {}
+    ledger.begin(cpu_only)
+    event = _event()
+    event.result.devices = {0: {"device": "cpu"}}
+    ledger.observe(event)
+    assert cpu_only["devices"] == {"cpu": 1}
+    assert "peak_mem_bytes" not in cpu_only and "gpu_name" not in cpu_only

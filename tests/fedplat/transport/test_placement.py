@@ -39,3 +39,18 @@ def test_bad_batched_and_poll_interval_are_rejected() -> None:
         make_cfg("simulation.batched=maybe")
     with pytest.raises(UserError, match="poll_interval_s"):
         make_cfg("simulation.poll_interval_s=0")
+
+
+def test_gpu_shares_bound_the_workers_by_the_gpus_there_are(monkeypatch) -> None:
+    import torch
+
+    cfg = make_cfg("num_clients=64", "simulation.ray_num_cpus=16", "simulation.num_gpus=0.125")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert placement.ray_workers(cfg) == 16  # no CUDA: the clients run on CPU, CPUs count
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert placement.ray_workers(cfg) == 8  # one GPU, 1/8 each
+    cfg.simulation.ray_num_gpus = 0.5
+    assert placement.ray_workers(cfg) == 4  # what Ray is given wins
+    cfg.simulation.num_gpus = 0.0
+    assert placement.ray_workers(cfg) == 16

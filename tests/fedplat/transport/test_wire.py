@@ -67,3 +67,27 @@ def test_packed_replies_carry_per_client_errors_and_plain_replies_are_the_conten
     content = wire.encode_replies(plain_batch, {7: reply}, {}, 0.5)
     assert content is reply
     assert wire.decode_replies(content, [7]).contents == {7: reply}
+
+
+def test_device_facts_ride_in_the_control_and_leave_the_client_reply_as_written() -> None:
+    _, _, payloads = _payloads()
+    reply = RecordDict({"metrics": MetricRecord({"a": 1.0})})
+    cpu = {"device": "cpu"}
+    gpu = {"device": "cuda:0", "peak-mem": 12345, "device-name": "NVIDIA H200"}
+
+    plain_batch = wire.decode_batch(wire.encode_batch({7: payloads[7]}, 1, "")[0])
+    content = wire.encode_replies(plain_batch, {7: reply}, {}, 0.5, {7: gpu})
+    assert dict(content[CONTROL]) == gpu and CONTROL not in reply  # the client's is untouched
+    decoded = wire.decode_replies(content, [7])
+    assert decoded.devices == {7: gpu}
+    assert set(decoded.contents[7]) == {"metrics"}
+
+    packed_batch = wire.decode_batch(wire.encode_batch(payloads, 1, "")[0])
+    content = wire.encode_replies(packed_batch, {3: reply, 7: reply}, {5: "ValueError: boom"},
+                                  0.5, {3: cpu, 7: cpu})
+    decoded = wire.decode_replies(content, [3, 5, 7])
+    assert decoded.devices == {3: cpu, 7: cpu} and decoded.errors == {5: "ValueError: boom"}
+    assert all(set(c) == {"metrics"} for c in decoded.contents.values())
+    # a node that sends none (an older node) leaves the facts empty
+    assert wire.decode_replies(wire.encode_replies(packed_batch, {3: reply}, {}, 0.1),
+                               [3, 5, 7]).devices == {}
