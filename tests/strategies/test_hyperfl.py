@@ -42,12 +42,16 @@ def test_only_hypernetwork_parameters_leave_the_client(tmp_path):
     assert {k for k, _, _, _ in seen} == {"train", "evaluate"}
     for kind, cid, content, private in seen:
         assert set(private) == {"embedding", "classifier"}
+        # the transport's control record says only where the client ran
+        assert set(content[CONTROL].keys()) <= {"device", "peak-mem", "device-name"}
+        shared = {k for k in content if k != CONTROL}
         if kind == "train":
-            assert set(content.keys()) == {"arrays", "metrics"}
+            assert shared == {"arrays", "metrics"}
             assert set(from_record(content["arrays"])) == hnet_names
         else:
-            assert set(content.keys()) == {"metrics"}
-        assert not content.config_records  # nothing hidden in a config record either
+            assert shared == {"metrics"}
+        # nothing hidden in a config record either
+        assert not [k for k in content.config_records if k != CONTROL]
         assert all(math.isfinite(v) for m in content.metric_records.values()
                    for v in m.values())
         # the private tensors and the extractor generated from them appear nowhere

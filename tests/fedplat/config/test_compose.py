@@ -19,10 +19,13 @@ def test_default_config_composes_and_validates():
 def no_data_here(tmp_path, monkeypatch):
     """Every place a data file could be found (or cached) is empty: reading one would fail."""
     from fedplat.data import sources
+    from fedplat.data.datasets import fashion_mnist
 
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setattr(sources, "PROJECT_ROOT", empty / "checkout")
+    # the system copy CI installs (Debian's dataset-fashion-mnist) is hidden too
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_DIR", empty / "fashion-mnist")
     monkeypatch.setenv("FEDPLAT_DATA_DIR", str(empty))
     monkeypatch.setenv("FEDPLAT_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(UserError, match="not found"):  # the data is really absent here
