@@ -248,7 +248,9 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"## {title} ({b['workload']})", "",
                   "| device | s/round | peak GiB | clients |", "|---|---|---|---|"]
         for name in ("gpu", "cpu"):
-            lines.append(f"| {name} | {_fmt(b[name][unit])} | {_fmt(b[name]['peak_mem_gib'])} |"
+            # without CUDA the "gpu" column ran on the CPU too: say so in the row itself
+            label = name if name == "cpu" or env["gpu"] else "gpu (no CUDA: cpu)"
+            lines.append(f"| {label} | {_fmt(b[name][unit])} | {_fmt(b[name]['peak_mem_gib'])} |"
                          f" {_fmt(b[name]['devices'])} |")
         lines += ["", f"CPU / GPU: {b['cpu_over_gpu']:.2f}x", ""]
     return "\n".join(lines)
