@@ -2,9 +2,9 @@
 
 A refactor must not change results. This runs each experiment (a set of Hydra overrides) on the
 inline backend in both checkouts, each in its own process with that checkout first on
-PYTHONPATH, and compares every metrics.jsonl row without the timing keys (and without the
-per-client byte counts of the control record, which are not part of any result). Exit code 0
-when every experiment matches exactly, 1 otherwise.
+PYTHONPATH, and compares every metrics.jsonl row without the timing keys: every key the old
+checkout writes must hold exactly the same value in the new one (keys only the new one writes
+are listed, not compared). Exit code 0 when every experiment matches, 1 otherwise.
 
     python scripts/same_metrics.py --old /tmp/fedplat-before --new . --out /tmp/same
     python scripts/same_metrics.py --old A --new B --only fedavg pefll   # a subset
@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: Row keys that measure time, not results.
-TIMING = ("wall_time_s", "round_time_s", "exchange_s_", "pack_s_", "node_compute_s_")
+from fedplat.recording.recorder import without_timing
 
 SMALL = ("num_rounds=3", "simulation.torch_threads=1")
 HN = ("strategy.hypernet.hidden=16", "strategy.hypernet.n_hidden=1", "strategy.inner_steps=5")
@@ -73,17 +72,35 @@ def run(checkout: Path, overrides: tuple[str, ...], out: Path) -> list[dict[str,
 
 
 def stable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows without timing keys."""
-    def keep(key: str) -> bool:
-        return not key.startswith(TIMING)
-
-    out = []
-    for row in rows:
-        clean = {k: v for k, v in row.items() if keep(k) and k != "per_client"}
-        clean["per_client"] = {c: {k: v for k, v in e.items() if keep(k)}
-                               for c, e in row.get("per_client", {}).items()}
-        out.append(clean)
+    """Rows without timing keys, per client as well."""
+    out = without_timing(rows)
+    for row in out:
+        row["per_client"] = {c: without_timing([e])[0]
+                             for c, e in row.get("per_client", {}).items()}
     return out
+
+
+def same_numbers(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> tuple[bool, set[str]]:
+    """Whether every key the old rows have holds the same value in the new rows.
+
+    Keys only the new checkout writes (new facts such as the device a client ran on) are
+    returned, not compared: they add information, they change no number.
+    """
+    if len(old) != len(new):
+        return False, set()
+    added: set[str] = set()
+    for a, b in zip(old, new):
+        added |= set(b) - set(a)
+        if any(b.get(k) != v for k, v in a.items() if k != "per_client"):
+            return False, added
+        pa, pb = a.get("per_client", {}), b.get("per_client", {})
+        if set(pa) != set(pb):
+            return False, added
+        for cid, entry in pa.items():
+            added |= {f"per_client.{k}" for k in set(pb[cid]) - set(entry)}
+            if any(pb[cid].get(k) != v for k, v in entry.items()):
+                return False, added
+    return True, added
 
 
 def main() -> int:
@@ -102,11 +119,12 @@ def main() -> int:
         t0 = time.perf_counter()
         a = stable(run(args.old.resolve(), tuple(old_ov), args.out / name / "old"))
         b = stable(run(args.new.resolve(), tuple(new_ov), args.out / name / "new"))
-        same = a == b
+        same, added = same_numbers(a, b)
         bad += not same
-        keys = sorted({k for r in b for k in r if k != "per_client"})
+        keys = sorted({k for r in a for k in r if k != "per_client"})
         print(f"{name:16s} {'same' if same else 'DIFFERENT'}  {len(b)} rounds, "
-              f"{len(keys)} row keys, {time.perf_counter() - t0:.1f} s", flush=True)
+              f"{len(keys)} row keys compared, {time.perf_counter() - t0:.1f} s"
+              + (f", new keys: {', '.join(sorted(added))}" if added else ""), flush=True)
         if not same:
             for ra, rb in zip(a, b):
                 diff = sorted(k for k in set(ra) | set(rb) if ra.get(k) != rb.get(k))
