@@ -140,7 +140,7 @@ class ClientSettings:
                    weight_decay, persist, evaluate_after_train, amp)
 
 
-def _clients_per_node(cfg: DictConfig) -> ClientsPerNode:
+def parse_clients_per_node(cfg: DictConfig) -> ClientsPerNode:
     """`simulation.clients_per_node`: 'auto' (also for null or an absent key) or an int >= 1.
 
     Absent, it is 1 (one client per node, as in a deployment).
@@ -217,7 +217,7 @@ class SimulationSettings:
         cache_mb = (check_float(cfg, "simulation.device_cache_mb", 0.0, allow_none=True)
                     if _present(cfg, "simulation.device_cache_mb") else None)
         return cls(backend, num_cpus, num_gpus, round_timeout, ray_num_cpus, ray_num_gpus, poll,
-                   batched, threads, log_to_driver, node_wait_s, _clients_per_node(cfg),
+                   batched, threads, log_to_driver, node_wait_s, parse_clients_per_node(cfg),
                    deterministic, cache_mb)
 
     def resolved_clients_per_node(self) -> int:

@@ -15,7 +15,7 @@ import os
 
 from omegaconf import DictConfig
 
-from fedplat.errors import UserError
+from fedplat.config.settings import parse_clients_per_node
 
 
 def ray_workers(cfg: DictConfig) -> int:
@@ -49,18 +49,12 @@ def resolve_clients_per_node(cfg: DictConfig) -> int:
     inline, 1 (the debugging backend keeps one message per client).
     """
     sim = cfg.simulation
-    value = sim.get("clients_per_node", 1)
     n = int(cfg.num_clients)
-    if value is None or str(value) == "auto":
+    value = parse_clients_per_node(cfg)  # the one check of the key, with its one-line error
+    if value == "auto":
         k = math.ceil(n / ray_workers(cfg)) if sim.backend == "ray" else 1
     else:
-        try:
-            k = int(value)
-        except (TypeError, ValueError):
-            k = 0
-        if k < 1 or str(k) != str(value).strip():
-            raise UserError(f"simulation.clients_per_node={value}: expected 'auto' or an "
-                            "integer >= 1")
+        k = value
     k = max(1, min(k, n))
     sim.clients_per_node = k
     return k
