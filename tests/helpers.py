@@ -239,3 +239,20 @@ def check_cli_rejects(args: list[str], message: str, capsys: Any, monkeypatch: A
     assert err.startswith("fedplat: error: ") and message in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # rejected before anything ran
+
+
+def check_rate_logging_run(tmp_path: Path, strategy: str) -> list[dict[str, Any]]:
+    """A 2-round run of a server-rate strategy: it completes, logs its global and local rates
+    every round (the clients report the rate they used) and draws rates.png; returns the rows."""
+    import math
+
+    summary, rows = run_inline(
+        tmp_path, f"strategy={strategy}", "num_clients=4", "strategy.fraction_train=0.5",
+        "strategy.fraction_evaluate=0.5", "num_rounds=2", "model=mlp", "model.hidden=[8]",
+        "client.local_epochs=1", "client.batch_size=64", "client.lr=0.05")
+    assert summary["status"] == "completed" and len(rows) == 2
+    for r in rows:
+        assert r["lr_global"] > 0 and r["lr_client_mean"] == r["lr_local"]
+        assert math.isfinite(r["test_accuracy"])
+    assert (tmp_path / "rates.png").is_file()
+    return rows

@@ -1,6 +1,5 @@
 """Exponential decay of the global (Decay-G) or local (Decay-SL) rate."""
 
-import math
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from fedplat.core.records import from_record, to_record
 from fedplat.core.strategy import ClientInfo
 from fedplat.errors import UserError
 from strategies.decay import Decay, decayed
-from tests.helpers import make_cfg, run_inline
+from tests.helpers import check_rate_logging_run, make_cfg
 
 
 def test_decayed():
@@ -55,12 +54,4 @@ def test_gamma_range():
 
 
 def test_runs_and_logs_rates(tmp_path):
-    summary, rows = run_inline(
-        tmp_path, "strategy=decay_sl", "num_clients=4", "strategy.fraction_train=0.5",
-        "strategy.fraction_evaluate=0.5", "num_rounds=2", "model=mlp", "model.hidden=[8]",
-        "client.local_epochs=1", "client.batch_size=64", "client.lr=0.05")
-    assert summary["status"] == "completed" and len(rows) == 2
-    for r in rows:
-        assert r["lr_global"] > 0 and r["lr_client_mean"] == r["lr_local"]
-        assert math.isfinite(r["test_accuracy"])
-    assert (tmp_path / "rates.png").is_file()
+    check_rate_logging_run(tmp_path, "decay_sl")

@@ -1,6 +1,5 @@
 """FedExP's global rate by hand, and its reference model (the current global model, P6)."""
 
-import math
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from fedplat.core.records import from_record, to_record
 from fedplat.core.strategy import ClientInfo
 from fedplat.errors import UserError
 from strategies.fedexp import FedExP, fedexp_rate
-from tests.helpers import make_cfg, run_inline
+from tests.helpers import check_rate_logging_run, make_cfg
 
 
 def test_fedexp_rate_hand_computed():
@@ -54,12 +53,4 @@ def test_eps_must_be_non_negative():
 
 
 def test_runs_and_logs_rates(tmp_path):
-    summary, rows = run_inline(
-        tmp_path, "strategy=fedexp", "num_clients=4", "strategy.fraction_train=0.5",
-        "strategy.fraction_evaluate=0.5", "num_rounds=2", "model=mlp", "model.hidden=[8]",
-        "client.local_epochs=1", "client.batch_size=64", "client.lr=0.05")
-    assert summary["status"] == "completed" and len(rows) == 2
-    for r in rows:
-        assert r["lr_global"] > 0 and r["lr_client_mean"] == r["lr_local"]
-        assert math.isfinite(r["test_accuracy"])
-    assert (tmp_path / "rates.png").is_file()
+    check_rate_logging_run(tmp_path, "fedexp")

@@ -1,6 +1,5 @@
 """FedHyper-Adam: FedAdam whose server rate follows FedHyper's global hypergradient."""
 
-import math
 
 import pytest
 import torch
@@ -8,7 +7,7 @@ import torch
 from fedplat.errors import UserError
 from strategies.fedadam import FedAdam, repo_fedadam_step
 from strategies.fedhyper_adam import FedHyperAdam
-from tests.helpers import make_cfg, run_inline, server_opt_round, server_opt_strategy
+from tests.helpers import check_rate_logging_run, make_cfg, server_opt_round, server_opt_strategy
 
 
 def test_fedhyper_adam_scales_the_rate_by_the_hypergradient():
@@ -64,13 +63,5 @@ def test_bad_config(overrides, message):
 
 
 def test_runs_and_logs_rates(tmp_path):
-    summary, rows = run_inline(
-        tmp_path, "strategy=fedhyper_adam", "num_clients=4", "strategy.fraction_train=0.5",
-        "strategy.fraction_evaluate=0.5", "num_rounds=2", "model=mlp", "model.hidden=[8]",
-        "client.local_epochs=1", "client.batch_size=64", "client.lr=0.05")
-    assert summary["status"] == "completed" and len(rows) == 2
-    for r in rows:
-        assert r["lr_global"] > 0 and r["lr_client_mean"] == r["lr_local"]
-        assert math.isfinite(r["test_accuracy"])
+    rows = check_rate_logging_run(tmp_path, "fedhyper_adam")
     assert rows[0]["rate_factor"] == 1.0 and "hypergrad" in rows[1]
-    assert (tmp_path / "rates.png").is_file()
