@@ -5,13 +5,26 @@ one place that knows about Flower nodes and messages:
 
 1. `connect`: every node receives the resolved config in a set-up query and answers with the
    ids and data sizes of the clients it serves. Node ids are random per run and never used as
-   keys beyond this mapping.
+   keys beyond this mapping. The set-up waits up to `simulation.node_wait_s` (loading data
+   and starting workers is not a round's work); `simulation.round_timeout` bounds replies to
+   rounds only.
 2. `exchange`: one round trip of a stage. The payloads of a node's clients travel in one
    message (`fedplat.transport.wire`), the replies are sorted per client into replies,
-   failures and late clients (no reply within `simulation.round_timeout`), each reply passes
-   the given check (a rejected reply counts as that client's failure), and the observers see
-   the exchange as it happened (privacy capture, byte and failure accounting).
+   failures and late clients, each reply passes the given check (a rejected reply counts as
+   that client's failure), and the observers see the exchange as it happened (privacy
+   capture, byte and failure accounting).
 3. `save_client_states`: every node saves its clients' private state for a checkpoint.
+
+What "late" means. A client is late when its own time in the exchange (its injected delay
+plus its own handler) passes `simulation.round_timeout`: the node measures it and reports the
+client late (`fedplat.transport.node.run_clients`), so a client is late or not whichever
+clients share its node and message and however the backend queues messages. On real devices
+(one client per SuperNode, nodes in parallel) the server also stops waiting for a reply at
+`round_timeout` on the wire, and a client with no reply by then is late too. In simulation
+(Flower's Simulation Engine or the inline backend) the nodes' messages share workers and a
+node runs its clients one after the other, so the wire deadline there is only a safety net
+against a client that never answers: (clients of the exchange + 1) x `round_timeout`
+(`wire_timeout`).
 """
 
 from __future__ import annotations
@@ -49,8 +62,10 @@ class ExchangeResult:
     failures: dict[int, str] = field(default_factory=dict)
     #: Clients whose reply was received but rejected by the check (also in `failures`).
     rejected: list[int] = field(default_factory=list)
-    #: Clients with no reply within the timeout.
+    #: Late clients: over `round_timeout` by their own time, or no reply on the wire in time.
     late: list[int] = field(default_factory=list)
+    #: The own time in seconds of each client its node reported late.
+    late_s: dict[int, float] = field(default_factory=dict)
     #: Every reply as it arrived, rejected ones included.
     received: dict[int, RecordDict] = field(default_factory=dict)
     bytes_down: dict[int, int] = field(default_factory=dict)
@@ -119,14 +134,31 @@ def short_reason(reason: str) -> str:
     return line[:300]
 
 
+def is_simulated(grid: Grid) -> bool:
+    """Whether `grid`'s nodes are simulated (Simulation Engine or inline), not real devices."""
+    from flwr.superlink.grid.inmemory_grid import InMemoryGrid
+
+    from fedplat.runtime.inline import InlineGrid
+
+    return isinstance(grid, InMemoryGrid | InlineGrid)
+
+
 class Transport:
-    """Client work over a Flower `Grid`: set-up, exchanges and checkpoint requests."""
+    """Client work over a Flower `Grid`: set-up, exchanges and checkpoint requests.
+
+    `timeout` is `simulation.round_timeout` (each client's deadline in an exchange);
+    `simulated` (detected from the grid when None) chooses the wire deadline (`wire_timeout`).
+    """
 
     def __init__(self, grid: Grid, *, timeout: float | None = None,
                  poll_interval_s: float | None = None,
-                 observers: Sequence[ExchangeObserver] = ()) -> None:
+                 observers: Sequence[ExchangeObserver] = (),
+                 simulated: bool | None = None) -> None:
         self.grid = grid
         self.timeout = timeout
+        self.simulated = is_simulated(grid) if simulated is None else simulated
+        #: Seconds the set-up and checkpoint queries wait (`connect` sets node_wait_s).
+        self.setup_timeout: float | None = None
         self.observers = list(observers)
         self.node_of: dict[int, int] = {}
         self.clients_of: dict[int, list[int]] = {}
@@ -156,13 +188,16 @@ class Transport:
         With `resume_dir`, clients also restore their private state from that checkpoint.
         """
         nodes = self._wait_for_nodes(num_nodes, node_wait_s)
+        self.setup_timeout = node_wait_s
         control = ConfigRecord({"stage": "setup", "config": config_json,
                                 "resume-dir": str(resume_dir or "")})
         msgs = [Message(RecordDict({CONTROL: control}),
                         dst_node_id=n, message_type=MessageType.QUERY) for n in nodes]
         infos: dict[int, ClientInfo] = {}
-        for rep in self.grid.send_and_receive(msgs, timeout=self.timeout):
+        answered: set[int] = set()
+        for rep in self.grid.send_and_receive(msgs, timeout=node_wait_s):
             node = rep.metadata.src_node_id
+            answered.add(node)
             if rep.has_error():
                 raise RunAborted(f"node {node} could not set up: "
                                  f"{short_reason(rep.error.reason or '')}")
@@ -180,6 +215,14 @@ class Transport:
                 infos[cid] = ClientInfo(cid, int(scalar(info["num-train"])),
                                         int(scalar(info["num-val"])),
                                         int(scalar(info["num-test"])), [int(c) for c in counts])
+        silent = [n for n in nodes if n not in answered]
+        if silent:
+            shown = ", ".join(str(n) for n in silent[:5]) + (" ..." if len(silent) > 5 else "")
+            raise RunAborted(
+                f"set-up did not finish: {len(silent)} of {len(nodes)} nodes did not answer the "
+                f"set-up handshake within simulation.node_wait_s={node_wait_s:g} s (node ids "
+                f"{shown}); loading data or starting workers takes longer than that: raise "
+                "simulation.node_wait_s (simulation.round_timeout bounds rounds only)")
         if sorted(infos) != list(range(num_clients)):
             raise RunAborted(f"clients report ids {sorted(infos)}, expected "
                              f"0..{num_clients - 1}; check each node's partition-id and "
@@ -187,6 +230,17 @@ class Transport:
         return infos
 
     # -- one exchange ---------------------------------------------------------------------------
+
+    def wire_timeout(self, num_clients: int) -> float | None:
+        """Seconds the server waits for the replies of an exchange with `num_clients` clients.
+
+        Real devices: `round_timeout` itself. Simulation: a safety net of (num_clients + 1) x
+        `round_timeout`, enough for every client of the exchange to use its whole budget one
+        after the other (the node judges lateness per client, `fedplat.transport.node`).
+        """
+        if self.timeout is None or not self.simulated:
+            return self.timeout
+        return self.timeout * (num_clients + 1)
 
     def exchange(self, stage: Stage, exchange: str, server_round: int,
                  payloads: Mapping[int, RecordDict], check: ReplyCheck) -> ExchangeResult:
@@ -214,7 +268,7 @@ class Transport:
             sent_to[node] = cids
         res.pack_seconds = time.perf_counter() - t_pack
         t0 = time.perf_counter()
-        replies = self.grid.send_and_receive(msgs, timeout=self.timeout)
+        replies = self.grid.send_and_receive(msgs, timeout=self.wire_timeout(len(payloads)))
         res.seconds = time.perf_counter() - t0
         for rep in replies:
             cids = sent_to[rep.metadata.src_node_id]
@@ -225,6 +279,7 @@ class Transport:
             decoded = wire.decode_replies(rep.content, cids)
             res.node_compute_s = max(res.node_compute_s, decoded.compute_s)
             res.devices.update(decoded.devices)
+            res.late_s.update(decoded.late)
             for cid, why in decoded.errors.items():
                 res.failures[cid] = short_reason(why)
             for cid, content in decoded.contents.items():
@@ -236,8 +291,9 @@ class Transport:
             log.warning("round %d: client %d failed in %s: %s", server_round, cid, event.what,
                         why)
         if res.late:
-            log.warning("round %d: no %s reply within %.1f s from clients %s", server_round,
-                        event.what, self.timeout or 0.0, res.late)
+            log.warning("round %d: clients %s were late in %s (over simulation.round_timeout="
+                        "%g s); their replies are not used", server_round, res.late,
+                        event.what, self.timeout or 0.0)
         for cid in sorted(res.received):
             problem = check(cid, res.received[cid])
             if problem is None:
@@ -259,7 +315,7 @@ class Transport:
                                                            "dir": str(directory)})}),
                         dst_node_id=n, message_type=MessageType.QUERY)
                 for n in sorted(self.clients_of)]
-        replies = list(self.grid.send_and_receive(msgs, timeout=self.timeout))
+        replies = list(self.grid.send_and_receive(msgs, timeout=self.setup_timeout))
         bad = [short_reason(r.error.reason or "") for r in replies if r.has_error()]
         if bad or len(replies) < len(msgs):
             return (f"{len(replies) - len(bad)} of {len(msgs)} nodes saved their clients' "

@@ -1,10 +1,13 @@
 """Fault injection for robustness studies: crashes, dropouts and stragglers.
 
 Every decision is drawn from the run seed's FAULTS stream keyed by (round, client id, kind), so a
-faulty run is as reproducible as a clean one. Crashes and delays happen on the node, before the
-client trains (`inject`, called by `fedplat.transport.node` only: the server sees an error reply,
-or no reply before `simulation.round_timeout`); dropouts are decided by the server (`dropped`),
-which then does not contact the client in that round (a device that is offline).
+faulty run is as reproducible as a clean one. Each is a property of one client, whichever node
+serves it. Crashes and delays happen on the node, before the client trains (`inject`, called by
+`fedplat.transport.node` only): a crash is that client's error, a delay counts towards that
+client's own time, which the node compares with `simulation.round_timeout` (a client over it is
+reported late; `hold` sleeps the delay, but never past the deadline). Dropouts are decided by
+the server (`dropped`), which then does not contact the client in that round (a device that is
+offline).
 """
 
 from __future__ import annotations
@@ -34,8 +37,12 @@ def dropped(cfg: DictConfig, server_round: int, cids: list[int]) -> list[int]:
     return [c for c in cids if _draw(cfg, server_round, c, _DROP) < p]
 
 
-def inject(cfg: DictConfig, cid: int, server_round: int) -> None:
-    """Raise or sleep as the `faults` config asks for this client's training this round."""
+def inject(cfg: DictConfig, cid: int, server_round: int) -> float:
+    """Raise as the `faults` config asks for this client's training, else return its delay.
+
+    The delay is in seconds (0.0 for a client that is not a straggler this round). The caller
+    sleeps it (`hold`) and counts it in the client's own time.
+    """
     faults = cfg.faults
     if cid in list(faults.crash_clients):
         raise InjectedFault(f"injected crash of client {cid} (faults.crash_clients)")
@@ -46,4 +53,16 @@ def inject(cfg: DictConfig, cid: int, server_round: int) -> None:
     slow = cid in list(faults.get("slow_clients", []))
     p_slow = float(faults.get("slow_prob", 0.0))
     if slow or (p_slow > 0 and _draw(cfg, server_round, cid, _SLOW) < p_slow):
-        time.sleep(float(faults.get("slow_delay_s", 0.0)))
+        return float(faults.get("slow_delay_s", 0.0))
+    return 0.0
+
+
+def hold(delay_s: float, deadline_s: float | None) -> None:
+    """Sleep a straggler's injected delay, but no longer than the round's deadline.
+
+    A straggler whose delay alone passes `simulation.round_timeout` is late whatever it does
+    next; holding its node longer would only delay its node-mates' replies (and the run).
+    """
+    wait = delay_s if deadline_s is None else min(delay_s, deadline_s)
+    if wait > 0:
+        time.sleep(wait)

@@ -237,15 +237,18 @@ def setup(control: ConfigRecord, context: Context) -> RecordDict:
     """Receive the run config, load this node's clients' data, report ids and sizes.
 
     A node serves the clients `placement.members` gives for its `partition-id` (one client per
-    node unless `simulation.clients_per_node` > 1); it answers with one `info-<id>` record per
-    client. With a `resume-dir`, each client's private state is restored from that checkpoint.
+    node unless `simulation.clients_per_node` > 1; groups spread the clients' work evenly); it
+    answers with one `info-<id>` record per client. With a `resume-dir`, each client's private
+    state is restored from that checkpoint.
     """
     config_json = str(control["config"])
     context.state[CONTROL] = ConfigRecord({"config": config_json})
     worker = worker_for(context, config_json)
     resume_dir = str(control.get("resume-dir", ""))
     out = RecordDict()
-    for cid in placement.members(worker.cfg, int(context.node_config["partition-id"])):
+    members = placement.members(worker.cfg, int(context.node_config["partition-id"]),
+                                worker.federated)
+    for cid in members:
         if resume_dir:
             checkpoint.restore_client_state(context.state, node_dir(context, resume_dir), cid)
         data = worker.federated.client(cid)
@@ -297,13 +300,27 @@ def _call(client: Client, stage: Stage, exchange: str, payload: RecordDict,
     return client.evaluate(payload, state, server_round)
 
 
+def deadline_of(cfg: DictConfig) -> float | None:
+    """`simulation.round_timeout`: the seconds each client has for its work in an exchange."""
+    value = cfg.simulation.get("round_timeout")
+    return None if value is None else float(value)
+
+
 def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Batch,
-                facts: dict[int, dict[str, Any]] | None = None
+                facts: dict[int, dict[str, Any]] | None = None,
+                late: dict[int, float] | None = None,
                 ) -> tuple[dict[int, RecordDict], dict[int, BaseException]]:
     """Every client of `batch`: its replies, and the exception of each client that failed.
 
     `facts`, when given, receives each client's device facts (`Worker.measured`); clients
     trained together share one measurement.
+
+    `late`, when given, receives the clients that were late, with their own time in seconds:
+    a client's own time is its injected delay plus the time of its own handler (for clients
+    trained together, the group's pass), and it is late when that passes
+    `simulation.round_timeout`. A late client's reply (or error) is dropped, as the server
+    stops waiting for it at the deadline, but its private state stands: the device did the
+    work. Lateness is thus the client's own, whichever clients share its node and message.
 
     Faults (`faults.inject`) are drawn for every client of a main training exchange before any
     training, in one place. With `simulation.batched=true`, several clients and a client class
@@ -312,21 +329,28 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Bat
     """
     server_round = batch.server_round
     facts = {} if facts is None else facts
+    late = {} if late is None else late
+    deadline = deadline_of(worker.cfg)
     replies: dict[int, RecordDict] = {}
     errors: dict[int, BaseException] = {}
+    took: dict[int, float] = {}  # each client's own time: injected delay + its handler
     todo = sorted(batch.payloads)
     if stage == Stage.TRAIN and batch.exchange == MAIN:
         ready = []
         for cid in todo:
             try:
-                faults.inject(worker.cfg, cid, server_round)
-                ready.append(cid)
+                delay = faults.inject(worker.cfg, cid, server_round)
             except Exception as exc:  # this client's failure only
                 errors[cid] = exc
+                continue
+            faults.hold(delay, deadline)
+            took[cid] = delay
+            ready.append(cid)
         todo = ready
         if (bool(worker.cfg.simulation.get("batched", False)) and len(batch.payloads) > 1
                 and not any(c.get(SUBSET_KEY) for c in batch.controls.values())):
             group: dict[int, dict[str, Any]] = {}
+            t_group = time.perf_counter()
             with worker.measured(list(todo), group):
                 clients = [worker.client(cid, {}, stage, server_round) for cid in todo]
                 saved = {cid: _snapshot(state, cid) for cid in todo}
@@ -334,8 +358,10 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Bat
                     clients, [batch.payloads[c] for c in todo],
                     [ClientState(state, c) for c in todo], server_round)
             if trained is not None:
+                t_group = time.perf_counter() - t_group
                 facts.update(group)
                 for cid, result in zip(todo, trained):
+                    took[cid] = took.get(cid, 0.0) + t_group
                     if isinstance(result, BaseException):
                         _restore(state, cid, saved[cid])
                         errors[cid] = result
@@ -344,6 +370,7 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Bat
                 todo = []
     for cid in todo:
         saved_one = _snapshot(state, cid)
+        t_one = time.perf_counter()
         try:
             with worker.measured([cid], facts):
                 client = worker.client(cid, batch.controls.get(cid, {}), stage, server_round)
@@ -355,6 +382,14 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Bat
             _restore(state, cid, saved_one)
             log.debug("client %d failed", cid, exc_info=True)
             errors[cid] = exc
+        took[cid] = took.get(cid, 0.0) + time.perf_counter() - t_one
+    if deadline is not None:
+        for cid, seconds in sorted(took.items()):
+            if seconds > deadline:
+                late[cid] = seconds
+                replies.pop(cid, None)
+                errors.pop(cid, None)
+                facts.pop(cid, None)
     return replies, errors
 
 
@@ -362,15 +397,17 @@ def serve(content: RecordDict, context: Context, stage: Stage) -> RecordDict:
     """A node's reply to one stage message: decode, run its clients, encode.
 
     A lone client (plain format) that fails raises its exception, so Flower answers with an
-    error reply exactly as for any ClientApp that raises.
+    error reply exactly as for any ClientApp that raises. A late client (`run_clients`) is
+    reported as late, in either format.
     """
     t0 = time.perf_counter()
     worker = stored_worker(context)
     batch = wire.decode_batch(content)
     facts: dict[int, dict[str, Any]] = {}
-    replies, errors = run_clients(worker, context.state, stage, batch, facts)
+    late: dict[int, float] = {}
+    replies, errors = run_clients(worker, context.state, stage, batch, facts, late)
     if not batch.packed and errors:
         raise next(iter(errors.values()))
     return wire.encode_replies(batch, replies, {c: reason(e) for c, e in errors.items()},
                                time.perf_counter() - t0,
-                               {c: f for c, f in facts.items() if c in replies})
+                               {c: f for c, f in facts.items() if c in replies}, late)

@@ -1,21 +1,42 @@
 """Which simulated node serves which clients.
 
 A real device is one node serving one client. In simulation a node may serve a group of
-clients (`simulation.clients_per_node` = k): node `p` serves clients `p*k .. p*k+k-1`, and the
-work of all of its selected clients travels in one message (`fedplat.transport.wire`).
-Strategies never see this: they reason about client ids only, and every client's private
-state stays namespaced by client id in the node's `Context.state`
-(`fedplat.core.client.ClientState`).
+clients (`simulation.clients_per_node` = k), and the work of all of its selected clients
+travels in one message (`fedplat.transport.wire`). Strategies never see this: they reason
+about client ids only.
+
+Which clients share a node (`assign`). A client's private state lives in its node's
+`Context.state`, namespaced by client id (`fedplat.core.client.ClientState`); the engine keeps
+that context with the node, checkpoints are written node by node, and a resumed run restores
+each client's entries into the node that serves it. Moving a client to another node from
+round to round would mean shipping its state between nodes (or through the server) every round,
+so the placement is static: fixed for the run, the same on every node and on the server.
+
+Within that, it spreads expected work. Contiguous groups (node p serving p*k .. p*k+k-1) put
+neighbouring ids, and with them whatever a partitioner made similar about neighbours, on one
+node, and a round's sample could land mostly there (3 of 4 sampled clients on one node: that
+node's message is the round). `assign` instead deals the clients out greedily by expected work
+(their training samples: a uniformly sampled client costs in proportion to them), largest
+first, each to the node with the least work so far that still has room for it (at most k
+clients; ties to the lower node). Every node then carries about the same work, and since
+sampling is uniform over clients each node's expected share of a round's sampled work is the
+same. Nothing else changes: the set of clients, their data, seeds and state are per client, so
+grouped and ungrouped runs give the same numbers.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
 from fedplat.config.settings import parse_clients_per_node
+
+if TYPE_CHECKING:  # the data package is only needed on the nodes
+    from fedplat.data import FederatedDataset, FederatedGraph
 
 
 def ray_workers(cfg: DictConfig) -> int:
@@ -65,8 +86,38 @@ def num_nodes(cfg: DictConfig) -> int:
     return math.ceil(int(cfg.num_clients) / int(cfg.simulation.get("clients_per_node", 1)))
 
 
-def members(cfg: DictConfig, partition_id: int) -> list[int]:
-    """The client ids node `partition_id` serves."""
+def assign(work: Sequence[float], k: int) -> list[list[int]]:
+    """Clients per node: `len(work)` clients with expected `work`, at most `k` per node.
+
+    Greedy by work (largest first, ties by id), each client to the node with the least work so
+    far among those with room (ties to the lower node); every node's list is sorted.
+    """
+    n = len(work)
+    nodes = math.ceil(n / k) if n else 0
+    load = [0.0] * nodes
+    served: list[list[int]] = [[] for _ in range(nodes)]
+    for cid in sorted(range(n), key=lambda c: (-float(work[c]), c)):
+        p = min((q for q in range(nodes) if len(served[q]) < k), key=lambda q: (load[q], q))
+        served[p].append(cid)
+        load[p] += float(work[cid])
+    return [sorted(c) for c in served]
+
+
+def expected_work(federated: FederatedDataset | FederatedGraph) -> list[int]:
+    """Each client's training samples (labeled and unlabeled; a graph client: its nodes)."""
+    from fedplat.data import FederatedGraph
+
+    if isinstance(federated, FederatedGraph):
+        return [len(nodes) for nodes in federated.nodes]
+    unl = federated.unlabeled
+    return [len(split[0]) + (len(unl[c]) if unl else 0)
+            for c, split in enumerate(federated.splits)]
+
+
+def members(cfg: DictConfig, partition_id: int,
+            federated: FederatedDataset | FederatedGraph) -> list[int]:
+    """The client ids node `partition_id` serves (`assign` over the clients' expected work)."""
     k = int(cfg.simulation.get("clients_per_node", 1))
-    n = int(cfg.num_clients)
-    return list(range(partition_id * k, min(n, (partition_id + 1) * k)))
+    if k == 1:
+        return [partition_id]
+    return assign(expected_work(federated), k)[partition_id]

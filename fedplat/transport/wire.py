@@ -21,6 +21,11 @@ Two formats, chosen by `encode_batch` from the number of clients:
   Packed replies use the same layout plus `errors` (`{cid: reason}`): one client's failure is
   that client's failure, not its node's.
 
+A client the node found late (its own time past `simulation.round_timeout`;
+`fedplat.transport.node.run_clients`) has no reply: a plain reply is then only a control
+record with `late-s` (the client's own seconds), a packed one lists it in `late`
+(`{cid: seconds}`), and `decode_replies` returns it in `Replies.late`.
+
 Replies also carry each client's device facts (where it trained; `fedplat.transport.node`):
 in the control record of a plain reply, as `devices` (`{cid: facts}`) in a packed one.
 `decode_replies` takes them out, so strategies and privacy capture see the client's reply as
@@ -66,6 +71,8 @@ class Replies:
     #: Where each client ran: `device` (`cpu`, `cuda:0`) and, on CUDA, `peak-mem` (bytes)
     #: and `device-name`; {} for a client whose node sent none.
     devices: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: Clients the node found late, with their own time in seconds (no content, no error).
+    late: dict[int, float] = field(default_factory=dict)
 
 
 def record_bytes(record: object) -> int:
@@ -195,22 +202,29 @@ def decode_batch(content: RecordDict) -> Batch:
 
 def encode_replies(batch: Batch, replies: Mapping[int, RecordDict], errors: Mapping[int, str],
                    compute_s: float,
-                   devices: Mapping[int, Mapping[str, Any]] | None = None) -> RecordDict:
+                   devices: Mapping[int, Mapping[str, Any]] | None = None,
+                   late: Mapping[int, float] | None = None) -> RecordDict:
     """A node's reply to `batch`, in the format the batch came in.
 
     A plain batch's client either replied (its content is the reply, plus a control record
-    with its device facts when given) or failed, which the caller handles by raising (Flower's
-    error reply); so only packed replies carry errors.
+    with its device facts when given), was late (a control record with `late-s` only) or
+    failed, which the caller handles by raising (Flower's error reply); so only packed replies
+    carry errors.
     """
     devices = devices or {}
+    late = late or {}
     if not batch.packed:
         (cid,) = batch.payloads
+        if cid in late:
+            return RecordDict({CONTROL: ConfigRecord({"late-s": float(late[cid])})})
         if cid not in devices:
             return replies[cid]
         return _plain(replies[cid], devices[cid])
     control: dict[str, Any] = {
         "errors": json.dumps({str(c): str(e) for c, e in errors.items()}),
         "compute-s": compute_s}
+    if late:
+        control["late"] = json.dumps({str(c): float(t) for c, t in late.items()})
     if devices:
         control["devices"] = json.dumps({str(c): dict(f) for c, f in devices.items()})
     content, _ = _pack(replies, control)
@@ -223,11 +237,14 @@ def decode_replies(content: RecordDict, cids: list[int]) -> Replies:
         control = content.get(CONTROL)
         if not isinstance(control, ConfigRecord):
             return Replies({cids[0]: content})
+        if "late-s" in control:
+            return Replies(late={cids[0]: float(scalar(control["late-s"]))})
         reply = RecordDict({k: v for k, v in content.items() if k != CONTROL})
         return Replies({cids[0]: reply}, devices={cids[0]: dict(control)})
     control = content[CONTROL]
     assert isinstance(control, ConfigRecord)
     errors = {int(c): str(e) for c, e in json.loads(str(control.get("errors", "{}"))).items()}
     devices = {int(c): dict(f) for c, f in json.loads(str(control.get("devices", "{}"))).items()}
+    late = {int(c): float(t) for c, t in json.loads(str(control.get("late", "{}"))).items()}
     return Replies(_unpack(content), errors, float(scalar(control.get("compute-s", 0.0))),
-                   devices)
+                   devices, late)

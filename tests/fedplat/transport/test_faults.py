@@ -21,9 +21,17 @@ def test_crash_and_straggler_injection():
         faults.inject(make_cfg("faults.crash_clients=[3]"), 3, 1)
     faults.inject(make_cfg("faults.crash_clients=[3]"), 2, 1)  # others are fine
     cfg = make_cfg("faults.slow_clients=[1]", "faults.slow_delay_s=0.2")
+    assert faults.inject(cfg, 1, 1) == 0.2  # the straggler's delay, for the node to count
+    assert faults.inject(cfg, 0, 1) == 0.0
+
+
+def test_a_straggler_is_held_for_its_delay_but_never_past_the_deadline():
     t0 = time.perf_counter()
-    faults.inject(cfg, 1, 1)
+    faults.hold(0.2, None)
     assert time.perf_counter() - t0 >= 0.2
+    t0 = time.perf_counter()
+    faults.hold(5.0, 0.1)  # late anyway: held only until the deadline
+    assert 0.1 <= time.perf_counter() - t0 < 1.0
 
 
 @pytest.mark.parametrize("bad", ["faults.dropout_prob=1.5", "faults.slow_delay_s=-1",

@@ -18,14 +18,53 @@ def test_auto_groups_on_ray_follow_the_workers_and_inline_keeps_one() -> None:
     assert cfg.simulation.clients_per_node == 1 and placement.num_nodes(cfg) == 10
 
 
-def test_members_cover_every_client_once() -> None:
-    cfg = make_cfg("num_clients=10", "simulation.clients_per_node=4")
+def test_members_cover_every_client_once_and_spread_the_work() -> None:
+    from fedplat.data import load_federated
+
+    cfg = make_cfg("num_clients=10", "simulation.clients_per_node=4", "dataset.num_samples=2000",
+                   "partition=dirichlet")
     nodes = placement.num_nodes(cfg)
     assert nodes == 3
-    assert [placement.members(cfg, p) for p in range(nodes)] == [
-        [0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    federated = load_federated(cfg)
+    served = [placement.members(cfg, p, federated) for p in range(nodes)]
+    assert sorted(c for s in served for c in s) == list(range(10))
+    assert all(len(s) <= 4 for s in served)
+    work = placement.expected_work(federated)
+    loads = [sum(work[c] for c in s) for s in served]
+    contiguous = [sum(work[p * 4:(p + 1) * 4]) for p in range(nodes)]
+    assert max(loads) - min(loads) <= max(work)  # greedy: within one client's work
+    assert max(loads) - min(loads) <= max(contiguous) - min(contiguous)
     assert make_cfg("num_clients=3", "simulation.clients_per_node=9") \
         .simulation.clients_per_node == 3
+
+
+def test_assign_deals_clients_out_by_work_within_the_room_of_each_node() -> None:
+    assert placement.assign([5, 1, 1, 1, 4, 4], 3) == [[0, 1, 2], [3, 4, 5]]
+    assert placement.assign([1] * 7, 3) == [[0, 3, 6], [1, 4], [2, 5]]
+    assert placement.assign([1] * 7, 1) == [[c] for c in range(7)]
+
+
+def test_a_rounds_sampled_clients_are_spread_over_the_nodes() -> None:
+    """PeFLL's layout: the last quarter of the ids never trains. Each round samples 4 of the 9
+    training clients; per node and round, the sampled clients served there."""
+    import numpy as np
+
+    def counts(served: list[list[int]]) -> np.ndarray:
+        node_of = {c: p for p, s in enumerate(served) for c in s}
+        rng = np.random.default_rng(0)
+        out = np.zeros((300, len(served)), dtype=int)
+        for r in range(300):
+            for c in rng.choice(9, size=4, replace=False):
+                out[r, node_of[int(c)]] += 1
+        return out
+
+    contiguous = counts([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]])
+    spread = counts(placement.assign([1] * 12, 4))
+    assert spread.sum() == contiguous.sum() == 1200
+    per_node = spread.mean(axis=0)
+    assert abs(per_node - 4 / 3).max() < 0.15  # every node serves a third of the sample
+    assert contiguous.mean(axis=0)[2] < 0.6  # the last node idles in most rounds
+    assert (spread.max(axis=1) >= 3).mean() < (contiguous.max(axis=1) >= 3).mean()
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
