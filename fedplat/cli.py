@@ -28,7 +28,7 @@ from fedplat.config.compose import compose, import_object, parse_overrides, prep
 from fedplat.config.settings import resume_dir
 from fedplat.config.tree import CONF_DIR
 from fedplat.errors import RunAborted, UserError
-from fedplat.recording.recorder import devices_line
+from fedplat.recording.recorder import devices_line, faults_line
 
 log = logging.getLogger("fedplat")
 
@@ -101,7 +101,7 @@ def format_summary(summary: Mapping[str, Any], run_dir: Path) -> str:
           if best_mean else []),
         *([f"  data          {summary['data']['line']}"]
           if isinstance(summary.get("data"), Mapping) and summary["data"].get("line") else []),
-        f"  failures      {summary.get('failures', 0)} client failures",
+        f"  faults        {faults_line(summary.get('faults'), summary.get('failures', 0))}",
         *([f"  clients       {where}"] if (where := devices_line(summary.get("devices")))
           else []),
         f"  results       {run_dir}",

@@ -71,6 +71,20 @@ def aggregate_metrics(per_client: Mapping[int, Mapping[str, float]]) -> dict[str
     return out
 
 
+def coverage(per_client: Mapping[int, Mapping[str, float]], num_clients: int
+             ) -> dict[str, float]:
+    """Whom the pooled test metrics of an exchange cover ({} when no reply has any).
+
+    `evaluated_clients`: the clients whose reply carries test metrics; `covered_fraction`:
+    their share of the population. Under dropout, failures or late replies a round's pooled
+    accuracy is over fewer clients; these say how many (`per_client` says which).
+    """
+    tested = [c for c, m in per_client.items() if any(k.startswith("test_") for k in m)]
+    if not tested:
+        return {}
+    return {"evaluated_clients": len(tested), "covered_fraction": len(tested) / num_clients}
+
+
 class Server:
     """Drives one run: set-up, rounds, recording."""
 
@@ -132,6 +146,7 @@ class Server:
         if exchange == MAIN:
             per_client = {cid: metrics_of(rd) for cid, rd in result.replies.items()}
             row.update(aggregate_metrics(per_client))
+            row.update(coverage(per_client, int(self.cfg.num_clients)))
             clients = row.setdefault("per_client", {})
             for cid, metrics in per_client.items():
                 entry = clients.setdefault(str(cid), {})
@@ -200,6 +215,8 @@ class Server:
         t0 = time.perf_counter()
         self.ledger.begin(row)
         offline = faults.dropped(self.cfg, server_round, sorted(strategy.clients))
+        if self.cfg.faults.get("evaluate_offline", False):
+            offline = []
         cids = strategy.sample_evaluate(server_round)
         if not cids:
             raise RunAborted(f"the strategy evaluates no client at round {server_round} "
@@ -236,9 +253,10 @@ class Server:
             self.capture.check(server_round)
             eval_cids = strategy.sample_evaluate(server_round)  # empty: fraction_evaluate=0
             if eval_cids and (server_round % every == 0 or server_round == num_rounds):
+                reached = [] if cfg.faults.get("evaluate_offline", False) else offline
                 extra = {**extra, **self.run_stage(strategy, Stage.EVALUATE, server_round,
                                                    eval_cids,
-                                                   offline, row)}
+                                                   reached, row)}
             clash = set(extra) & set(row)
             if clash:
                 raise RuntimeError(f"strategy metrics {sorted(clash)} clash with server keys")

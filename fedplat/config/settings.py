@@ -86,6 +86,9 @@ class FaultSettings:
     slow_clients: tuple[int, ...]
     slow_prob: float
     slow_delay_s: float
+    #: Evaluate offline clients too: dropout then affects training only, so curves under
+    #: dropout compare like with like (false when the key is absent).
+    evaluate_offline: bool = False
 
     @classmethod
     def from_config(cls, cfg: DictConfig, num_clients: int) -> FaultSettings:
@@ -97,8 +100,10 @@ class FaultSettings:
         slow_clients = tuple(check_int_list(cfg, "faults.slow_clients", lo=0, hi=last))
         slow_prob = check_float(cfg, "faults.slow_prob", 0.0, 1.0)
         slow_delay_s = check_float(cfg, "faults.slow_delay_s", 0.0)
+        evaluate_offline = (check_bool(cfg, "faults.evaluate_offline")
+                            if _present(cfg, "faults.evaluate_offline") else False)
         return cls(crash_clients, crash_prob, dropout_prob, slow_clients, slow_prob,
-                   slow_delay_s)
+                   slow_delay_s, evaluate_offline)
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,47 @@ def summarise_f1(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def fault_counts(rows: Sequence[Mapping[str, Any]], num_clients: int) -> dict[str, int]:
+    """summary.json's `faults`: what went wrong over the run, counted per client and round.
+
+    `failures` (errors and rejected replies), `rejected` (replies refused by the strategy's
+    check, also in `failures`), `late` (over `simulation.round_timeout`) and `dropped` (offline,
+    not contacted), each summed over the train and evaluate stages of every round. A scenario
+    that loses workers and nodes (the disaster scenario's rows: `lost_workers`, and
+    `dropped_total`, its nodes gone by the round) adds `workers_lost` and `nodes_lost` (of
+    `nodes`).
+    """
+    out: dict[str, int] = {}
+    for key in ("failures", "rejected", "late", "dropped"):
+        out[key] = sum(int(r.get(f"{key}_train", 0) or 0) + int(r.get(f"{key}_evaluate", 0) or 0)
+                       for r in rows)
+    if any("lost_workers" in r for r in rows):
+        out["workers_lost"] = sum(int(r.get("lost_workers", 0) or 0) for r in rows)
+    totals = [int(r["dropped_total"]) for r in rows if isinstance(r.get("dropped_total"), int)]
+    if totals:
+        out["nodes_lost"] = totals[-1]
+        out["nodes"] = num_clients
+    return out
+
+
+def faults_line(counts: Mapping[str, Any] | None, failures: int = 0) -> str:
+    """The console's faults line, from summary.json's `faults`.
+
+    `2 client failures (1 rejected), 3 late, 4 dropped`, plus `; 1 worker lost, 15 of 20 nodes
+    lost` for a scenario that loses them; `failures` alone for a summary without `faults`.
+    """
+    if not counts:
+        return f"{failures} client failures"
+    line = (f"{counts.get('failures', 0)} client failures ({counts.get('rejected', 0)} "
+            f"rejected), {counts.get('late', 0)} late, {counts.get('dropped', 0)} dropped")
+    if "workers_lost" in counts or "nodes_lost" in counts:
+        w = int(counts.get("workers_lost", 0))
+        line += f"; {w} worker{'s' if w != 1 else ''} lost"
+        if "nodes_lost" in counts:
+            line += f", {counts['nodes_lost']} of {counts.get('nodes', '?')} nodes lost"
+    return line
+
+
 #: Row keys that measure time (or memory): they differ between runs that are otherwise identical.
 TIMING_KEYS = ("wall_time_s", "round_time_s", "peak_mem_bytes")
 TIMING_PREFIXES = ("exchange_s_", "pack_s_", "node_compute_s_")
@@ -233,6 +274,7 @@ class RunRecorder:
             "mean_round_time_s": sum(round_times) / len(round_times) if round_times else None,
             "failures": sum(int(r.get("failures_train", 0)) + int(r.get("failures_evaluate", 0))
                             for r in self.rows),
+            "faults": fault_counts(self.rows, self.settings.num_clients),
             **summarise(self.rows),
             **({"data": self.data} if self.data is not None else {}),
             "devices": self.devices.summary(),

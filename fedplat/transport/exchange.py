@@ -15,16 +15,20 @@ one place that knows about Flower nodes and messages:
    capture, byte and failure accounting).
 3. `save_client_states`: every node saves its clients' private state for a checkpoint.
 
-What "late" means. A client is late when its own time in the exchange (its injected delay
-plus its own handler) passes `simulation.round_timeout`: the node measures it and reports the
-client late (`fedplat.transport.node.run_clients`), so a client is late or not whichever
-clients share its node and message and however the backend queues messages. On real devices
-(one client per SuperNode, nodes in parallel) the server also stops waiting for a reply at
-`round_timeout` on the wire, and a client with no reply by then is late too. In simulation
-(Flower's Simulation Engine or the inline backend) the nodes' messages share workers and a
-node runs its clients one after the other, so the wire deadline there is only a safety net
-against a client that never answers: (clients of the exchange + 1) x `round_timeout`
-(`wire_timeout`).
+What "late" means. A client is late when its own time in an exchange passes
+`simulation.round_timeout`; its node judges that per client and reports the client late
+(`fedplat.transport.node.run_clients`), so a client is late or not whichever clients share its
+node and message and however the backend queues messages.
+
+* In simulation (Flower's Simulation Engine or the inline backend) a client's own time is its
+  injected delay (`faults.slow_*`, seeded): the simulated device is slow by that much, and the
+  load of the machine that simulates it does not decide which clients are late. The nodes'
+  messages share workers and a node runs its clients one after the other, so the wire
+  deadline is only a safety net against a client that never answers: (clients of the
+  exchange + 1) x `round_timeout` (`wire_timeout`).
+* On real devices (one client per SuperNode, nodes in parallel) the node measures the wall
+  time of the client's handler (plus any injected delay), and the server stops waiting for a
+  reply at `round_timeout` on the wire: a client with no reply by then is late too.
 """
 
 from __future__ import annotations
@@ -190,7 +194,8 @@ class Transport:
         nodes = self._wait_for_nodes(num_nodes, node_wait_s)
         self.setup_timeout = node_wait_s
         control = ConfigRecord({"stage": "setup", "config": config_json,
-                                "resume-dir": str(resume_dir or "")})
+                                "resume-dir": str(resume_dir or ""),
+                                "simulated": self.simulated})
         msgs = [Message(RecordDict({CONTROL: control}),
                         dst_node_id=n, message_type=MessageType.QUERY) for n in nodes]
         infos: dict[int, ClientInfo] = {}

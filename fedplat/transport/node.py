@@ -239,10 +239,12 @@ def setup(control: ConfigRecord, context: Context) -> RecordDict:
     A node serves the clients `placement.members` gives for its `partition-id` (one client per
     node unless `simulation.clients_per_node` > 1; groups spread the clients' work evenly); it
     answers with one `info-<id>` record per client. With a `resume-dir`, each client's private
-    state is restored from that checkpoint.
+    state is restored from that checkpoint. `simulated` (the server's word) says whether this
+    node simulates devices, which decides how its clients' lateness is judged (`run_clients`).
     """
     config_json = str(control["config"])
-    context.state[CONTROL] = ConfigRecord({"config": config_json})
+    context.state[CONTROL] = ConfigRecord({"config": config_json,
+                                           "simulated": bool(control.get("simulated", False))})
     worker = worker_for(context, config_json)
     resume_dir = str(control.get("resume-dir", ""))
     out = RecordDict()
@@ -308,19 +310,22 @@ def deadline_of(cfg: DictConfig) -> float | None:
 
 def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Batch,
                 facts: dict[int, dict[str, Any]] | None = None,
-                late: dict[int, float] | None = None,
+                late: dict[int, float] | None = None, *, wall_clock: bool = False,
                 ) -> tuple[dict[int, RecordDict], dict[int, BaseException]]:
     """Every client of `batch`: its replies, and the exception of each client that failed.
 
     `facts`, when given, receives each client's device facts (`Worker.measured`); clients
     trained together share one measurement.
 
-    `late`, when given, receives the clients that were late, with their own time in seconds:
-    a client's own time is its injected delay plus the time of its own handler (for clients
-    trained together, the group's pass), and it is late when that passes
-    `simulation.round_timeout`. A late client's reply (or error) is dropped, as the server
-    stops waiting for it at the deadline, but its private state stands: the device did the
-    work. Lateness is thus the client's own, whichever clients share its node and message.
+    `late`, when given, receives the clients that were late, with their own time in seconds,
+    when that passes `simulation.round_timeout`. A client's own time is its injected delay
+    (`faults.slow_*`): in simulation the device simulated is slow by that much, whatever the
+    load of the machine that simulates it, so lateness is seeded and reproducible. With
+    `wall_clock` (a real device: the server said so at set-up) it also counts the time of the
+    client's own handler (for clients trained together, the group's pass). A late client's
+    reply (or error) is dropped, as the server stops waiting for it at the deadline, but its
+    private state stands: the device did the work. Lateness is thus the client's own,
+    whichever clients share its node and message.
 
     Faults (`faults.inject`) are drawn for every client of a main training exchange before any
     training, in one place. With `simulation.batched=true`, several clients and a client class
@@ -358,7 +363,7 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Bat
                     clients, [batch.payloads[c] for c in todo],
                     [ClientState(state, c) for c in todo], server_round)
             if trained is not None:
-                t_group = time.perf_counter() - t_group
+                t_group = time.perf_counter() - t_group if wall_clock else 0.0
                 facts.update(group)
                 for cid, result in zip(todo, trained):
                     took[cid] = took.get(cid, 0.0) + t_group
@@ -382,7 +387,7 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Bat
             _restore(state, cid, saved_one)
             log.debug("client %d failed", cid, exc_info=True)
             errors[cid] = exc
-        took[cid] = took.get(cid, 0.0) + time.perf_counter() - t_one
+        took[cid] = took.get(cid, 0.0) + (time.perf_counter() - t_one if wall_clock else 0.0)
     if deadline is not None:
         for cid, seconds in sorted(took.items()):
             if seconds > deadline:
@@ -405,7 +410,10 @@ def serve(content: RecordDict, context: Context, stage: Stage) -> RecordDict:
     batch = wire.decode_batch(content)
     facts: dict[int, dict[str, Any]] = {}
     late: dict[int, float] = {}
-    replies, errors = run_clients(worker, context.state, stage, batch, facts, late)
+    stored = context.state.get(CONTROL)
+    simulated = isinstance(stored, ConfigRecord) and bool(stored.get("simulated", False))
+    replies, errors = run_clients(worker, context.state, stage, batch, facts, late,
+                                  wall_clock=not simulated)
     if not batch.packed and errors:
         raise next(iter(errors.values()))
     return wire.encode_replies(batch, replies, {c: reason(e) for c, e in errors.items()},

@@ -87,6 +87,52 @@ def test_state_written_before_a_crash_is_rolled_back(tmp_path: Path) -> None:
     assert _stable(grouped) == _stable(plain)
 
 
+# -- faults are the client's own, whatever the grouping ------------------------------------
+
+# Client 1 straggles past the deadline in every round; the others answer in time.
+STRAGGLER = ("faults.slow_clients=[1]", "faults.slow_delay_s=0.6",
+             "simulation.round_timeout=0.4")
+
+
+def test_a_late_client_is_late_alone_and_its_node_mates_count(tmp_path: Path) -> None:
+    """FedPer: each client keeps a private head, so node-mates' state must stand too."""
+    common = (*SMALL, "num_rounds=2", "strategy=fedper", *STRAGGLER)
+    s1, plain = run_inline(tmp_path / "one", *common, "simulation.clients_per_node=1")
+    s3, grouped = run_inline(tmp_path / "three", *common, "simulation.clients_per_node=3")
+    assert [r["late_train"] for r in grouped] == [r["late_train"] for r in plain] == [1, 1]
+    assert [r["num_train_clients"] - r["late_train"] for r in grouped] == [6, 6]
+    assert all("train_loss" not in r["per_client"]["1"] for r in grouped)
+    assert _stable(grouped) == _stable(plain)
+    assert s3["final"] == s1["final"] and s3["faults"] == s1["faults"]
+    assert s3["faults"]["late"] == 2
+
+
+def test_stragglers_timeouts_crashes_and_dropouts_count_the_same_grouped(tmp_path: Path) -> None:
+    """Seeded draws: some clients straggle past the deadline, some briefly (in time), some
+    crash, some are offline; the node runs them side by side in one message."""
+    common = (*SMALL, "num_rounds=2", "strategy=fedper", "faults.slow_prob=0.3", "faults.slow_delay_s=0.5",
+              "simulation.round_timeout=0.3", "faults.crash_prob=0.25",
+              "faults.dropout_prob=0.15")
+    _, plain = run_inline(tmp_path / "one", *common, "simulation.clients_per_node=1")
+    _, grouped = run_inline(tmp_path / "four", *common, "simulation.clients_per_node=4")
+    keys = ("late_train", "failures_train", "dropped_train")
+    counts = [tuple(r[k] for k in keys) for r in grouped]
+    assert counts == [tuple(r[k] for k in keys) for r in plain]
+    assert sum(c[0] for c in counts) >= 1 and sum(c[1] for c in counts) >= 1
+    assert sum(c[2] for c in counts) >= 1
+    assert _stable(grouped) == _stable(plain)
+
+
+def test_a_straggler_within_the_deadline_delays_nobody_into_lateness(tmp_path: Path) -> None:
+    """Three clients of one node each wait 0.25 s: the node's message takes 0.75 s, over the
+    0.4 s deadline, yet each client is on time by its own clock."""
+    _, rows = run_inline(tmp_path, *SMALL, "faults.slow_clients=[0,1,2]",
+                         "faults.slow_delay_s=0.25", "simulation.round_timeout=0.4",
+                         "simulation.clients_per_node=7", "num_rounds=1")
+    assert rows[0]["late_train"] == 0 and rows[0]["failures_train"] == 0
+    assert rows[0]["evaluated_clients"] == 7
+
+
 # -- batched training -----------------------------------------------------------------------
 
 
