@@ -35,3 +35,40 @@ def test_test_metrics_sent_with_train_replies_are_weighted_by_test_counts():
     assert out["test_accuracy"] == pytest.approx(0.25)  # by num-test-examples
     assert out["train_loss"] == pytest.approx((100 + 3) / 101)  # by num-examples
     assert "num-test-examples" not in out and "num-test-examples_mean" not in out
+
+
+def test_each_evaluation_says_whom_it_covered_and_can_reach_offline_clients(tmp_path):
+    from fedplat.server import coverage
+    from tests.helpers import run_inline
+
+    assert coverage({3: {"test_accuracy": 0.5}, 4: {"train_loss": 1.0}}, 8) == {
+        "evaluated_clients": 1, "covered_fraction": 0.125}
+    assert coverage({4: {"train_loss": 1.0}}, 8) == {}
+    common = ("num_clients=6", "num_rounds=2", "dataset.num_samples=900", "model=mlp",
+              "seed=3", "faults.dropout_prob=0.3")
+    _, rows = run_inline(tmp_path / "dropout", *common)
+    for r in rows:  # offline clients are evaluated neither
+        assert r["evaluated_clients"] == 6 - r["dropped_evaluate"]
+        assert r["covered_fraction"] == r["evaluated_clients"] / 6
+        tested = sorted(c for c, e in r["per_client"].items() if "test_accuracy" in e)
+        offline = sorted(c for c, e in r["per_client"].items() if e.get("dropped_evaluate"))
+        assert len(tested) == r["evaluated_clients"] and not set(tested) & set(offline)
+    assert sum(r["dropped_evaluate"] for r in rows) >= 1
+    _, full = run_inline(tmp_path / "population", *common, "faults.evaluate_offline=true")
+    for r, f in zip(rows, full):
+        assert f["dropped_train"] == r["dropped_train"]  # training still misses them
+        assert f["dropped_evaluate"] == 0
+        assert (f["evaluated_clients"], f["covered_fraction"]) == (6, 1.0)
+        assert f["train_loss"] == r["train_loss"]
+    assert full[0]["test_accuracy"] != rows[0]["test_accuracy"] or \
+        rows[0]["dropped_evaluate"] == 0
+
+
+def test_evaluate_offline_is_validated():
+    import pytest
+
+    from fedplat.errors import UserError
+    from tests.helpers import make_cfg
+
+    with pytest.raises(UserError, match=r"faults\.evaluate_offline"):
+        make_cfg("faults.evaluate_offline=sometimes")

@@ -113,3 +113,20 @@ def test_the_devices_line_says_where_how_shared_and_how_much_memory():
     mixed = {**gpu, "clients": {"cpu": 1, "cuda:0": 6}, "gpu_name": None}
     assert devices_line(mixed).startswith("on cpu (1 client), cuda:0 (6 clients) (0.25 GPU")
     assert devices_line({**cpu, "clients": {}}) is None and devices_line(None) is None
+
+
+def test_the_summary_counts_every_kind_of_fault_and_the_console_says_them():
+    from fedplat.recording.recorder import fault_counts, faults_line
+
+    rows = [{"failures_train": 2, "rejected_train": 1, "late_train": 1, "dropped_train": 2,
+             "failures_evaluate": 1, "dropped_evaluate": 2},
+            {"failures_train": 0, "late_train": 2, "late_evaluate": 1}]
+    counts = fault_counts(rows, 10)
+    assert counts == {"failures": 3, "rejected": 1, "late": 4, "dropped": 4}
+    assert faults_line(counts) == "3 client failures (1 rejected), 4 late, 4 dropped"
+    lost = fault_counts([{"failures_train": 0, "lost_workers": 0, "dropped_total": 3},
+                         {"failures_train": 1, "lost_workers": 1, "dropped_total": 15}], 20)
+    assert lost["workers_lost"] == 1 and (lost["nodes_lost"], lost["nodes"]) == (15, 20)
+    assert faults_line(lost) == ("1 client failures (0 rejected), 0 late, 0 dropped; "
+                                 "1 worker lost, 15 of 20 nodes lost")
+    assert faults_line(None, 2) == "2 client failures"  # a summary written before `faults`

@@ -147,3 +147,74 @@ def test_short_reason_extracts_the_exception_line():
              "fedplat.app.InjectedFault: injected crash"
     assert short_reason(inline) == "fedplat.app.InjectedFault: injected crash"
     assert short_reason("plain text") == "plain text"
+
+
+class TimedGrid(EchoGrid):
+    """Records the wire timeout of each send; node 200 never answers the set-up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float | None] = []
+
+    def send_and_receive(self, messages: Iterable[Message], *,
+                         timeout: float | None = None) -> list[Message]:
+        self.timeouts.append(timeout)
+        return super().send_and_receive(messages, timeout=timeout)
+
+
+def test_the_set_up_waits_node_wait_s_and_says_which_nodes_did_not_answer() -> None:
+    from fedplat.errors import RunAborted
+
+    class SilentSetup(TimedGrid):
+        def send_and_receive(self, messages: Iterable[Message], *,
+                             timeout: float | None = None) -> list[Message]:
+            self.timeouts.append(timeout)
+            out = []
+            for msg in messages:
+                if msg.metadata.dst_node_id == 100:
+                    info = {"partition-id": 0, "num-train": 5, "num-val": 1, "num-test": 1,
+                            "label-counts": [5]}
+                    from flwr.app import ConfigRecord
+
+                    out.append(Message(RecordDict({"info-0": ConfigRecord(info)}),
+                                       reply_to=msg))
+            return out
+
+    grid = SilentSetup()
+    transport = Transport(grid, timeout=5.0)
+    with pytest.raises(RunAborted) as err:
+        transport.connect("{}", 2, 2, node_wait_s=30.0)
+    assert grid.timeouts == [30.0]  # node_wait_s, not the round's timeout
+    text = str(err.value)
+    assert "1 of 2 nodes did not answer the set-up handshake within " \
+           "simulation.node_wait_s=30 s (node ids 200)" in text
+    assert "raise simulation.node_wait_s" in text and "partition-id" not in text
+
+
+def test_the_wire_deadline_is_round_timeout_on_devices_and_a_net_in_simulation() -> None:
+    device = Transport(TimedGrid(), timeout=2.0)
+    assert not device.simulated and device.wire_timeout(3) == 2.0
+    simulated = Transport(TimedGrid(), timeout=2.0, simulated=True)
+    assert simulated.wire_timeout(3) == 8.0  # every client's whole budget, one after another
+    assert Transport(TimedGrid(), simulated=True).wire_timeout(3) is None
+
+
+def test_a_client_its_node_reports_late_is_late_and_nothing_else() -> None:
+    class LateGrid(EchoGrid):
+        def send_and_receive(self, messages: Iterable[Message], *,
+                             timeout: float | None = None) -> list[Message]:
+            replies = []
+            for msg in messages:
+                msg.metadata.__dict__["_message_id"] = str(uuid4())
+                batch = wire.decode_batch(msg.content)
+                out = {c: RecordDict({"arrays": p["arrays"]})
+                       for c, p in batch.payloads.items() if c not in (0, 2)}
+                late = {c: t for c, t in {0: 3.5, 2: 4.0}.items() if c in batch.payloads}
+                content = wire.encode_replies(batch, out, {}, 0.1, None, late)
+                replies.append(Message(content, reply_to=msg))
+            return replies
+
+    res = _transport(LateGrid()).exchange(Stage.TRAIN, "", 1, _payloads(),
+                                          lambda cid, content: None)
+    assert res.late == [0, 2] and res.late_s == {0: 3.5, 2: 4.0}
+    assert sorted(res.replies) == [1] and res.failures == {}

@@ -108,10 +108,10 @@ def test_a_late_client_is_late_alone_and_its_node_mates_count(tmp_path: Path) ->
 
 
 def test_stragglers_timeouts_crashes_and_dropouts_count_the_same_grouped(tmp_path: Path) -> None:
-    """Seeded draws: some clients straggle past the deadline, some briefly (in time), some
-    crash, some are offline; the node runs them side by side in one message."""
-    common = (*SMALL, "num_rounds=2", "strategy=fedper", "faults.slow_prob=0.3", "faults.slow_delay_s=0.5",
-              "simulation.round_timeout=0.3", "faults.crash_prob=0.25",
+    """Seeded draws: some clients straggle past the deadline, some crash, some are offline;
+    the node runs them side by side in one message."""
+    common = (*SMALL, "num_rounds=2", "strategy=fedper", "faults.slow_prob=0.3",
+              "faults.slow_delay_s=0.5", "simulation.round_timeout=0.3", "faults.crash_prob=0.25",
               "faults.dropout_prob=0.15")
     _, plain = run_inline(tmp_path / "one", *common, "simulation.clients_per_node=1")
     _, grouped = run_inline(tmp_path / "four", *common, "simulation.clients_per_node=4")

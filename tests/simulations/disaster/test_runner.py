@@ -80,6 +80,7 @@ def test_a_node_dying_mid_round_stalls_nobody(tmp_path):
     assert rows[1]["present_start"] == 7 and rows[1]["messages_missing"] == 0
     assert rows[1]["n_isolated"] == 7  # the hub is gone; leaves keep learning alone
     assert summary["dropped_nodes"] == [0]
+    assert summary["faults"]["failures"] == 1 and summary["faults"]["nodes_lost"] == 1
     # with on_failure=keep the node stays, fails every round and keeps its aggregated model
     run(_cfg("topology.type=star", "faults.crash_clients=[0]"), tmp_path / "keep")
     kept = _rows(tmp_path / "keep")
@@ -95,6 +96,12 @@ def test_a_worker_lost_mid_round_loses_its_nodes_only(tmp_path):
     assert [r["lost_workers"] for r in rows] == [0, 1, 0, 0]
     assert [r["alive"] for r in rows] == [8, 4, 4, 4]  # worker 1 owned nodes 4..7
     assert summary["dropped_nodes"] == [4, 5, 6, 7]
+    assert summary["faults"] == {"failures": 0, "rejected": 0, "late": 0, "dropped": 0,
+                                 "workers_lost": 1, "nodes_lost": 4, "nodes": 8}
+    from fedplat.cli import format_summary
+
+    assert "  faults        0 client failures (0 rejected), 0 late, 0 dropped; 1 worker lost, " \
+           "4 of 8 nodes lost\n" in format_summary(summary, tmp_path)
 
 
 def test_snapshot_results_do_not_depend_on_how_nodes_are_spread(tmp_path):
