@@ -1,9 +1,10 @@
 """Observers of the exchange: what watches client work without taking part in the algorithm.
 
 * `Ledger`: the counts a round's row carries per stage (failures, rejected and late replies,
-  bytes down and up, exchange and packing time), per client (bytes, why it failed, the device
-  it ran on) and where the round's clients ran (`devices`: clients per device; on CUDA
-  `peak_mem_bytes`, the largest peak memory a client's handler allocated, and `gpu_name`).
+  bytes down and up, exchange and packing time), per client (bytes, why it failed, whether it
+  was late, the device it ran on) and where the round's clients ran (`devices`: clients per
+  device; on CUDA `peak_mem_bytes`, the largest peak memory a client's handler allocated,
+  and `gpu_name`).
 * `CaptureObserver`: a privacy audit's message capture (`fedplat.privacy.capture.MessageCapture`),
   which saves chosen clients' messages exactly as they crossed and may ask a client to train on
   its attack batch.
@@ -59,6 +60,8 @@ class Ledger:
             if cid in res.failures:
                 prefix = f"{event.exchange}: " if event.exchange != MAIN else ""
                 entry[f"failed_{stage}"] = prefix + res.failures[cid]
+            if cid in res.late:
+                entry[f"late_{stage}"] = True
         self.note_devices(res.devices)
 
     def note_devices(self, devices: dict[int, dict[str, Any]]) -> None:

@@ -102,6 +102,7 @@ def test_a_late_client_is_late_alone_and_its_node_mates_count(tmp_path: Path) ->
     assert [r["late_train"] for r in grouped] == [r["late_train"] for r in plain] == [1, 1]
     assert [r["num_train_clients"] - r["late_train"] for r in grouped] == [6, 6]
     assert all("train_loss" not in r["per_client"]["1"] for r in grouped)
+    assert all(r["per_client"]["1"]["late_train"] is True for r in grouped)
     assert _stable(grouped) == _stable(plain)
     assert s3["final"] == s1["final"] and s3["faults"] == s1["faults"]
     assert s3["faults"]["late"] == 2
