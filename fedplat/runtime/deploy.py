@@ -38,6 +38,48 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Listening:
+    """One listening TCP socket of a process: which process, which address, which port."""
+
+    pid: int
+    name: str
+    ip: str
+    port: int
+
+
+def listening(pids: list[int]) -> list[Listening]:
+    """The listening TCP sockets of processes `pids` and all their children, now.
+
+    What a deployment or a simulation exposes is what its processes listen on: this reads it
+    from the kernel (psutil), not from the command lines or the logs.
+    """
+    procs: dict[int, psutil.Process] = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            for p in (root, *root.children(recursive=True)):
+                procs[p.pid] = p
+    found = []
+    for pid, p in sorted(procs.items()):
+        with contextlib.suppress(psutil.Error):
+            name = p.name()
+            for c in p.net_connections(kind="inet"):
+                if c.status == psutil.CONN_LISTEN:
+                    found.append(Listening(pid, name, str(c.laddr.ip), int(c.laddr.port)))
+    return found
+
+
+def is_loopback(ip: str) -> bool:
+    """127.0.0.0/8, ::1, or 127.x mapped into IPv6 (`::ffff:127.0.0.1`, how Ray's gRPC binds)."""
+    import ipaddress
+
+    addr = ipaddress.ip_address(ip)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
+
+
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
