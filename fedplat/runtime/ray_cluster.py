@@ -41,13 +41,29 @@ def init_args(address: str | None, **local: Any) -> dict[str, Any]:
     return {"address": "local", **local}
 
 
+def on_this_machine_loopback(address: str) -> bool:
+    """Whether `address` (HOST:PORT) names a cluster on this machine's loopback interface."""
+    import ipaddress
+
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @contextmanager
 def local_on_loopback(address: str | None) -> Iterator[None]:
     """While Ray starts a local cluster inside this block, it binds to 127.0.0.1 only.
 
-    With an `address` (a cluster the user connects to) nothing changes.
+    Also for an `address` on loopback (127.0.0.1:PORT, a cluster started that way on this
+    machine): Ray would otherwise rewrite 127.0.0.1 into the routable address, where such a
+    cluster does not listen. With any other `address` (a cluster the user connects to on
+    purpose) nothing changes.
     """
-    if address:
+    if address and not on_this_machine_loopback(address):
         yield
         return
     from ray._private import ray_constants
