@@ -150,8 +150,12 @@ def serve(argv: Sequence[str]) -> None:
     if fleet_port == control_port:
         raise UserError(f"--fleet-address={args.fleet_address} and --control-address="
                         f"{args.control_address} need different ports")
-    sockets = [bind(control_host, control_port, "--control-address"),
-               bind(fleet_host, fleet_port, "--fleet-address")]
+    control = bind(control_host, control_port, "--control-address")
+    try:
+        sockets = [control, bind(fleet_host, fleet_port, "--fleet-address")]
+    except UserError:
+        control.close()
+        raise
     sys.argv = ["flower-superlink", *rest, "--host", control_host, "--port", str(control_port)]
     config = flwr_link._parse_superlink_lifespan_config()
     app = create_app(config, flwr_link.SuperLinkLifespan)
