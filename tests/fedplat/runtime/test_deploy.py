@@ -11,8 +11,9 @@ from tests.helpers import run_inline
 
 pytestmark = pytest.mark.deploy
 
-#: measured: what `flower-supernode` returns when the SuperLink refuses its key (see README)
-UNREGISTERED_NODE_EXIT = -1
+#: measured: the status `flower-supernode` exits with when the SuperLink refuses its key. Its log
+#: says "Exit Code: 305" (Flower's code for a connection error), the process returns 1 (README).
+UNREGISTERED_NODE_EXIT = 1
 
 
 def _rows(path):
@@ -85,4 +86,5 @@ def test_tls_with_authenticated_supernodes_and_a_refused_stranger(tmp_path):
         code = stranger.wait(timeout=120)
         print(f"unregistered SuperNode exit code: {code}")
         assert code == UNREGISTERED_NODE_EXIT
-        assert "Failed to activate SuperNode" in fed.log("node-0-key2.log")
+        log = fed.log("node-0-key2.log")
+        assert "Failed to activate SuperNode" in log and "Exit Code: 305" in log
