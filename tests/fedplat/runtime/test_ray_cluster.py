@@ -34,10 +34,10 @@ def test_a_run_on_a_two_node_cluster_gives_exactly_the_local_metrics(tmp_path):
 
     from simulations.centralized import run
 
-    # the same grouping (2 clients per node) and one torch thread per client in both runs, so
-    # that bytes and float sums are the same operations
-    args = ("strategy=fedavg", "num_rounds=2", "num_clients=4", "simulation.num_cpus=1",
-            "simulation.clients_per_node=2", "simulation.torch_threads=1")
+    # the same grouping (one client per node) and one torch thread per client in both runs,
+    # so that bytes and float sums are the same operations
+    args = ("strategy=fedavg", "num_rounds=2", "num_clients=2", "simulation.num_cpus=1",
+            "simulation.clients_per_node=1", "simulation.torch_threads=1")
     threads = torch.get_num_threads()
     try:
         _, expected = run_inline(tmp_path / "inline", *args)
