@@ -4,10 +4,9 @@
 deploys it, with `fedplat-superlink` (`fedplat.runtime.superlink`): the Control API on
 127.0.0.1, the Fleet API alone on `fleet_host` (another loopback address in tests, to tell the
 two apart). It starts one `flower-supernode` per client on random free ports, optionally with
-TLS and SuperNode
-authentication (keys from `fedplat.runtime.certs`), and runs fedplat's apps on them with
-`flwr run`, exactly as on real devices. Every process it starts (and their children, such as
-the SuperExec processes Flower spawns) is ended when the context exits, also on failure.
+TLS and SuperNode authentication (keys from `fedplat.runtime.certs`), and runs fedplat's apps on
+them with `flwr run`, exactly as on real devices. Every process it starts (and their children,
+such as the SuperExec processes Flower spawns) is ended when the context exits, also on failure.
 
     with LoopbackFederation(Path("deploy"), num_nodes=2) as fed:
         fed.run("strategy=fedavg num_rounds=2 num_clients=2", Path("/abs/results"))
