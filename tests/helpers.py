@@ -256,3 +256,38 @@ def check_rate_logging_run(tmp_path: Path, strategy: str) -> list[dict[str, Any]
         assert math.isfinite(r["test_accuracy"])
     assert (tmp_path / "rates.png").is_file()
     return rows
+
+
+# -- what a running simulation or deployment listens on ----------------------------------------
+
+import threading  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+
+
+@contextmanager
+def watch_listening(pids: Callable[[], list[int]],
+                    every_s: float = 0.3) -> Iterator[set[Any]]:
+    """Collect, while the block runs, every listening socket of `pids()` and their children.
+
+    Yields a set of `fedplat.runtime.deploy.Listening` that fills up in a background thread
+    (processes come and go during a run, so one look would miss some).
+    """
+    from fedplat.runtime.deploy import listening
+
+    seen: set[Any] = set()
+    stop = threading.Event()
+
+    def poll() -> None:
+        while True:
+            seen.update(listening(pids()))
+            if stop.wait(every_s):
+                return
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()

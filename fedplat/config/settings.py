@@ -145,6 +145,30 @@ class ClientSettings:
                    weight_decay, persist, evaluate_after_train, amp)
 
 
+def parse_ray_address(value: object, key: str) -> str | None:
+    """A Ray cluster address to connect to: None (null or ""), "auto" or "HOST:PORT".
+
+    None means "start a local cluster, on loopback" (`fedplat.runtime.ray_cluster`); anything
+    else connects to a running cluster, whose GCS listens at HOST:PORT (`ray start --head`
+    prints it; "auto" finds a cluster started on this machine). IPv6 hosts go in brackets.
+    """
+    if value is None or str(value).strip() == "":
+        return None
+    text = str(value).strip()
+    if text == "auto":
+        return text
+    host, sep, port = text.rpartition(":")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    ok = bool(sep) and bool(bare) and port.isdigit() and 1 <= int(port) <= 65535
+    ok = ok and not any(c.isspace() or c in "/@" for c in bare)
+    ok = ok and (":" not in bare or host.startswith("["))
+    if not ok:
+        raise UserError(f"{key}={value}: expected null (start a local Ray cluster), 'auto' or "
+                        "HOST:PORT of a running cluster's head (as `ray start --head` prints "
+                        "it, e.g. 10.0.0.5:6379)")
+    return text
+
+
 def parse_clients_per_node(cfg: DictConfig) -> ClientsPerNode:
     """`simulation.clients_per_node`: 'auto' (also for null or an absent key) or an int >= 1.
 
@@ -194,6 +218,8 @@ class SimulationSettings:
     deterministic: bool = False
     #: MiB of client data a GPU worker keeps on its device (None: the node's default).
     device_cache_mb: float | None = None
+    #: Running Ray cluster to connect to ("auto" or HOST:PORT); None: start one on loopback.
+    ray_address: str | None = None
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> SimulationSettings:
@@ -221,9 +247,15 @@ class SimulationSettings:
                          and check_bool(cfg, "simulation.deterministic"))
         cache_mb = (check_float(cfg, "simulation.device_cache_mb", 0.0, allow_none=True)
                     if _present(cfg, "simulation.device_cache_mb") else None)
+        ray_address = (parse_ray_address(require(cfg, "simulation.ray_address"),
+                                         "simulation.ray_address")
+                       if _present(cfg, "simulation.ray_address") else None)
+        if ray_address is not None and backend != "ray":
+            raise UserError(f"simulation.ray_address={ray_address} needs simulation.backend=ray "
+                            "(the inline backend runs in this process, without Ray)")
         return cls(backend, num_cpus, num_gpus, round_timeout, ray_num_cpus, ray_num_gpus, poll,
                    batched, threads, log_to_driver, node_wait_s, parse_clients_per_node(cfg),
-                   deterministic, cache_mb)
+                   deterministic, cache_mb, ray_address)
 
     def resolved_clients_per_node(self) -> int:
         """`clients_per_node` as a number (the config must have been through `prepare`)."""

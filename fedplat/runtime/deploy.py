@@ -1,10 +1,12 @@
 """A SuperLink and N SuperNodes on loopback: the deployment path, runnable on one machine.
 
-`LoopbackFederation` starts `flower-superlink` (deployment mode, not simulation) and one
-`flower-supernode` per client on random free 127.0.0.1 ports, optionally with TLS and SuperNode
-authentication (keys from `fedplat.runtime.certs`), and runs fedplat's apps on them with
-`flwr run`, exactly as on real devices. Every process it starts (and their children, such as
-the SuperExec processes Flower spawns) is ended when the context exits, also on failure.
+`LoopbackFederation` starts the SuperLink (deployment mode, not simulation) as the README
+deploys it, with `fedplat-superlink` (`fedplat.runtime.superlink`): the Control API on
+127.0.0.1, the Fleet API alone on `fleet_host` (another loopback address in tests, to tell the
+two apart). It starts one `flower-supernode` per client on random free ports, optionally with
+TLS and SuperNode authentication (keys from `fedplat.runtime.certs`), and runs fedplat's apps on
+them with `flwr run`, exactly as on real devices. Every process it starts (and their children,
+such as the SuperExec processes Flower spawns) is ended when the context exits, also on failure.
 
     with LoopbackFederation(Path("deploy"), num_nodes=2) as fed:
         fed.run("strategy=fedavg num_rounds=2 num_clients=2", Path("/abs/results"))
@@ -38,6 +40,48 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Listening:
+    """One listening TCP socket of a process: which process, which address, which port."""
+
+    pid: int
+    name: str
+    ip: str
+    port: int
+
+
+def listening(pids: list[int]) -> list[Listening]:
+    """The listening TCP sockets of processes `pids` and all their children, now.
+
+    What a deployment or a simulation exposes is what its processes listen on: this reads it
+    from the kernel (psutil), not from the command lines or the logs.
+    """
+    procs: dict[int, psutil.Process] = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            for p in (root, *root.children(recursive=True)):
+                procs[p.pid] = p
+    found = []
+    for pid, p in sorted(procs.items()):
+        with contextlib.suppress(psutil.Error):
+            name = p.name()
+            for c in p.net_connections(kind="inet"):
+                if c.status == psutil.CONN_LISTEN:
+                    found.append(Listening(pid, name, str(c.laddr.ip), int(c.laddr.port)))
+    return found
+
+
+def is_loopback(ip: str) -> bool:
+    """127.0.0.0/8, ::1, or 127.x mapped into IPv6 (`::ffff:127.0.0.1`, how Ray's gRPC binds)."""
+    import ipaddress
+
+    addr = ipaddress.ip_address(ip)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
+
+
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
@@ -53,6 +97,9 @@ class LoopbackFederation:
     app_dir: Path = APP_DIR
     startup_timeout_s: float = 90.0
     port: int = 0
+    #: Where the SuperNodes connect: the Fleet API's address (port chosen at start).
+    fleet_host: str = "127.0.0.1"
+    fleet_port: int = 0
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     certs: certs.DeploymentCerts | None = None
 
@@ -96,16 +143,19 @@ class LoopbackFederation:
         home.mkdir(exist_ok=True)
         if self.tls:
             # one spare key pair: tests use it as an unregistered node
-            self.certs = certs.generate(self.workdir / "certs", ["127.0.0.1"],
+            self.certs = certs.generate(self.workdir / "certs",
+                                        list(dict.fromkeys(["127.0.0.1", self.fleet_host])),
                                         self.num_nodes + 1)
         self.port = free_port()
+        self.fleet_port = free_port()
         security = (f'root-certificates = "{self.certs.ca_cert}"' if self.certs
                     else "insecure = true")
         (home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
             f'address = "127.0.0.1:{self.port}"\n{security}\n')
-        args = [_bin("flower-superlink"), *self._tls_args(server=True), "--host", "127.0.0.1",
-                "--port", str(self.port)]
+        args = [sys.executable, "-m", "fedplat.runtime.superlink", *self._tls_args(server=True),
+                "--control-address", f"127.0.0.1:{self.port}",
+                "--fleet-address", f"{self._fleet_host_port()}"]
         if self.auth:
             args.append("--enable-supernode-auth")
         link = self._spawn(args, "superlink.log")
@@ -115,17 +165,28 @@ class LoopbackFederation:
                 self.register(i)
             self.start_node(i)
 
+    def _fleet_host_port(self) -> str:
+        host = f"[{self.fleet_host}]" if ":" in self.fleet_host else self.fleet_host
+        return f"{host}:{self.fleet_port}"
+
     def _wait_for_port(self, link: subprocess.Popen[bytes]) -> None:
         deadline = time.time() + self.startup_timeout_s
+        wanted = [("127.0.0.1", self.port), (self.fleet_host, self.fleet_port)]
         while time.time() < deadline:
             if link.poll() is not None:
                 raise RuntimeError(f"the SuperLink exited: {self.log('superlink.log')[-2000:]}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
+            while wanted:
+                host, port = wanted[0]
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                with socket.socket(family) as s:
+                    if s.connect_ex((host, port)) != 0:
+                        break
+                wanted.pop(0)
+            if not wanted:
+                return
             time.sleep(0.3)
-        raise RuntimeError(f"the SuperLink did not open port {self.port} within "
-                           f"{self.startup_timeout_s:.0f} s")
+        raise RuntimeError(f"the SuperLink did not open ports {self.port} and "
+                           f"{self.fleet_port} within {self.startup_timeout_s:.0f} s")
 
     def register(self, key_index: int) -> None:
         """`flwr supernode register` the public key of node key pair `key_index`."""
@@ -142,7 +203,7 @@ class LoopbackFederation:
         """Start one SuperNode serving client `partition_id` (auth key `key_index`)."""
         config = f"partition-id={partition_id} num-partitions={self.num_nodes} {extra_config}"
         args = [_bin("flower-supernode"), *self._tls_args(server=False), "--superlink",
-                f"127.0.0.1:{self.port}", "--port", str(free_port()),
+                self._fleet_host_port(), "--port", str(free_port()),
                 "--node-config", config.strip()]
         if self.auth:
             assert self.certs is not None

@@ -33,22 +33,28 @@ class _DropEngineTracebacks(logging.Filter):
 
 
 def backend_config(sim: SimulationSettings) -> dict[str, Any]:
-    """Ray backend settings from `simulation.*` (GPU shares dropped when no GPU exists)."""
+    """Ray backend settings from `simulation.*` (GPU shares dropped when no GPU exists).
+
+    Without `simulation.ray_address` Ray starts a new local cluster of `ray_num_cpus` CPUs
+    (`ray_cluster.init_args`); with it, Ray connects to that running cluster, whose resources
+    were set when it was started.
+    """
     import torch
+
+    from fedplat.runtime.ray_cluster import init_args as ray_init_args
 
     num_gpus = sim.num_gpus
     if num_gpus > 0 and not torch.cuda.is_available() and sim.ray_num_gpus is None:
         log.warning("simulation.num_gpus=%g but no CUDA device is visible: clients run on CPU",
                     num_gpus)
         num_gpus = 0.0
-    init_args: dict[str, Any] = {
+    local: dict[str, Any] = {
         "num_cpus": int(sim.ray_num_cpus) if sim.ray_num_cpus else os.cpu_count() or 1,
-        "logging_level": "ERROR",
-        "log_to_driver": sim.log_to_driver,
-        "include_dashboard": False,
     }
     if sim.ray_num_gpus is not None:
-        init_args["num_gpus"] = int(sim.ray_num_gpus)
+        local["num_gpus"] = int(sim.ray_num_gpus)
+    init_args = {**ray_init_args(sim.ray_address, **local), "logging_level": "ERROR",
+                 "log_to_driver": sim.log_to_driver, "include_dashboard": False}
     return {
         "client_resources": {"num_cpus": sim.num_cpus, "num_gpus": num_gpus},
         "init_args": init_args,
@@ -102,6 +108,8 @@ def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
     from flwr.simulation.run_simulation import _run_simulation
     from flwr.supercore.telemetry import EventType
 
+    from fedplat.runtime.ray_cluster import local_on_loopback
+
     engine_filter = _DropEngineTracebacks()
     flwr_logger = logging.getLogger("flwr")
     flwr_logger.addFilter(engine_filter)
@@ -109,14 +117,15 @@ def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
         handler.addFilter(engine_filter)
     restore = _fast_polling(sim.poll_interval_s) if sim.poll_interval_s is not None else None
     try:
-        _run_simulation(
-            num_supernodes=nodes,
-            client_app=client_app,
-            server_app=server_app,
-            backend_name="ray",
-            backend_config=backend_config(sim),
-            exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
-        )
+        with local_on_loopback(sim.ray_address):  # the engine calls ray.init in here
+            _run_simulation(
+                num_supernodes=nodes,
+                client_app=client_app,
+                server_app=server_app,
+                backend_name="ray",
+                backend_config=backend_config(sim),
+                exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
+            )
     finally:
         if restore is not None:
             restore()

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from fedplat.runtime import ray_cluster
 from simulations.disaster.shard import Block, RoundPlan, Shard, ShardSetup, StepReport, WorkerExit
 
 log = logging.getLogger("fedplat")
@@ -150,13 +151,10 @@ class RayExecutor:
         self._ray = ray
         self.started_ray = False
         if not ray.is_initialized():
-            init: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR",
-                                    "log_to_driver": False}
-            if address:
-                init["address"] = address
-            elif num_cpus is not None:
-                init["num_cpus"] = num_cpus
-            ray.init(**init)
+            # the one way fedplat starts Ray: a local cluster on loopback, or `address`
+            ray_cluster.init(address, {} if num_cpus is None else {"num_cpus": num_cpus},
+                             include_dashboard=False, logging_level="ERROR",
+                             log_to_driver=False)
             self.started_ray = True
         self.cpus_per_worker = cpus_per_worker
         self.round_timeout = round_timeout

@@ -82,7 +82,9 @@ def make_executor(cfg: DictConfig) -> Any:
     if cfg.p2p.backend == "local":
         return LocalExecutor()
     shards = num_shards(cfg)
-    return RayExecutor(address=cfg.p2p.get("ray_address") or None,
+    from fedplat.config.settings import parse_ray_address
+
+    return RayExecutor(address=parse_ray_address(cfg.p2p.get("ray_address"), "p2p.ray_address"),
                        num_cpus=max(float(cfg.p2p.cpus_per_worker) * shards, 1.0),
                        cpus_per_worker=float(cfg.p2p.cpus_per_worker),
                        round_timeout=cfg.p2p.round_timeout)

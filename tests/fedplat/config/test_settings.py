@@ -236,3 +236,26 @@ def test_gpu_keys_defaults_absent_and_set(raw):
     assert gpu.client.amp == "fp16" and gpu.simulation.deterministic is True
     assert gpu.simulation.device_cache_mb == 64.0
     assert Settings.from_config(_with(raw, client__amp="bf16")).client.amp == "bf16"
+
+
+@pytest.mark.parametrize("value", ["10.0.0.5", "10.0.0.5:0", "host:99999", ":6379", "::1:6379",
+                                   "ray://10.0.0.5:10001", "10.0.0.5:port", "a b:6379"])
+def test_ray_address_must_be_auto_or_host_port(raw, value):
+    assert _error(_with(raw, simulation__ray_address=value)).startswith(
+        f"simulation.ray_address={value}: expected null (start a local Ray cluster), 'auto' or "
+        "HOST:PORT")
+
+
+def test_ray_address_values_absent_and_with_the_inline_backend(raw):
+    def address(**changes):
+        return Settings.from_config(_with(raw, **changes)).simulation.ray_address
+
+    assert address() is None and address(simulation__ray_address=_DELETE) is None
+    assert address(simulation__ray_address="") is None
+    assert address(simulation__ray_address="auto") == "auto"
+    assert address(simulation__ray_address=" 10.0.0.5:6379") == "10.0.0.5:6379"
+    assert address(simulation__ray_address="[::1]:6379") == "[::1]:6379"
+    assert address(simulation__ray_address="head.lab:6379") == "head.lab:6379"
+    assert _error(_with(raw, simulation__ray_address="auto", simulation__backend="inline")) == (
+        "simulation.ray_address=auto needs simulation.backend=ray (the inline backend runs in "
+        "this process, without Ray)")

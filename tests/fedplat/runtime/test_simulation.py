@@ -8,8 +8,9 @@ import sys
 import pytest
 
 from fedplat.config.settings import Settings
+from fedplat.runtime.deploy import is_loopback
 from fedplat.runtime.simulation import backend_config
-from tests.helpers import make_cfg, run_inline
+from tests.helpers import make_cfg, run_inline, watch_listening
 
 pytestmark = pytest.mark.ray
 
@@ -22,6 +23,16 @@ def test_backend_config_drops_gpu_share_without_cuda():
     expected = 0.25 if torch.cuda.is_available() else 0.0
     assert bc["client_resources"] == {"num_cpus": 1.0, "num_gpus": expected}
     assert bc["init_args"]["num_cpus"] >= 1
+    assert bc["init_args"]["address"] == "local"  # a new cluster, even if RAY_ADDRESS is set
+
+
+def test_backend_config_connects_to_a_running_cluster_without_resources():
+    cfg = make_cfg("simulation.ray_address=10.0.0.5:6379", "simulation.ray_num_cpus=8",
+                   "simulation.ray_num_gpus=1")
+    init = backend_config(Settings.from_config(cfg).simulation)["init_args"]
+    # ray.init refuses num_cpus/num_gpus with an address: the cluster has its own
+    assert init == {"address": "10.0.0.5:6379", "logging_level": "ERROR",
+                    "log_to_driver": False, "include_dashboard": False}
 
 
 def test_ray_matches_inline_for_a_stateful_strategy_with_a_crashing_client(tmp_path):
@@ -31,7 +42,14 @@ def test_ray_matches_inline_for_a_stateful_strategy_with_a_crashing_client(tmp_p
     args = ("strategy=local", "num_rounds=2", "num_clients=4", "faults.crash_clients=[2]")
     _, inline_rows = run_inline(tmp_path / "inline", *args)
     cfg = make_cfg("simulation.backend=ray", *args)
-    summary = run(cfg, tmp_path / "ray")
+    # the local Ray cluster started for the run (GCS, raylets, workers, runtime-env agent and
+    # the driver) listens on loopback only (Ray's default is every interface)
+    with watch_listening(lambda: [os.getpid()]) as sockets:
+        summary = run(cfg, tmp_path / "ray")
+    names = {s.name for s in sockets}
+    assert {"gcs_server", "raylet"} <= names, names
+    assert sum(s.name.startswith("ray::") for s in sockets) >= 2, names  # the client workers
+    assert [s for s in sockets if not is_loopback(s.ip)] == []
     ray_rows = [json.loads(x) for x in (tmp_path / "ray" / "metrics.jsonl").read_text().split("\n")
                 if x]
     assert summary["status"] == "completed" and summary["startup_s"] > 0
