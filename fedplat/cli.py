@@ -25,6 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from fedplat.config.compose import compose, import_object, parse_overrides, prepare
+from fedplat.config.diagnose import check_output_dir
 from fedplat.config.settings import resume_dir
 from fedplat.config.tree import CONF_DIR
 from fedplat.errors import RunAborted, UserError
@@ -66,11 +67,33 @@ def user_overrides(argv: Sequence[str]) -> list[str] | None:
     return out
 
 
-def precheck(overrides: Sequence[str]) -> None:
-    """Compose and validate every sweep combination (up to a cap); raise UserError."""
+def flag_values(argv: Sequence[str], names: Sequence[str]) -> list[str]:
+    """The values given to a flag (`--config-dir DIR`, `-cd DIR`, `--config-dir=DIR`)."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if eq and name in names:
+            out.append(value)
+        elif arg in names and i + 1 < len(argv):
+            out.append(argv[i + 1])
+    return out
+
+
+def precheck(overrides: Sequence[str], config_dirs: Sequence[Path] = (),
+             multirun: bool = False) -> None:
+    """Compose and validate every sweep combination (up to a cap); raise UserError.
+
+    Also the directories the run will write (Hydra's run or sweep directory, `output_dir`):
+    one that cannot be created is refused here, before Hydra fails on it with a traceback.
+    """
     plain = [o for o in overrides if not o.lstrip("~+").startswith("hydra")]
-    for combo in parse_overrides(plain)[:_MAX_CHECKED_COMBINATIONS]:
-        prepare(compose(combo))
+    for combo in parse_overrides(plain, config_dirs)[:_MAX_CHECKED_COMBINATIONS]:
+        prepare(compose(combo, config_dirs))
+    given = {o.partition("=")[0].lstrip("+"): o.partition("=")[2] for o in overrides}
+    hydra_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    check_output_dir(given.get(hydra_key, "multirun" if multirun else "outputs"), hydra_key)
+    if given.get("output_dir"):
+        check_output_dir(given["output_dir"], "output_dir")
 
 
 def format_summary(summary: Mapping[str, Any], run_dir: Path) -> str:
@@ -154,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     overrides = user_overrides(args)
     if overrides is not None:
         try:
-            precheck(overrides)
+            precheck(overrides, [Path(d) for d in flag_values(args, ("-cd", "--config-dir"))],
+                     multirun=bool({"-m", "--multirun"} & set(args)))
         except UserError as exc:
             fail(str(exc), 2)
     sys.argv = [sys.argv[0], *args]

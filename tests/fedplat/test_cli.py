@@ -30,7 +30,7 @@ def _fedplat(*args, cwd):
         (["strategy.fraction_train=1.2"], "strategy.fraction_train=1.2 is out of range"),
         (["-m", "seed=0,1", "partition=dirichlet", "partition.alpha=1,0"],
          "partition.alpha=0 must be > 0"),
-        (["num_client=3"], "Could not override 'num_client'"),
+        (["num_client=3"], "unknown config key num_client=3; did you mean num_clients=3?"),
         (["dataset=cifar10"], "CIFAR-10 not found"),
         (["experiment=fedpub_sbm", "strategy.tau=0"], "strategy.tau=0.0 must be > 0"),
         (["dataset=sbm", "partition=metis_disjoint", "num_clients=5000"],
