@@ -22,10 +22,10 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from fedplat.config.compose import compose, import_object, parse_overrides, prepare
-from fedplat.config.diagnose import check_output_dir
+from fedplat.config.diagnose import check_output_dir, load_config_file
 from fedplat.config.settings import resume_dir
 from fedplat.config.tree import CONF_DIR
 from fedplat.errors import RunAborted, UserError
@@ -141,8 +141,7 @@ def resume_config(resume: Path, task_overrides: Sequence[str]) -> DictConfig:
         raise UserError(f"resume=... continues a run with its saved config; drop the other "
                         f"overrides ({' '.join(others)})")
     run_dir = resume.resolve()
-    saved = OmegaConf.load(run_dir / "config.yaml")
-    assert isinstance(saved, DictConfig)
+    saved = load_config_file(run_dir / "config.yaml", "fedplat run")
     saved.resume = str(run_dir)
     saved.output_dir = str(run_dir)
     return saved

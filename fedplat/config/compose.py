@@ -255,6 +255,7 @@ def prepare(cfg: DictConfig, *, check_data: bool = True) -> DictConfig:
     from fedplat.data.datasets import get_spec, without_data_files
 
     get_spec(str(cfg.dataset.name))
+    Settings.from_config(cfg)  # the core keys first: resolving clients_per_node reads them
     with contextlib.nullcontext() if check_data else without_data_files():
         resolve_auto_model(cfg)
         resolve_clients_per_node(cfg)

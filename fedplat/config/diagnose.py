@@ -12,12 +12,15 @@ A leaf of the config layer: it imports nothing from fedplat but `fedplat.errors`
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -202,5 +205,36 @@ def check_output_dir(value: str | Path, what: str) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".fedplat-write-test-", dir=base))
     except OSError as exc:
-        raise UserError(f"{what}={value}: cannot write in {base.resolve()} ({exc.strerror}); "
+        # EPERM for root, EACCES for others: the same advice, so the same words
+        reason = "no permission" if isinstance(exc, PermissionError) else exc.strerror
+        raise UserError(f"{what}={value}: cannot write in {base.resolve()} ({reason}); "
                         "choose a directory you can write to") from None
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (argparse prints the usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `<prog>: error: <message>` and a pointer to --help; exit code 2."""
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+#: One label of a DNS name (RFC 1123): letters, digits, hyphens, not at either end.
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def check_host(host: str, what: str) -> str:
+    """A host name or IP address a certificate can name; anything else is a one-line error."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".") if host else []
+    if (not labels or len(host) > 253 or not all(_LABEL.fullmatch(x) for x in labels)
+            or labels[-1].isdigit()):  # an all-numeric last label: a mistyped IP address
+        raise UserError(f"{what} {host!r} is not a host name or IP address (letters, digits, "
+                        "'-' and '.', e.g. superlink.lab or 192.168.1.10)")
+    return host
