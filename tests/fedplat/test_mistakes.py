@@ -30,6 +30,8 @@ from omegaconf import OmegaConf
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "mistakes.md"
 WRITE = os.environ.get("FEDPLAT_WRITE_MISTAKES") == "1"
+#: What the answer to the run directories' broken config.yaml says.
+BROKEN_YAML = "corrupt_config/config.yaml (line 2, column 1): expected"
 #: A directory nobody may create anything in (EPERM for root, EACCES for others).
 UNWRITABLE = "/sys/fedplat-out"
 
@@ -64,8 +66,8 @@ CASES: list[Case] = [
     c("fedplat", "experiment=nosuch", "unknown experiment 'nosuch' (choose from: disaster_a0,"),
     c("fedplat", "-m strategy=fedavg,fedavgg", "unknown strategy 'fedavgg'"),
     # -- fedplat: mistyped keys ----------------------------------------------------------------
-    c("fedplat", "num_clientz=3", "unknown config key num_clientz=3; did you mean num_clients=3?"),
-    c("fedplat", "client.lrr=0.1", "unknown config key client.lrr=0.1; did you mean client.lr=0.1?"),
+    c("fedplat", "num_clientz=3", "unknown config key num_clientz=3; did you mean num_clients=3"),
+    c("fedplat", "client.lrr=0.1", "unknown config key client.lrr=0.1; did you mean client.lr="),
     c("fedplat", "lr=0.1", "did you mean client.lr=0.1?"),
     c("fedplat", "strategy.fraction_fit=0.5", "did you mean strategy.fraction_train=0.5?"),
     c("fedplat", "simulation.round_timout=5", "did you mean simulation.round_timeout=5?"),
@@ -146,7 +148,7 @@ CASES: list[Case] = [
     c("fedplat", "evaluate --run {run}", "unknown option --run"),
     c("fedplat", "evaluate {tmp}/no-such-run", "is not a run directory (no config.yaml)"),
     c("fedplat", "evaluate {no_checkpoint}", "has no checkpoint; start the run with checkpoint"),
-    c("fedplat", "evaluate {corrupt_config}", "corrupt_config/config.yaml (line 2, column 1): expected"),
+    c("fedplat", "evaluate {corrupt_config}", BROKEN_YAML),
     c("fedplat", "evaluate {run} seed=1", "seed would change training or the saved state"),
     c("fedplat", "evaluate {run} strategy.mask_absent", "is not KEY=VALUE"),
     # -- fedplat-report ------------------------------------------------------------------------
@@ -155,7 +157,7 @@ CASES: list[Case] = [
     c("fedplat-report", "{empty}", "no run directories (with summary.json) found under"),
     c("fedplat-report", "{corrupt_summary}", "summary.json is not valid JSON"),
     c("fedplat-report", "{list_summary}", "summary.json does not hold a run summary"),
-    c("fedplat-report", "{corrupt_config_summary}", "corrupt_config/config.yaml (line 2, column 1): expected"),
+    c("fedplat-report", "{corrupt_config_summary}", BROKEN_YAML),
     c("fedplat-report", "{run} --out {a_file}", "--out={a_file}: {a_file} is a file"),
     c("fedplat-report", f"{{run}} --out {UNWRITABLE}", "cannot write in /sys (no permission)"),
     c("fedplat-report", "{run} --colour", "unrecognized arguments: --colour"),
@@ -177,7 +179,7 @@ CASES: list[Case] = [
     c("fedplat-attack", "", "the following arguments are required: run_dir"),
     c("fedplat-attack", "{tmp}/no-such-run", "does not exist"),
     c("fedplat-attack", "{empty}", "is not a fedplat run directory (no config.yaml)"),
-    c("fedplat-attack", "{corrupt_config}", "corrupt_config/config.yaml (line 2, column 1): expected"),
+    c("fedplat-attack", "{corrupt_config}", BROKEN_YAML),
     c("fedplat-attack", "{run}", "no captured messages in"),
     c("fedplat-attack", "{run} --attack gan", "unknown attack 'gan' (choose from: "),
     c("fedplat-attack", "{run} --labels guess", "labels='guess' is not valid (choose from: auto"),
