@@ -143,6 +143,10 @@ CASES: list[Case] = [
     c("fedplat", "--config-dir {user_conf} experiment=minee", "unknown experiment 'minee' ("),
     c("fedplat", "--config-dir {tmp}/no-such-conf experiment=mine",
       "no-such-conf: no such directory"),
+    c("fedplat", "--config-path {tmp}/no-such-conf", "no-such-conf: no such directory"),
+    c("fedplat", "--config-path {broken_primary}", "primary/config.yaml (line 3, column 1): "),
+    c("fedplat", "--config-name nosuch", "--config-name nosuch: no nosuch.yaml in"),
+    c("fedplat", "--colour num_rounds=1", "unknown option --colour: fedplat takes KEY=VALUE"),
     # -- fedplat evaluate ----------------------------------------------------------------------
     c("fedplat", "evaluate", "fedplat evaluate needs a run directory (usage: "),
     c("fedplat", "evaluate --run {run}", "unknown option --run"),
@@ -244,6 +248,7 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     _write(conf / "broken.yaml", glob + "num_clients: [3\n")
     _write(conf / "no_package.yaml", "num_clients: 3\n")
     _write(conf / "bad_value.yaml", glob + "num_rounds: 0\n")
+    _write(tmp / "primary" / "config.yaml", "defaults:\n  - [strategy\n")
     a_file = _write(tmp / "a_file", "not a directory\n")
     return {"tmp": str(tmp), "run": str(run), "no_checkpoint": str(no_checkpoint),
             "corrupt_config": str(corrupt_config),
@@ -252,6 +257,7 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "list_summary": str(tmp / "list_summary"), "empty": str(tmp / "empty"),
             "corrupt_mnist": str(mnist), "user_conf": str(tmp / "user_conf"),
             "a_file": str(a_file), "bad_experiment": "zz_typo",
+            "broken_primary": str(tmp / "primary"),
             "conf_dir": str(CONF_DIR)}
 
 
