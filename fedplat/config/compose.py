@@ -11,6 +11,7 @@ bad value and the fix.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import itertools
 import json
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fedplat.config import diagnose
 from fedplat.config.checks import require
@@ -97,10 +98,16 @@ def compose(overrides: Sequence[str] = (), config_dirs: Sequence[Path] = ()) -> 
     """
     dirs = [Path(d).expanduser().resolve() for d in config_dirs]
     parse_overrides(overrides, dirs)
-    cfg = _compose(list(overrides), dirs)
     experiment = _selected(overrides, "experiment")
+    # with an experiment, Hydra's own node tells which groups it picked (then it is dropped,
+    # as Hydra's compose drops it)
+    cfg = _compose(list(overrides), dirs, hydra_config=experiment is not None)
     if experiment is not None:
-        _check_experiment(experiment, list(overrides), dirs)
+        choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        assert isinstance(choices, dict)
+        _check_experiment(experiment, list(overrides), dirs, choices)
     return cfg
 
 
@@ -161,19 +168,27 @@ def _override_error(exc: BaseException, overrides: list[str], dirs: Sequence[Pat
     return UserError(text)
 
 
-def _check_experiment(name: str, overrides: list[str], dirs: Sequence[Path]) -> None:
+@functools.lru_cache(maxsize=16)
+def _schema(conf_dir: str, dirs: tuple[Path, ...], overrides: tuple[str, ...]) -> DictConfig:
+    """The config an experiment is checked against (read only; `conf_dir` keys the cache).
+
+    Cached: the experiments of a sweep, or of one paper's set, share their groups.
+    """
+    return _compose(list(overrides), dirs)
+
+
+def _check_experiment(name: str, overrides: list[str], dirs: Sequence[Path],
+                      choices: dict[Any, Any]) -> None:
     """Every key an experiment file sets must exist in the config it is applied to.
 
     The reference is the config composed with the same overrides and the groups the experiment
     picks, but without the experiment: a key only the experiment file has (a typo such as
     `num_clientz: 3`) would otherwise be merged and never read.
     """
-    with_hydra = _compose(overrides, dirs, hydra_config=True)
-    choices = with_hydra.hydra.runtime.choices
     picked = [f"{g}={choices[g]}" for g in GROUPS
               if g != "experiment" and choices.get(g) is not None]
     rest = [o for o in overrides if o.partition("=")[0].lstrip("+") != "experiment"]
-    schema = _compose([*picked, *rest], dirs)
+    schema = _schema(str(CONF_DIR), tuple(dirs), (*picked, *rest))
     for path in diagnose.experiment_files(name, [CONF_DIR, *dirs]):
         body = diagnose.load_yaml(path)
         if not isinstance(body, dict):
