@@ -22,9 +22,10 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from fedplat.config.compose import compose, import_object, parse_overrides, prepare
+from fedplat.config.diagnose import check_output_dir, find_malformed, load_config_file
 from fedplat.config.settings import resume_dir
 from fedplat.config.tree import CONF_DIR
 from fedplat.errors import RunAborted, UserError
@@ -38,6 +39,8 @@ _FLAGS_WITH_VALUE = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--c
 #: Flags after which fedplat does not pre-check anything (help, config printing).
 _PASSTHROUGH = {"-h", "--help", "--hydra-help", "-c", "--cfg", "--resolve", "--info", "-i",
                 "--shell-completion", "-sc"}
+#: Hydra's other flags; any other `-x` is a mistake answered before Hydra's usage block.
+_OTHER_FLAGS = {"-m", "--multirun", "-r", "--run", "--version", "-p", "--package"}
 _MAX_CHECKED_COMBINATIONS = 256
 
 
@@ -66,11 +69,62 @@ def user_overrides(argv: Sequence[str]) -> list[str] | None:
     return out
 
 
-def precheck(overrides: Sequence[str]) -> None:
-    """Compose and validate every sweep combination (up to a cap); raise UserError."""
+def flag_values(argv: Sequence[str], names: Sequence[str]) -> list[str]:
+    """The values given to a flag (`--config-dir DIR`, `-cd DIR`, `--config-dir=DIR`)."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if eq and name in names:
+            out.append(value)
+        elif arg in names and i + 1 < len(argv):
+            out.append(argv[i + 1])
+    return out
+
+
+def check_flags(argv: Sequence[str]) -> None:
+    """Refuse unknown flags and an absent or broken primary config in one line.
+
+    Hydra would answer an unknown flag with its usage block, and a `--config-path` or
+    `--config-name` that is absent or does not parse with a traceback.
+    """
+    known = _FLAGS_WITH_VALUE | _PASSTHROUGH | _OTHER_FLAGS
+    for i, arg in enumerate(argv):
+        if arg.startswith("-") and arg.partition("=")[0] not in known and not (
+                i > 0 and argv[i - 1] in _FLAGS_WITH_VALUE):
+            raise UserError(f"unknown option {arg}: fedplat takes KEY=VALUE overrides and "
+                            "Hydra's flags (see fedplat --help)")
+    paths = flag_values(argv, ("-cp", "--config-path"))
+    root = Path(paths[-1]).expanduser() if paths else CONF_DIR
+    if not root.is_dir():
+        raise UserError(f"--config-path {root}: no such directory; pass the folder of your "
+                        "primary config")
+    name = (flag_values(argv, ("-cn", "--config-name")) or ["config"])[-1]
+    dirs = [root, *map(Path, flag_values(argv, ("-cd", "--config-dir")))]
+    if not any((d / f"{name.removesuffix('.yaml')}.yaml").is_file() for d in dirs):
+        raise UserError(f"--config-name {name}: no {name.removesuffix('.yaml')}.yaml in "
+                        f"{', '.join(map(str, dirs))}")
+    if paths and (malformed := find_malformed([root])) is not None:
+        raise malformed
+
+
+def precheck(overrides: Sequence[str], config_dirs: Sequence[Path] = (),
+             multirun: bool = False, compose_check: bool = True) -> None:
+    """Compose and validate every sweep combination (up to a cap); raise UserError.
+
+    Also the directories the run will write (Hydra's run or sweep directory, `output_dir`):
+    one that cannot be created is refused here, before Hydra fails on it with a traceback.
+    `compose_check=False` (a primary config of the user's own, `--config-path`/`-cn`, which
+    `compose` does not know): only the directories; each run still validates its config.
+    """
     plain = [o for o in overrides if not o.lstrip("~+").startswith("hydra")]
-    for combo in parse_overrides(plain)[:_MAX_CHECKED_COMBINATIONS]:
-        prepare(compose(combo))
+    combos = parse_overrides(plain, config_dirs) if compose_check else []
+    for combo in combos[:_MAX_CHECKED_COMBINATIONS]:
+        prepare(compose(combo, config_dirs))
+    given = {o.partition("=")[0].lstrip("+"): o.partition("=")[2] for o in overrides}
+    hydra_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    check_output_dir(given.get(hydra_key, "multirun" if multirun else "outputs"), hydra_key)
+    if given.get("output_dir"):
+        check_output_dir(given["output_dir"], "output_dir")
 
 
 def format_summary(summary: Mapping[str, Any], run_dir: Path) -> str:
@@ -118,8 +172,7 @@ def resume_config(resume: Path, task_overrides: Sequence[str]) -> DictConfig:
         raise UserError(f"resume=... continues a run with its saved config; drop the other "
                         f"overrides ({' '.join(others)})")
     run_dir = resume.resolve()
-    saved = OmegaConf.load(run_dir / "config.yaml")
-    assert isinstance(saved, DictConfig)
+    saved = load_config_file(run_dir / "config.yaml", "fedplat run")
     saved.resume = str(run_dir)
     saved.output_dir = str(run_dir)
     return saved
@@ -151,12 +204,19 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         evaluate_main(args[1:])
         return
+    # Hydra reads a relative --config-path from fedplat's package; the user means the cwd
+    args = [str(Path(a).expanduser().resolve()) if i and args[i - 1] in ("-cp", "--config-path")
+            else a for i, a in enumerate(args)]
     overrides = user_overrides(args)
-    if overrides is not None:
-        try:
-            precheck(overrides)
-        except UserError as exc:
-            fail(str(exc), 2)
+    try:
+        check_flags(args)
+        if overrides is not None:
+            precheck(overrides, [Path(d) for d in flag_values(args, ("-cd", "--config-dir"))],
+                     multirun=bool({"-m", "--multirun"} & set(args)),
+                     compose_check=not flag_values(args, ("-cp", "--config-path", "-cn",
+                                                          "--config-name")))
+    except UserError as exc:
+        fail(str(exc), 2)
     sys.argv = [sys.argv[0], *args]
     _hydra_entry()
 

@@ -35,6 +35,7 @@ from flwr.serverapp import Grid, ServerApp
 from omegaconf import DictConfig, OmegaConf
 
 from fedplat.config.compose import import_object, prepare
+from fedplat.config.diagnose import load_config_file
 from fedplat.errors import RunAborted, UserError
 from fedplat.recording import checkpoint
 from fedplat.recording.recorder import CONFIG_FILE, SUMMARY_FILE, RunRecorder, write_json
@@ -79,12 +80,11 @@ def load_run(run_dir: Path) -> tuple[DictConfig, tuple[int, Path]]:
     """The saved config and latest checkpoint of `run_dir`, or one line saying what is missing."""
     if not (run_dir / CONFIG_FILE).is_file():
         raise UserError(f"fedplat evaluate: {run_dir} is not a run directory (no {CONFIG_FILE})")
+    saved = load_config_file(run_dir / CONFIG_FILE, "fedplat run")
     latest = checkpoint.latest(run_dir)
     if latest is None:
         raise UserError(f"fedplat evaluate: {run_dir} has no checkpoint; start the run with "
                         "checkpoint_every=N (a checkpoint follows every N-th and the last round)")
-    saved = OmegaConf.load(run_dir / CONFIG_FILE)
-    assert isinstance(saved, DictConfig)
     return saved, latest
 
 
@@ -213,11 +213,13 @@ def main(args: Sequence[str]) -> None:
         print(f"fedplat: error: {message}", file=sys.stderr)  # as `fedplat.cli.fail`
         raise SystemExit(code)
 
-    if not args or args[0] in ("-h", "--help"):
+    if not args:
+        fail(f"fedplat evaluate needs a run directory ({USAGE})", 2)
+    if args[0] in ("-h", "--help"):
         print(f"{USAGE}\n\n{__doc__}")
-        if not args:
-            raise SystemExit(2)
         return
+    if args[0].startswith("-"):
+        fail(f"fedplat evaluate: unknown option {args[0]} ({USAGE})", 2)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
     try:

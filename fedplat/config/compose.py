@@ -11,14 +11,17 @@ bad value and the fix.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import itertools
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from fedplat.config import diagnose
 from fedplat.config.checks import require
 from fedplat.config.settings import Settings
 from fedplat.config.tree import CONF_DIR, available
@@ -44,15 +47,20 @@ def _sweep_values(override: Any) -> list[str]:
     return [str(override.get_value_element_as_str())]
 
 
-def parse_overrides(overrides: Sequence[str]) -> list[list[str]]:
+def parse_overrides(overrides: Sequence[str], config_dirs: Sequence[Path] = ()
+                    ) -> list[list[str]]:
     """Expand command-line overrides into the list of concrete override sets they sweep over.
 
     Group choices are checked here, so `strategy=fedavgg` fails with the list of valid options
-    instead of Hydra's multi-line report.
+    instead of Hydra's multi-line report; `config_dirs` (`--config-dir`) add their options.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
+    for d in config_dirs:
+        if not Path(d).is_dir():
+            raise UserError(f"--config-dir {d}: no such directory; pass a folder holding your "
+                            "config groups (e.g. DIR/experiment/NAME.yaml)")
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except HydraException as exc:
@@ -62,7 +70,7 @@ def parse_overrides(overrides: Sequence[str]) -> list[list[str]]:
         key = ov.key_or_group
         values = _sweep_values(ov)
         if key in GROUPS and not ov.is_delete():
-            options = available(key)
+            options = available(key, config_dirs)
             for v in values:
                 if v not in options:
                     raise UserError(
@@ -80,22 +88,114 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def compose(overrides: Sequence[str] = ()) -> DictConfig:
+def compose(overrides: Sequence[str] = (), config_dirs: Sequence[Path] = ()) -> DictConfig:
     """Compose the config like the `fedplat` CLI does (for `flwr run`, scripts and tests).
 
+    `config_dirs` are the user's own config directories (`fedplat --config-dir DIR`), searched
+    after fedplat's `conf/`: their experiment files are selected like fedplat's own. The keys
+    of a selected experiment file must exist in the config (`diagnose.check_known_keys`).
     Must not be called inside a running Hydra job (Hydra allows one global instance).
     """
+    dirs = [Path(d).expanduser().resolve() for d in config_dirs]
+    parse_overrides(overrides, dirs)
+    experiment = _selected(overrides, "experiment")
+    # with an experiment, Hydra's own node tells which groups it picked (then it is dropped,
+    # as Hydra's compose drops it)
+    cfg = _compose(list(overrides), dirs, hydra_config=experiment is not None)
+    if experiment is not None:
+        choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        assert isinstance(choices, dict)
+        _check_experiment(experiment, list(overrides), dirs, choices)
+    return cfg
+
+
+def _compose(overrides: list[str], dirs: Sequence[Path], hydra_config: bool = False
+             ) -> DictConfig:
+    """Hydra's composition, its errors (and PyYAML's) turned into one line."""
+    import yaml
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    parse_overrides(overrides)
+    search = ([f"hydra.searchpath=[{','.join(d.as_uri() for d in dirs)}]"] if dirs else [])
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-            return hydra_compose(config_name="config", overrides=list(overrides))
+            return hydra_compose(config_name="config", overrides=[*search, *overrides],
+                                 return_hydra_config=hydra_config)
+    except yaml.YAMLError as exc:
+        raise diagnose.find_malformed([CONF_DIR, *dirs]) or UserError(
+            f"malformed YAML in a config file: {_first_line(exc)}") from None
     except (HydraException, OmegaConfBaseException) as exc:
-        raise UserError(_first_line(exc)) from None
+        raise _override_error(exc, overrides, dirs) from None
+
+
+def _selected(overrides: Sequence[str], group: str) -> str | None:
+    """The option the overrides pick for `group` (None: none, or null)."""
+    chosen = None
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        if eq and key.lstrip("+") == group:
+            chosen = None if value in ("", "null") else value
+    return chosen
+
+
+def _override_error(exc: BaseException, overrides: list[str], dirs: Sequence[Path]
+                    ) -> UserError:
+    """Hydra's error as one line; a mistyped key also names the nearest valid key."""
+    text = _first_line(exc)
+    prefix = "Could not override '"
+    if text.startswith(prefix) and "'" in text[len(prefix):]:
+        key = text[len(prefix):].split("'", 1)[0]
+        values = [o.partition("=")[2] for o in overrides if o.partition("=")[0] == key]
+        rest = [o for o in overrides if o.partition("=")[0] != key]
+        try:
+            schema = _compose(rest, dirs)
+        except UserError:
+            return UserError(text)
+        err = diagnose.unknown_key(key, diagnose.config_keys(schema), "command line",
+                                   values[-1] if values else None)
+        if "did you mean" in str(err):
+            return err
+        return UserError(f"{err}; +{key}=... adds a key the config lacks, for code that "
+                         "reads it")
+    if text.startswith("Could not append to config. An item is already at '"):
+        key = text.split("'")[1]
+        return UserError(f"+{key}=... adds a new key, but {key} exists; change it with "
+                         f"{key}=VALUE (without +)")
+    return UserError(text)
+
+
+@functools.lru_cache(maxsize=16)
+def _schema(conf_dir: str, dirs: tuple[Path, ...], overrides: tuple[str, ...]) -> DictConfig:
+    """The config an experiment is checked against (read only; `conf_dir` keys the cache).
+
+    Cached: the experiments of a sweep, or of one paper's set, share their groups.
+    """
+    return _compose(list(overrides), dirs)
+
+
+def _check_experiment(name: str, overrides: list[str], dirs: Sequence[Path],
+                      choices: dict[Any, Any]) -> None:
+    """Every key an experiment file sets must exist in the config it is applied to.
+
+    The reference is the config composed with the same overrides and the groups the experiment
+    picks, but without the experiment: a key only the experiment file has (a typo such as
+    `num_clientz: 3`) would otherwise be merged and never read.
+    """
+    picked = [f"{g}={choices[g]}" for g in GROUPS
+              if g != "experiment" and choices.get(g) is not None]
+    rest = [o for o in overrides if o.partition("=")[0].lstrip("+") != "experiment"]
+    schema = _schema(str(CONF_DIR), tuple(dirs), (*picked, *rest))
+    for path in diagnose.experiment_files(name, [CONF_DIR, *dirs]):
+        body = diagnose.load_yaml(path)
+        if not isinstance(body, dict):
+            continue
+        own = {k: v for k, v in body.items() if k != "defaults"}
+        diagnose.check_known_keys(own, schema, diagnose.package_of(path, "experiment"),
+                                  f"experiment file {path}")
 
 
 def to_json(cfg: DictConfig) -> str:
@@ -170,6 +270,7 @@ def prepare(cfg: DictConfig, *, check_data: bool = True) -> DictConfig:
     from fedplat.data.datasets import get_spec, without_data_files
 
     get_spec(str(cfg.dataset.name))
+    Settings.from_config(cfg)  # the core keys first: resolving clients_per_node reads them
     with contextlib.nullcontext() if check_data else without_data_files():
         resolve_auto_model(cfg)
         resolve_clients_per_node(cfg)

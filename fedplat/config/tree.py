@@ -6,6 +6,7 @@ none of them may import another just for that.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from fedplat.errors import UserError
@@ -30,9 +31,14 @@ def _find_conf_dir() -> Path:
 CONF_DIR: Path = _find_conf_dir()
 
 
-def available(group: str) -> list[str]:
-    """Options of a config group (file stems under conf/<group>/, nested ones as a/b)."""
-    root = CONF_DIR / group
-    if not root.is_dir():
-        return []
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+def available(group: str, extra_dirs: Sequence[Path] = ()) -> list[str]:
+    """Options of a config group (file stems under conf/<group>/, nested ones as a/b).
+
+    `extra_dirs` are the user's own config directories (`--config-dir`), whose options count.
+    """
+    options: set[str] = set()
+    for base in (CONF_DIR, *extra_dirs):
+        root = Path(base) / group
+        if root.is_dir():
+            options.update(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+    return sorted(options)

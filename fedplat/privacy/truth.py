@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from fedplat.config.diagnose import load_config_file
 from fedplat.data import ClientData, FederatedDataset, load_federated
 from fedplat.errors import UserError
 from fedplat.privacy.capture import Capture, attack_batch
@@ -25,9 +26,7 @@ def run_config(run_dir: Path) -> DictConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise UserError(f"{run_dir} is not a fedplat run directory (no {CONFIG_FILE})")
-    cfg = OmegaConf.load(path)
-    assert isinstance(cfg, DictConfig)
-    return cfg
+    return load_config_file(path, "fedplat run")
 
 
 def knowledge(cfg: DictConfig) -> Knowledge:

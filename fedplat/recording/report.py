@@ -8,7 +8,6 @@ groups runs that differ only in `seed` and reports mean +- std over seeds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from fedplat.errors import UserError
 from fedplat.recording.recorder import CONFIG_FILE, SUMMARY_FILE, read_rows
 
 _IGNORED_KEYS = {"output_dir", "cache_dir"}
@@ -46,9 +46,19 @@ def _flatten(d: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _load(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    summary = json.loads((run / SUMMARY_FILE).read_text())
+    from fedplat.config.diagnose import load_config_file
+
+    try:
+        summary = json.loads((run / SUMMARY_FILE).read_text())
+    except ValueError as exc:
+        raise UserError(f"{run / SUMMARY_FILE} is not valid JSON ({exc}); leave that run out "
+                        "or rerun it") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"{run / SUMMARY_FILE} does not hold a run summary (a JSON object); "
+                        "leave that run out or rerun it")
     cfg_path = run / CONFIG_FILE
-    saved = OmegaConf.to_container(OmegaConf.load(cfg_path)) if cfg_path.is_file() else {}
+    saved = (OmegaConf.to_container(load_config_file(cfg_path, "fedplat run"))
+             if cfg_path.is_file() else {})
     cfg = _flatten(saved) if isinstance(saved, Mapping) else {}
     return summary, {k: v for k, v in cfg.items() if k not in _IGNORED_KEYS}
 
@@ -142,7 +152,9 @@ def build_report(runs: Sequence[Path]) -> tuple[str, dict[str, list[dict[str, An
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point of `fedplat-report`."""
-    parser = argparse.ArgumentParser(prog="fedplat-report", description=__doc__.splitlines()[0])
+    from fedplat.config.diagnose import OneLineParser, check_output_dir
+
+    parser = OneLineParser(prog="fedplat-report", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path, help="run directories or sweep folders")
     parser.add_argument("--out", type=Path, default=Path("."),
                         help="folder for comparison.md and comparison_accuracy.png")
@@ -160,7 +172,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(2)
     from fedplat.recording.plots import plot_overlay
 
-    text, curves = build_report(runs)
+    try:
+        check_output_dir(args.out, "--out")
+        text, curves = build_report(runs)
+    except UserError as exc:
+        print(f"fedplat-report: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "comparison.md").write_text(text)
     plot_overlay(curves, args.out / "comparison_accuracy.png", key=args.metric)

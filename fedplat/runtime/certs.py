@@ -12,7 +12,6 @@ users on machines without those tools get identical files.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import ipaddress
 import sys
@@ -110,8 +109,11 @@ def generate(out_dir: Path, hosts: Sequence[str] = (), num_nodes: int = 0,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point of `fedplat-certs`."""
-    parser = argparse.ArgumentParser(prog="fedplat-certs", description=__doc__.splitlines()[0])
+    """Console entry point of `fedplat-certs`: exit 0 done, 2 bad input (one line)."""
+    from fedplat.config.diagnose import OneLineParser, check_host, check_output_dir
+    from fedplat.errors import UserError
+
+    parser = OneLineParser(prog="fedplat-certs", description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--host", action="append", default=[],
                         help="SuperLink host name or IP the SuperNodes connect to (repeatable)")
@@ -121,7 +123,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.nodes < 0 or args.days < 1:
         print("fedplat-certs: error: --nodes must be >= 0 and --days >= 1", file=sys.stderr)
         raise SystemExit(2)
-    made = generate(args.out_dir, args.host, args.nodes, args.days)
+    try:
+        hosts = [check_host(h, "--host") for h in args.host]
+        check_output_dir(args.out_dir, "OUT_DIR")
+        made = generate(args.out_dir, hosts, args.nodes, args.days)
+    except UserError as exc:
+        print(f"fedplat-certs: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"fedplat-certs: error: cannot write in {args.out_dir} ({exc.strerror}: "
+              f"{exc.filename}); choose a directory you can write to", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"CA certificate      {made.ca_cert}  (give to every SuperNode and flwr CLI user)")
     print(f"SuperLink TLS       {made.server_cert}, {made.server_key}")
     for priv, pub in made.node_keys:

@@ -238,3 +238,17 @@ def test_a_scenario_module_without_a_hook_is_refused():
 def test_the_p2p_scenario_validates_without_strategy_classes():
     cfg = prepare(compose(["scenario=disaster", "p2p.backend=local"]))
     assert "_target_" not in cfg.strategy and "client_target" not in cfg.strategy
+
+
+def test_config_dirs_add_experiments_and_their_keys_are_checked(tmp_path):
+    exp = tmp_path / "experiment"
+    exp.mkdir()
+    (exp / "mine.yaml").write_text("# @package _global_\nnum_clients: 3\n")
+    (exp / "typo.yaml").write_text("# @package _global_\ndefaults:\n  - mine\n\nnum_roundz: 2\n")
+    assert "mine" in available("experiment", [tmp_path])
+    assert compose(["experiment=mine"], [tmp_path]).num_clients == 3
+    with pytest.raises(UserError, match=r"typo.yaml: unknown config key 'num_roundz'; did you "
+                                        r"mean 'num_rounds'\?"):
+        compose(["experiment=typo"], [tmp_path])
+    with pytest.raises(UserError, match="unknown experiment 'mine'"):
+        compose(["experiment=mine"])  # not without the directory
