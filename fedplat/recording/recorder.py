@@ -309,14 +309,16 @@ INTERRUPTED: list[RunRecorder] = []
 
 
 def interrupt_open_runs(signal_name: str) -> list[RunRecorder]:
-    """Close every unfinished run as interrupted; return all runs interrupted in this process.
+    """Close every unfinished run as interrupted; return (and forget) the interrupted runs.
 
     A run whose server loop ran in the CLI's thread was closed on the way out already; one
     whose loop runs in another thread (the Ray backend's server thread) is closed here.
     """
     for recorder in list(_OPEN):
         recorder.interrupt(signal_name)
-    return list(INTERRUPTED)
+    runs = list(INTERRUPTED)
+    INTERRUPTED.clear()
+    return runs
 
 
 class DeviceTally:
