@@ -247,22 +247,16 @@ def _interrupted(name: str) -> None:
     When the run's server loop is in another thread (the Ray backend), that thread would wait
     for replies forever: the process then ends at once, after flushing the logs.
     """
-    runs = interrupt_open_runs(name)
+    threaded = any(t.is_alive() and not t.daemon for t in threading.enumerate()
+                   if t is not threading.current_thread())
+    runs = interrupt_open_runs(name, draw=not threaded)
     where = "; ".join(str(r.reason) for r in runs) or f"stopped by {name}"
     code = rundir.exit_code(name)
     print(f"fedplat: error: run interrupted: {where}; summary.json says \"interrupted\"",
           file=sys.stderr, flush=True)
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
-           if t is not threading.current_thread()):
+    if threaded:  # Ray's processes share the driver's fate (they end with it)
         logging.shutdown()
         sys.stdout.flush()
-        try:
-            import ray
-
-            if ray.is_initialized():
-                ray.shutdown()
-        except Exception:  # ending anyway
-            pass
         os._exit(code)
     raise SystemExit(code)
 

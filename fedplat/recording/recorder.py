@@ -254,8 +254,8 @@ class RunRecorder:
         write_json(self.run_dir / SUMMARY_FILE, self.summary())
 
     def finish(self, status: str, reason: str | None = None,
-               extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Close the run: final summary and plots (also after a failure).
+               extra: Mapping[str, Any] | None = None, *, draw: bool = True) -> dict[str, Any]:
+        """Close the run: final summary and (`draw`) plots (also after a failure).
 
         Once closed (by an interruption), later calls return the summary and change nothing.
         """
@@ -268,6 +268,8 @@ class RunRecorder:
             self.extra.update(extra or {})
             self._metrics.close()
             self._write_summary()
+        if not draw:
+            return self.summary()
         try:  # a machine without matplotlib (a bare GPU box) keeps its results all the same
             from fedplat.recording import plots
 
@@ -280,7 +282,7 @@ class RunRecorder:
         return self.summary()
 
 
-    def interrupt(self, signal_name: str) -> dict[str, Any]:
+    def interrupt(self, signal_name: str, *, draw: bool = True) -> dict[str, Any]:
         """Close the run as stopped by a signal (SIGTERM, SIGINT: Ctrl-C); return the summary.
 
         summary.json gets `"status": "interrupted"` and `interrupted`: the signal, the last
@@ -299,7 +301,7 @@ class RunRecorder:
         INTERRUPTED.append(self)
         return self.finish("interrupted", f"stopped by {signal_name} {where}{resumable}",
                            {"interrupted": {"signal": signal_name, "last_round": last,
-                                            "checkpoint_round": saved}})
+                                            "checkpoint_round": saved}}, draw=draw)
 
 
 #: Recorders of runs not yet finished (the CLI closes them on a signal caught in its thread).
@@ -308,14 +310,15 @@ _OPEN: weakref.WeakSet[RunRecorder] = weakref.WeakSet()
 INTERRUPTED: list[RunRecorder] = []
 
 
-def interrupt_open_runs(signal_name: str) -> list[RunRecorder]:
+def interrupt_open_runs(signal_name: str, *, draw: bool = True) -> list[RunRecorder]:
     """Close every unfinished run as interrupted; return (and forget) the interrupted runs.
 
     A run whose server loop ran in the CLI's thread was closed on the way out already; one
-    whose loop runs in another thread (the Ray backend's server thread) is closed here.
+    whose loop runs in another thread (the Ray backend's server thread) is closed here
+    (`draw=False`: without plots, the process is about to end).
     """
     for recorder in list(_OPEN):
-        recorder.interrupt(signal_name)
+        recorder.interrupt(signal_name, draw=draw)
     runs = list(INTERRUPTED)
     INTERRUPTED.clear()
     return runs

@@ -15,10 +15,13 @@ A light module (no torch): the CLI reads it before anything heavy is imported.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import shutil
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -138,6 +141,37 @@ def exit_code(name: str) -> int:
 
 
 Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+@contextlib.contextmanager
+def sigterm_kept_across_ray_init() -> Iterator[None]:
+    """Keep this process's SIGTERM handler when Flower's Ray backend calls `ray.init`.
+
+    `ray.init` installs Ray's own handlers (Python: exit; its core worker's: abort with a
+    stack dump, exit code 134), so a SIGTERM would end the run without recording it. Ray is
+    imported and patched only while the block runs.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import ray
+
+    handler = signal.getsignal(signal.SIGTERM)
+    original = ray.init
+
+    @functools.wraps(original)
+    def init(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(*args, **kwargs)
+        finally:
+            if handler is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, handler)
+
+    ray.init = init
+    try:
+        yield
+    finally:
+        ray.init = original
 
 
 def on_sigterm() -> Handler:

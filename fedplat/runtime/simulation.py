@@ -108,15 +108,18 @@ def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
     for handler in flwr_logger.handlers:
         handler.addFilter(engine_filter)
     restore = _fast_polling(sim.poll_interval_s) if sim.poll_interval_s is not None else None
+    from fedplat.recording.rundir import sigterm_kept_across_ray_init
+
     try:
-        _run_simulation(
-            num_supernodes=nodes,
-            client_app=client_app,
-            server_app=server_app,
-            backend_name="ray",
-            backend_config=backend_config(sim),
-            exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
-        )
+        with sigterm_kept_across_ray_init():  # SIGTERM is recorded as an interruption
+            _run_simulation(
+                num_supernodes=nodes,
+                client_app=client_app,
+                server_app=server_app,
+                backend_name="ray",
+                backend_config=backend_config(sim),
+                exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
+            )
     finally:
         if restore is not None:
             restore()
