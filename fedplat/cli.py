@@ -146,7 +146,10 @@ def _override_value(overrides: Sequence[str], key: str) -> str | None:
     found = [o for o in overrides if o.lstrip("+").split("=", 1)[0] == key]
     if not found:
         return None
-    value = OverridesParser.create().parse_overrides([found[-1]])[0].value()
+    try:
+        value = OverridesParser.create().parse_overrides([found[-1]])[0].value()
+    except Exception:  # Hydra reports a malformed override itself, in its own words
+        return None
     return None if value is None else str(value)
 
 
