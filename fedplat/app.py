@@ -90,6 +90,11 @@ def execute(grid: Grid, cfg: DictConfig, recorder: RunRecorder) -> dict[str, Any
         _artifacts(server, recorder)
         recorder.finish("aborted", str(exc))
         raise
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through the CLI's handler
+        from fedplat.recording.rundir import signal_name
+
+        recorder.interrupt(signal_name(exc))
+        raise
     except BaseException as exc:
         recorder.finish("failed", f"{type(exc).__name__}: {exc}")
         raise

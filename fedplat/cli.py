@@ -8,14 +8,23 @@ scenario's runner (`scenario.runner`, e.g. simulations.centralized.run).
 `fedplat evaluate RUN_DIR [strategy.KEY=VALUE ...]` evaluates a saved run's checkpoint again
 under another evaluation option (`fedplat.evaluate`); it is recognised here, before Hydra.
 
-Exit codes: 0 done, 1 the run stopped early (`RunAborted`; results so far are kept), 2 bad input.
+Run directories (`fedplat.recording.rundir`): a new run refuses a directory that already holds a
+run unless `resume=DIR` or `overwrite=true` is given, checked before Hydra writes anything;
+`resume=DIR` of a complete run says so and exits 0 without writing; a resumed run (and one with
+`output_dir=DIR`) logs into that directory (hydra.run.dir follows it). SIGTERM is raised like
+Ctrl-C's KeyboardInterrupt, so summary.json records the interruption.
+
+Exit codes: 0 done (or nothing to resume), 1 the run stopped early (`RunAborted`; results so far
+are kept), 2 bad input, 130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM (128 + the signal).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +38,8 @@ from fedplat.config.diagnose import check_output_dir, find_malformed, load_confi
 from fedplat.config.settings import resume_dir
 from fedplat.config.tree import CONF_DIR
 from fedplat.errors import RunAborted, UserError
-from fedplat.recording.recorder import devices_line, faults_line
+from fedplat.recording import rundir
+from fedplat.recording.recorder import devices_line, faults_line, interrupt_open_runs
 
 log = logging.getLogger("fedplat")
 
@@ -178,14 +188,75 @@ def resume_config(resume: Path, task_overrides: Sequence[str]) -> DictConfig:
     return saved
 
 
+class NothingToDo(Exception):
+    """`resume=` of a complete run: one line, exit 0, nothing written."""
+
+
+def _override_value(overrides: Sequence[str], key: str) -> str | None:
+    """The value of the last `key=value` among `overrides` (quotes removed), or None."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    found = [o for o in overrides if o.lstrip("+").split("=", 1)[0] == key]
+    if not found:
+        return None
+    try:
+        value = OverridesParser.create().parse_overrides([found[-1]])[0].value()
+    except Exception:  # Hydra reports a malformed override itself, in its own words
+        return None
+    return None if value is None else str(value)
+
+
+def _quoted(path: Path) -> str:
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def run_dir_overrides(args: Sequence[str], overrides: Sequence[str]) -> list[str]:
+    """Check the run directory before Hydra writes into it; the Hydra overrides to add.
+
+    * `resume=DIR`: a complete run raises `NothingToDo`; otherwise Hydra's directory (run.log)
+      becomes DIR, without a new .hydra/ (the original run's stays).
+    * `output_dir=DIR` or `hydra.run.dir=DIR` that holds a run: `UserError` unless
+      `overwrite=true` (nothing written). With `output_dir=DIR`, run.log goes there too.
+    A sweep (`-m`) is checked job by job in `_hydra_entry`.
+    """
+    if "-m" in args or "--multirun" in args:
+        return []
+    plain = [o for o in overrides if not o.lstrip("~+").startswith("hydra")]
+    hydra_dir = _override_value(overrides, "hydra.run.dir")
+    cfg = compose(plain)
+    resume = resume_dir(cfg)
+    if resume is not None:
+        done = rundir.completed_line(resume)
+        if done is not None:
+            raise NothingToDo(done)
+        return [] if hydra_dir is not None else [f"hydra.run.dir={_quoted(resume.resolve())}",
+                                                 "hydra.output_subdir=null"]
+    overwrite = rundir.overwrite_flag(cfg)
+    extra: list[str] = []
+    if cfg.get("output_dir"):
+        target = Path(str(cfg.output_dir)).expanduser().resolve()
+        if hydra_dir is None:
+            extra = [f"hydra.run.dir={_quoted(target)}"]
+        rundir.claim(target, overwrite)
+    elif hydra_dir is not None and "${" not in hydra_dir:
+        rundir.claim(Path(hydra_dir).expanduser().resolve(), overwrite)
+    return extra
+
+
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
 def _hydra_entry(cfg: DictConfig) -> None:
     try:
         resume = resume_dir(cfg)
         if resume is not None:
+            done = rundir.completed_line(resume)
+            if done is not None:
+                print(f"fedplat: {done}", file=sys.stderr)
+                return
             cfg = resume_config(resume, list(HydraConfig.get().overrides.task))
         prepare(cfg)
         run_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir).resolve()
+        if resume is None:
+            rundir.claim(run_dir, rundir.overwrite_flag(cfg))
         runner = import_object(cfg.scenario.runner, "scenario.runner")
         summary = runner(cfg, run_dir)
     except UserError as exc:
@@ -215,10 +286,42 @@ def main(argv: Sequence[str] | None = None) -> None:
                      multirun=bool({"-m", "--multirun"} & set(args)),
                      compose_check=not flag_values(args, ("-cp", "--config-path", "-cn",
                                                           "--config-name")))
+            args += run_dir_overrides(args, overrides)
     except UserError as exc:
         fail(str(exc), 2)
+    except NothingToDo as done:
+        print(f"fedplat: {done}", file=sys.stderr)
+        return
     sys.argv = [sys.argv[0], *args]
-    _hydra_entry()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = rundir.on_sigterm() if in_main else None
+    try:
+        _hydra_entry()
+    except KeyboardInterrupt as exc:
+        _interrupted(rundir.signal_name(exc))
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(name: str) -> None:
+    """Close the interrupted run(s), say where, exit 128 + the signal's number.
+
+    When the run's server loop is in another thread (the Ray backend), that thread would wait
+    for replies forever: the process then ends at once, after flushing the logs.
+    """
+    threaded = any(t.is_alive() and not t.daemon for t in threading.enumerate()
+                   if t is not threading.current_thread())
+    runs = interrupt_open_runs(name, draw=not threaded)
+    where = "; ".join(str(r.reason) for r in runs) or f"stopped by {name}"
+    code = rundir.exit_code(name)
+    print(f"fedplat: error: run interrupted: {where}; summary.json says \"interrupted\"",
+          file=sys.stderr, flush=True)
+    if threaded:  # Ray's processes share the driver's fate (they end with it)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -199,7 +199,8 @@ class Server:
         strategy.setup(clients)
         self.strategy = strategy
         if resumed is not None:
-            strategy.load_state_dict(checkpoint.load_server(resumed[1])["strategy"])
+            package = (type(strategy).__module__.split(".")[0] + ".",)  # its own classes
+            strategy.load_state_dict(checkpoint.load_server(resumed[1], package)["strategy"])
         return strategy
 
     def evaluate_saved(self, resumed: tuple[int, Path]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ run() {  # run NAME OVERRIDES...
   fi
   echo "$(date +%T) start $name: fedplat $*"
   .venv/bin/python -m fedplat.cli simulation.backend=inline simulation.torch_threads=1 "$@" \
-      hydra.run.dir="$OUT/$name" > "$OUT/$name.log" 2>&1
+      hydra.run.dir="$OUT/$name" overwrite=true > "$OUT/$name.log" 2>&1
   echo "$(date +%T) done  $name (exit $?)"
 }
 groups=${*:-d10 sbm o30 d5 d20}

@@ -55,7 +55,7 @@ def sh(cmd: list[str], log: Path) -> float:
 
 
 def train(name: str, seed: int, out: Path, extra: list[str]) -> Path:
-    """One training run (skipped when already completed)."""
+    """One training run (skipped when already completed; an unfinished one starts again)."""
     run_dir = out / f"{name}_seed{seed}"
     summary = run_dir / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("status") == "completed":
@@ -63,7 +63,8 @@ def train(name: str, seed: int, out: Path, extra: list[str]) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     experiment, overrides = RUNS[name]
     sh([sys.executable, "-m", "fedplat.cli", f"experiment={experiment}", *overrides,
-        f"seed={seed}", f"hydra.run.dir={run_dir}", *extra], out / f"train_{name}_{seed}.log")
+        f"seed={seed}", f"hydra.run.dir={run_dir}", "overwrite=true", *extra],
+       out / f"train_{name}_{seed}.log")
     return run_dir
 
 

@@ -351,6 +351,7 @@ def resume_dir(cfg: DictConfig) -> Path | None:
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"resume={resume}: no run directory there (no config.yaml)")
     if not (run_dir / "checkpoint" / "latest.json").is_file():
-        raise UserError(f"resume={resume}: the run has no checkpoint; it must have been "
-                        "started with checkpoint_every=N")
+        from fedplat.recording.rundir import no_checkpoint_line
+
+        raise UserError(no_checkpoint_line(run_dir, str(resume)))
     return run_dir

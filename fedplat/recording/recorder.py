@@ -11,7 +11,9 @@ import json
 import logging
 import math
 import os
+import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -206,6 +208,12 @@ class RunRecorder:
         self.reason: str | None = None
         self.extra: dict[str, Any] = {}
         self.t_start = time.perf_counter()
+        #: A resumed run's wall time continues from its checkpoint round's.
+        last_wall = self.rows[-1].get("wall_time_s") if self.rows else None
+        self.wall_offset_s = float(last_wall) if isinstance(last_wall, int | float) else 0.0
+        self.closed = False
+        self._lock = threading.RLock()  # the CLI's thread may close a run the server logs
+        _OPEN.add(self)
         self.t_first_round: float | None = None
         (self.run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
         self._metrics = (self.run_dir / METRICS_FILE).open("w", encoding="utf-8")
@@ -221,8 +229,8 @@ class RunRecorder:
 
     @property
     def wall_time_s(self) -> float:
-        """Seconds since the recorder was created."""
-        return time.perf_counter() - self.t_start
+        """Seconds since the recorder was created (plus, resumed, the checkpoint's wall time)."""
+        return self.wall_offset_s + time.perf_counter() - self.t_start
 
     def round_started(self) -> None:
         """Mark the start of round 1 (everything before it counts as start-up)."""
@@ -246,12 +254,15 @@ class RunRecorder:
         write_json(self.run_dir / CLIENTS_FILE, {"label_counts": label_counts, **info, **usage})
 
     def log_round(self, row: dict[str, Any]) -> None:
-        """Append one round's metrics and refresh the summary."""
-        self.rows.append(row)
-        self.devices.add(row)
-        self._metrics.write(json.dumps(clean(row), sort_keys=True) + "\n")
-        self._metrics.flush()
-        self._write_summary()
+        """Append one round's metrics and refresh the summary (nothing once closed)."""
+        with self._lock:
+            if self.closed:  # interrupted from another thread: the summary says so already
+                return
+            self.rows.append(row)
+            self.devices.add(row)
+            self._metrics.write(json.dumps(clean(row), sort_keys=True) + "\n")
+            self._metrics.flush()
+            self._write_summary()
 
     def summary(self) -> dict[str, Any]:
         """The current summary.json content."""
@@ -285,12 +296,22 @@ class RunRecorder:
         write_json(self.run_dir / SUMMARY_FILE, self.summary())
 
     def finish(self, status: str, reason: str | None = None,
-               extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Close the run: final summary and plots (also after a failure)."""
-        self.status, self.reason = status, reason
-        self.extra.update(extra or {})
-        self._metrics.close()
-        self._write_summary()
+               extra: Mapping[str, Any] | None = None, *, draw: bool = True) -> dict[str, Any]:
+        """Close the run: final summary and (`draw`) plots (also after a failure).
+
+        Once closed (by an interruption), later calls return the summary and change nothing.
+        """
+        with self._lock:
+            if self.closed:
+                return self.summary()
+            self.closed = True
+            _OPEN.discard(self)
+            self.status, self.reason = status, reason
+            self.extra.update(extra or {})
+            self._metrics.close()
+            self._write_summary()
+        if not draw:
+            return self.summary()
         try:  # a machine without matplotlib (a bare GPU box) keeps its results all the same
             from fedplat.recording import plots
 
@@ -301,6 +322,48 @@ class RunRecorder:
         except Exception as exc:  # a plotting problem must not lose the results
             log.warning("could not draw plots: %s", exc)
         return self.summary()
+
+
+    def interrupt(self, signal_name: str, *, draw: bool = True) -> dict[str, Any]:
+        """Close the run as stopped by a signal (SIGTERM, SIGINT: Ctrl-C); return the summary.
+
+        summary.json gets `"status": "interrupted"` and `interrupted`: the signal, the last
+        round completed (logged) and the round of the newest complete checkpoint (what
+        `resume=` continues from; None without one).
+        """
+        from fedplat.recording.rundir import latest_round
+
+        last = max((int(r["round"]) for r in self.rows), default=0)
+        saved = latest_round(self.run_dir)
+        where = f"after round {last}" if last else "before round 1 ended"
+        resumable = f"; resume={self.run_dir} continues after round {saved}" \
+            if saved is not None else "; no checkpoint to resume from"
+        if self.closed:
+            return self.summary()
+        INTERRUPTED.append(self)
+        return self.finish("interrupted", f"stopped by {signal_name} {where}{resumable}",
+                           {"interrupted": {"signal": signal_name, "last_round": last,
+                                            "checkpoint_round": saved}}, draw=draw)
+
+
+#: Recorders of runs not yet finished (the CLI closes them on a signal caught in its thread).
+_OPEN: weakref.WeakSet[RunRecorder] = weakref.WeakSet()
+#: Recorders closed by `interrupt` in this process, for the CLI's last line.
+INTERRUPTED: list[RunRecorder] = []
+
+
+def interrupt_open_runs(signal_name: str, *, draw: bool = True) -> list[RunRecorder]:
+    """Close every unfinished run as interrupted; return (and forget) the interrupted runs.
+
+    A run whose server loop ran in the CLI's thread was closed on the way out already; one
+    whose loop runs in another thread (the Ray backend's server thread) is closed here
+    (`draw=False`: without plots, the process is about to end).
+    """
+    for recorder in list(_OPEN):
+        recorder.interrupt(signal_name, draw=draw)
+    runs = list(INTERRUPTED)
+    INTERRUPTED.clear()
+    return runs
 
 
 class DeviceTally:

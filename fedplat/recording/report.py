@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from fedplat.errors import UserError
 from fedplat.recording.recorder import CONFIG_FILE, SUMMARY_FILE, read_rows
 
-_IGNORED_KEYS = {"output_dir", "cache_dir"}
+_IGNORED_KEYS = {"output_dir", "cache_dir", "overwrite"}
 
 
 def find_runs(paths: Sequence[Path]) -> list[Path]:

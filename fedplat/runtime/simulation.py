@@ -116,8 +116,11 @@ def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
     for handler in flwr_logger.handlers:
         handler.addFilter(engine_filter)
     restore = _fast_polling(sim.poll_interval_s) if sim.poll_interval_s is not None else None
+    from fedplat.recording.rundir import sigterm_kept_across_ray_init
+
     try:
-        with local_on_loopback(sim.ray_address):  # the engine calls ray.init in here
+        # the engine calls ray.init in here; SIGTERM stays recorded as an interruption
+        with local_on_loopback(sim.ray_address), sigterm_kept_across_ray_init():
             _run_simulation(
                 num_supernodes=nodes,
                 client_app=client_app,

@@ -366,6 +366,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         recorder.finish("aborted", str(exc), job.extra_summary())
         job.draw()
         raise
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through the CLI's handler
+        from fedplat.recording.rundir import signal_name
+
+        recorder.extra.update(job.extra_summary())
+        recorder.interrupt(signal_name(exc))
+        raise
     except BaseException as exc:
         recorder.finish("failed", f"{type(exc).__name__}: {exc}", job.extra_summary())
         raise

@@ -118,7 +118,7 @@ CASES: list[Case] = [
     c("fedplat", "dataset=mnist dataset.root={tmp}/no-such-folder", "MNIST not found"),
     c("fedplat", "dataset=mnist dataset.root={corrupt_mnist}", "corrupt data file"),
     c("fedplat", "resume={tmp}/no-such-run", "no run directory there (no config.yaml)"),
-    c("fedplat", "resume={no_checkpoint}", "the run has no checkpoint; it must have been started"),
+    c("fedplat", "resume={no_checkpoint}", "but no checkpoint was completed"),
     c("fedplat", "resume={a_file}", "no run directory there (no config.yaml)"),
     c("fedplat", f"hydra.run.dir={UNWRITABLE}/run", "cannot write in /sys (no permission)"),
     c("fedplat", "hydra.run.dir={a_file}", "is a file, not a directory; choose a directory path"),

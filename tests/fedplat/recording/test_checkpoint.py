@@ -106,3 +106,23 @@ def test_resume_needs_a_checkpoint_and_no_other_overrides(tmp_path, capsys):
         main([f"resume={tmp_path / 'plain'}"])
     assert info.value.code == 2
     assert "started with checkpoint_every=N" in capsys.readouterr().err
+
+
+def test_a_state_holding_models_and_optimizers_loads_through_the_restricted_unpickler(tmp_path):
+    """pFedHN keeps a hypernetwork and its optimizer: not `weights_only`, still no code run."""
+    import pickle
+
+    from strategies.pfedhn import PFedHN
+
+    cfg = make_cfg("strategy=pfedhn", "num_clients=3")
+    s = PFedHN(cfg)
+    s.setup({i: ClientInfo(i, 10, 2, 2) for i in range(3)})
+    checkpoint.save_server(tmp_path, 1, s.state_dict())
+    path = checkpoint.latest(tmp_path)[1] / checkpoint.SERVER_FILE
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
+    state = checkpoint.load_server(path.parent)["strategy"]
+    params = list(state["model"].parameters())
+    in_optimizer = {id(q) for g in state["optimizer"].param_groups for q in g["params"]}
+    assert in_optimizer == {id(q) for q in params}  # the same objects, shared as saved
+    assert all(torch.equal(a, b) for a, b in zip(params, s.model.parameters(), strict=True))

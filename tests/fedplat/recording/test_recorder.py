@@ -130,3 +130,23 @@ def test_the_summary_counts_every_kind_of_fault_and_the_console_says_them():
     assert faults_line(lost) == ("1 client failures (0 rejected), 0 late, 0 dropped; "
                                  "1 worker lost, 15 of 20 nodes lost")
     assert faults_line(None, 2) == "2 client failures"  # a summary written before `faults`
+
+
+def test_a_resumed_run_continues_its_wall_time_and_an_interrupt_is_recorded(tmp_path):
+    cfg = make_cfg("num_rounds=3")
+    rec = RunRecorder(tmp_path, cfg)
+    rec.log_round({"round": 1, "wall_time_s": 100.0})
+    again = RunRecorder(tmp_path, cfg, resume_round=1)  # as after a kill at round 1
+    assert 100.0 <= again.wall_time_s < 150.0 and again.summary()["wall_time_s"] >= 100.0
+    again.log_round({"round": 2, "wall_time_s": again.wall_time_s})
+    summary = again.interrupt("SIGINT")
+    assert summary["status"] == "interrupted"
+    assert summary["interrupted"] == {"signal": "SIGINT", "last_round": 2,
+                                      "checkpoint_round": None}
+    assert summary["reason"] == "stopped by SIGINT after round 2; no checkpoint to resume from"
+    written = (tmp_path / "summary.json").read_bytes(), (tmp_path / "metrics.jsonl").read_bytes()
+    again.log_round({"round": 3})  # a server thread still running changes nothing now
+    assert again.finish("failed", "late")["status"] == "interrupted"
+    assert ((tmp_path / "summary.json").read_bytes(),
+            (tmp_path / "metrics.jsonl").read_bytes()) == written
+    assert json.loads(written[0])["status"] == "interrupted"
