@@ -58,6 +58,24 @@ class RawDataset:
 
 
 @dataclass(frozen=True)
+class GeneratedUsers:
+    """A dataset generated one natural owner (user) at a time, on demand.
+
+    For populations too large to hold as one table (100,000 users of a synthetic benchmark):
+    nothing per sample exists until `generate(k)` makes user k's samples, a pure function of
+    the dataset's config and k, so any process (a Ray worker on any machine) makes the same
+    ones. `num_train[k]` and `num_test[k]` are user k's sample counts (known without
+    generating); `generate(k)` returns its (x float32, y int64), the training part first.
+    """
+
+    info: DatasetInfo
+    num_train: np.ndarray  # (users,) int64
+    num_test: np.ndarray  # (users,) int64
+    generate: Callable[[int], tuple[np.ndarray, np.ndarray]]
+    source: DataSource | None = None
+
+
+@dataclass(frozen=True)
 class GraphDataset:
     """A preprocessed global graph with its global node split.
 
@@ -86,18 +104,21 @@ class DatasetSpec:
 
     `info` is cheap (shapes and sizes); `check` raises a `UserError` saying where to put the
     files when the dataset is not available on this machine; `load` returns a `RawDataset`
-    (samples) or, for `info.kind == "graph"`, a `GraphDataset` (one global graph).
+    (samples), for `info.kind == "graph"` a `GraphDataset` (one global graph), or a
+    `GeneratedUsers` (samples made per user on demand, for `partition=natural` only).
     """
 
     name: str
     info: Callable[[DictConfig], DatasetInfo]
     check: Callable[[DictConfig], None]
-    load: Callable[[DictConfig, Path], RawDataset | GraphDataset]
+    load: Callable[[DictConfig, Path], RawDataset | GraphDataset | GeneratedUsers]
     #: `info` without reading a file: shapes and classes as published, `num_samples` (and
     #: `num_groups`) those of the full published dataset, for validating a config on a
     #: machine without the data (`fedplat.data.datasets.without_data_files`). None when
     #: `info` reads no file anyway.
     declared: Callable[[DictConfig], DatasetInfo] | None = None
+    #: True when `load` returns `GeneratedUsers`: one client per user (`partition=natural`).
+    per_user: bool = False
 
 
 def always_available(ds: DictConfig) -> None:

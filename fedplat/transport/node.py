@@ -41,8 +41,7 @@ from fedplat.core.records import CONTROL
 from fedplat.core.stage import MAIN, Stage
 from fedplat.data import (
     ClientData,
-    FederatedDataset,
-    FederatedGraph,
+    Federated,
     GraphClientData,
     load_federated,
 )
@@ -110,7 +109,7 @@ class Worker:
     _cached_bytes: int = field(default=0, repr=False)
 
     @property
-    def federated(self) -> FederatedDataset | FederatedGraph:
+    def federated(self) -> Federated:
         """The partitioned dataset (built once per process)."""
         return load_federated(self.cfg)
 
