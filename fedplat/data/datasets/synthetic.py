@@ -145,7 +145,7 @@ def load(ds: DictConfig, cache: Path) -> GeneratedUsers:
                "test_fraction": float(ds.test_fraction)}
     origin = DataSource(__name__, "generated",
                         f"generated per user by fedplat's Synthetic(alpha={params['alpha']:g}, "
-                        f"beta={params['beta']:g}) (FedProx), {ds.num_users} users, "
+                        f"beta={params['beta']:g}) generator, {ds.num_users} users, "
                         f"seed={params['seed']}", details=details)
     return GeneratedUsers(meta, train, test, generate, origin)
 
