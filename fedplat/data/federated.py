@@ -509,8 +509,9 @@ def build_federated(cfg: DictConfig) -> Federated:
     if isinstance(raw, GeneratedUsers):
         return build_generated(cfg, raw)
     assert isinstance(raw, RawDataset)
-    x = np.concatenate([raw.x_train, raw.x_test])
-    y = np.concatenate([raw.y_train, raw.y_test])
+    # No copy when there is no test part (digits): the pooled array is the training part.
+    x = raw.x_train if len(raw.x_test) == 0 else np.concatenate([raw.x_train, raw.x_test])
+    y = raw.y_train if len(raw.y_test) == 0 else np.concatenate([raw.y_train, raw.y_test])
     n, m = int(cfg.num_clients), server_shares_of(cfg)
     name = str(cfg.partition.name)
     spec = get_partitioner(name, raw.info)
