@@ -68,31 +68,21 @@ def test_alpha_shifts_every_logit_alike_so_labels_do_not_change():
 
 
 def fit(x, y):
-    model = torch.nn.Linear(60, 10)
-    opt = torch.optim.LBFGS(model.parameters(), max_iter=30)
-    xs, ys = torch.from_numpy(x), torch.from_numpy(y)
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(xs), ys)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return lambda xt: model(torch.from_numpy(xt)).argmax(1).numpy()
+    """A least-squares linear classifier on one-hot labels (closed form, milliseconds)."""
+    w = np.linalg.lstsq(np.c_[x, np.ones(len(x))], np.eye(10)[y], rcond=None)[0]
+    return lambda xt: np.argmax(np.c_[xt, np.ones(len(xt))] @ w, axis=1)
 
 
 @pytest.mark.parametrize("iid", [True, False])
 def test_iid_shares_one_model_non_iid_does_not(iid):
-    torch.manual_seed(0)
     kw = dict(alpha=0.0, beta=0.0, iid=iid, **GEN)
     predict = fit(*user_samples(0, 500, **kw))
     transfer = np.mean([(predict(x) == y).mean()
                         for x, y in (user_samples(k, 300, **kw) for k in (1, 2, 3))])
     if iid:
-        assert transfer > 0.7  # user 0's model labels other users' data: one shared model
+        assert transfer > 0.5  # user 0's model labels other users' data: one shared model
     else:
-        assert transfer < 0.4
+        assert transfer < 0.3
 
 
 def test_sizes_are_lognormal_plus_min_capped_and_split_90_10():
