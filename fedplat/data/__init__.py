@@ -8,8 +8,10 @@ from fedplat.data.base import DatasetInfo, GraphDataset, RawDataset, is_graph
 from fedplat.data.datasets import DATASETS, dataset_info, get_spec, load_raw
 from fedplat.data.federated import (
     ClientData,
+    Federated,
     FederatedDataset,
     FederatedGraph,
+    GeneratedFederatedDataset,
     GraphClientData,
     build_federated,
     load_federated,
@@ -22,8 +24,10 @@ __all__ = [
     "PARTITIONERS",
     "ClientData",
     "DatasetInfo",
+    "Federated",
     "FederatedDataset",
     "FederatedGraph",
+    "GeneratedFederatedDataset",
     "GraphClientData",
     "GraphDataset",
     "RawDataset",

@@ -58,6 +58,24 @@ class RawDataset:
 
 
 @dataclass(frozen=True)
+class GeneratedUsers:
+    """A dataset generated one natural owner (user) at a time, on demand.
+
+    For populations too large to hold as one table (100,000 users of a synthetic benchmark):
+    nothing per sample exists until `generate(k)` makes user k's samples, a pure function of
+    the dataset's config and k, so any process (a Ray worker on any machine) makes the same
+    ones. `num_train[k]` and `num_test[k]` are user k's sample counts (known without
+    generating); `generate(k)` returns its (x float32, y int64), the training part first.
+    """
+
+    info: DatasetInfo
+    num_train: np.ndarray  # (users,) int64
+    num_test: np.ndarray  # (users,) int64
+    generate: Callable[[int], tuple[np.ndarray, np.ndarray]]
+    source: DataSource | None = None
+
+
+@dataclass(frozen=True)
 class GraphDataset:
     """A preprocessed global graph with its global node split.
 
@@ -86,18 +104,21 @@ class DatasetSpec:
 
     `info` is cheap (shapes and sizes); `check` raises a `UserError` saying where to put the
     files when the dataset is not available on this machine; `load` returns a `RawDataset`
-    (samples) or, for `info.kind == "graph"`, a `GraphDataset` (one global graph).
+    (samples), for `info.kind == "graph"` a `GraphDataset` (one global graph), or a
+    `GeneratedUsers` (samples made per user on demand, for `partition=natural` only).
     """
 
     name: str
     info: Callable[[DictConfig], DatasetInfo]
     check: Callable[[DictConfig], None]
-    load: Callable[[DictConfig, Path], RawDataset | GraphDataset]
+    load: Callable[[DictConfig, Path], RawDataset | GraphDataset | GeneratedUsers]
     #: `info` without reading a file: shapes and classes as published, `num_samples` (and
     #: `num_groups`) those of the full published dataset, for validating a config on a
     #: machine without the data (`fedplat.data.datasets.without_data_files`). None when
     #: `info` reads no file anyway.
     declared: Callable[[DictConfig], DatasetInfo] | None = None
+    #: True when `load` returns `GeneratedUsers`: one client per user (`partition=natural`).
+    per_user: bool = False
 
 
 def always_available(ds: DictConfig) -> None:
@@ -113,15 +134,32 @@ def check_via_info(info: Callable[[DictConfig], DatasetInfo]) -> Callable[[DictC
     return check
 
 
-def standardise(x_train: np.ndarray, x_test: np.ndarray, per_channel: bool = False
-                ) -> tuple[np.ndarray, np.ndarray]:
+def standardise(x_train: np.ndarray, x_test: np.ndarray, per_channel: bool = False,
+                in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Scale with the training part's mean/std (per channel for colour images).
 
     Statistics of the training part only, so nothing about the test part leaks into training.
+    The result is float32, computed in place (the same float32 operations as
+    `(x - mean) / std`, so the same bits): with `in_place=True` a float32 input is itself
+    scaled, which a loader passing its own temporary uses to hold one copy of the data, not
+    three.
     """
-    xt = x_train.astype(np.float32)
-    xs = x_test.astype(np.float32)
+    xt = x_train.astype(np.float32, copy=not in_place)
+    xs = x_test.astype(np.float32, copy=not in_place)
     axes = (0, 2, 3) if per_channel else None
     mean = xt.mean(axis=axes, keepdims=per_channel)
     std = xt.std(axis=axes, keepdims=per_channel) + 1e-8
-    return (xt - mean) / std, (xs - mean) / std
+    for part in (xt, xs):
+        part -= mean
+        part /= std
+    return xt, xs
+
+
+def unit_scale(x: np.ndarray, top: float) -> np.ndarray:
+    """Integer pixels over `top` as float32.
+
+    The same bits as `(x / top).astype(np.float32)` for every uint8 value and top = 255 or 16
+    (checked in tests/fedplat/data/test_base.py), without its float64 intermediate of 8 bytes
+    per value (CIFAR-10: 1.2 GB).
+    """
+    return x.astype(np.float32) / np.float32(top)

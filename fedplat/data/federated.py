@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from fedplat.core import seeding
 from fedplat.data import sources
-from fedplat.data.base import DatasetInfo, GraphDataset, RawDataset, is_graph
-from fedplat.data.datasets import dataset_info, load_raw, reads_data_files
+from fedplat.data.base import DatasetInfo, GeneratedUsers, GraphDataset, RawDataset, is_graph
+from fedplat.data.datasets import dataset_info, get_spec, load_raw, reads_data_files
 from fedplat.data.graphs import induced_subgraph
 from fedplat.data.partitioners import (
     GraphPartition,
@@ -179,6 +180,134 @@ class FederatedDataset:
         if self.server:
             out["server"] = int(sum(len(s) for s in self.server))
         return out
+
+
+#: Bytes of client tensors a `GeneratedFederatedDataset` keeps between calls (least recently
+#: used clients leave first): enough for a round's sampled clients, bounded for any population.
+GENERATED_CACHE_BYTES = 64 * 2**20
+
+
+def _nbytes(data: ClientData) -> int:
+    """Bytes of a client's tensors."""
+    return sum(t.nbytes for t in (data.x_train, data.y_train, data.x_val, data.y_val,
+                                  data.x_test, data.y_test))
+
+
+@dataclass
+class GeneratedFederatedDataset:
+    """One client per user of a `GeneratedUsers` dataset, each generated when first asked for.
+
+    The interface of `FederatedDataset` (`client`, `label_counts`, `usage`, ...) without the
+    pooled arrays: memory grows with the clients in use, not with the population. Client k is
+    user k; its training part is cut into train and a random `val_fraction` of validation
+    (seeded by (seed, client)); its test part is the user's own.
+    """
+
+    info: DatasetInfo
+    users: GeneratedUsers
+    num_clients: int
+    val_fraction: float
+    seed: int
+    cache_bytes: int = GENERATED_CACHE_BYTES
+    _clients: OrderedDict[int, ClientData] = field(default_factory=OrderedDict, repr=False)
+    _cached_bytes: int = field(default=0, repr=False)
+
+    @property
+    def source(self) -> DataSource | None:
+        """What the loader generated (recorded by the run)."""
+        return self.users.source
+
+    @property
+    def num_server_shares(self) -> int:
+        """Generated datasets have no server-held shares."""
+        return 0
+
+    def server_share(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Never: a generated dataset has no server shares (validation refuses them)."""
+        raise UserError(f"server share {m} does not exist: dataset '{self.info.name}' is "
+                        "generated per user and has no server shares")
+
+    def num_val(self) -> np.ndarray:
+        """Validation samples per client (a share of each user's training part)."""
+        n_train = self.users.num_train[:self.num_clients]
+        n_val: np.ndarray = np.minimum(np.round(self.val_fraction * n_train), n_train - 1)
+        return n_val.astype(np.int64)
+
+    def client(self, cid: int) -> ClientData:
+        """Client `cid`'s tensors: generated, then kept while the cache bound allows."""
+        if not 0 <= cid < self.num_clients:
+            raise UserError(f"client id {cid} is outside [0, {self.num_clients - 1}]")
+        cached = self._clients.get(cid)
+        if cached is not None:
+            self._clients.move_to_end(cid)
+            return cached
+        x, y = self.users.generate(cid)
+        n_train = int(self.users.num_train[cid])
+        n_val = min(round(self.val_fraction * n_train), n_train - 1)
+        if n_val:
+            order = seeding.rng(self.seed, seeding.PARTITION, cid).permutation(n_train)
+            val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+        else:  # no validation part: no draw (a seeded generator costs ~0.2 ms per client)
+            val, train = np.zeros(0, dtype=np.int64), np.arange(n_train)
+        t = torch.from_numpy
+        data = ClientData(cid, self.info, t(x[train]), t(y[train]), t(x[val]), t(y[val]),
+                          t(x[n_train:]), t(y[n_train:]), torch.zeros((0, *x.shape[1:])))
+        size = _nbytes(data)
+        while self._clients and self._cached_bytes + size > self.cache_bytes:
+            _, old = self._clients.popitem(last=False)
+            self._cached_bytes -= _nbytes(old)
+        if size <= self.cache_bytes:
+            self._clients[cid] = data
+            self._cached_bytes += size
+        return data
+
+    def label_counts(self, part: int = 0) -> np.ndarray:
+        """(num_clients, num_classes) label histogram of part 0=train, 1=val, 2=test.
+
+        Generates every client (time grows with the population; memory does not).
+        """
+        c = self.info.num_classes
+        out = np.zeros((self.num_clients, c), dtype=np.int64)
+        for cid in range(self.num_clients):
+            data = self.client(cid)
+            labels = (data.y_train, data.y_val, data.y_test)[part]
+            out[cid] = np.bincount(labels.numpy(), minlength=c)
+        return out
+
+    def usage(self) -> dict[str, Any]:
+        """Every generated sample goes to its user's client (from the sizes, nothing generated)."""
+        n_train = self.users.num_train[:self.num_clients]
+        n_test = self.users.num_test[:self.num_clients]
+        n_val = self.num_val()
+        out: dict[str, Any] = {}
+        for name, sizes in (("train", n_train), ("test", n_test)):
+            total = int(sizes.sum())
+            out[name] = {"total": total, "assigned": total, "unassigned": 0}
+        out["clients"] = {"train": int((n_train - n_val).sum()), "unlabeled": 0,
+                          "val": int(n_val.sum()), "test": int(n_test.sum())}
+        return out
+
+
+def build_generated(cfg: DictConfig, users: GeneratedUsers) -> GeneratedFederatedDataset:
+    """Clients of a per-user generated dataset: `partition=natural` only, all labels kept."""
+    check_generated(cfg, users.info)
+    params = partition_params(get_partitioner("natural", users.info), partition_config(cfg))
+    return GeneratedFederatedDataset(users.info, users, int(cfg.num_clients),
+                                     float(params.get("val_fraction", 0.0)), int(cfg.seed))
+
+
+def check_generated(cfg: DictConfig, info: DatasetInfo) -> None:
+    """A per-user generated dataset takes `partition=natural`, no server shares, all labels."""
+    name = str(cfg.partition.name)
+    if name != "natural":
+        raise UserError(f"dataset '{info.name}' is generated per user: use partition=natural "
+                        f"(one client per user), not partition={name}")
+    if server_shares_of(cfg) or label_ratio_of(cfg) < 1.0:
+        raise UserError(f"dataset '{info.name}' is generated per user: leave "
+                        "split.server_shares at 0 and split.label_ratio at 1")
+    if int(cfg.num_clients) > info.num_groups:
+        raise UserError(f"dataset '{info.name}' has {info.num_groups} users, fewer than "
+                        f"num_clients={cfg.num_clients}; raise dataset.num_users")
 
 
 @dataclass(frozen=True)
@@ -371,14 +500,21 @@ def check_share_count(info: DatasetInfo, spec: Partitioner[Any, Any], name: str,
                         f"'{info.name}'; use fewer clients")
 
 
-def build_federated(cfg: DictConfig) -> FederatedDataset | FederatedGraph:
+#: What `load_federated` returns: samples, a graph, or samples generated per user.
+Federated = FederatedDataset | FederatedGraph | GeneratedFederatedDataset
+
+
+def build_federated(cfg: DictConfig) -> Federated:
     """Load the dataset, partition it over the clients (and server shares), split each share."""
     raw = load_raw(cfg.dataset, sources.cache_dir(cfg.get("cache_dir") or None))
     if isinstance(raw, GraphDataset):
         return build_federated_graph(cfg, raw)
+    if isinstance(raw, GeneratedUsers):
+        return build_generated(cfg, raw)
     assert isinstance(raw, RawDataset)
-    x = np.concatenate([raw.x_train, raw.x_test])
-    y = np.concatenate([raw.y_train, raw.y_test])
+    # No copy when there is no test part (digits): the pooled array is the training part.
+    x = raw.x_train if len(raw.x_test) == 0 else np.concatenate([raw.x_train, raw.x_test])
+    y = raw.y_train if len(raw.y_test) == 0 else np.concatenate([raw.y_train, raw.y_test])
     n, m = int(cfg.num_clients), server_shares_of(cfg)
     name = str(cfg.partition.name)
     spec = get_partitioner(name, raw.info)
@@ -416,11 +552,11 @@ def build_federated(cfg: DictConfig) -> FederatedDataset | FederatedGraph:
 
 
 @functools.lru_cache(maxsize=2)
-def _cached(key: str) -> FederatedDataset | FederatedGraph:
+def _cached(key: str) -> Federated:
     return build_federated(OmegaConf.create(json.loads(key)))
 
 
-def load_federated(cfg: DictConfig) -> FederatedDataset | FederatedGraph:
+def load_federated(cfg: DictConfig) -> Federated:
     """`build_federated`, cached per process: a worker loads and partitions data once."""
     return _cached(data_key(cfg))
 
@@ -447,7 +583,7 @@ def describe_source(src: DataSource | None, info: DatasetInfo, cache: Path) -> d
     return entry
 
 
-def describe_data(fed: FederatedDataset | FederatedGraph, cache: Path) -> dict[str, Any]:
+def describe_data(fed: Federated, cache: Path) -> dict[str, Any]:
     """The run's record of its data (summary.json `data`, run.log, the console's line).
 
     The loader and what it read (files with size and sha256, from the hash cache in `cache`),
@@ -460,6 +596,9 @@ def describe_data(fed: FederatedDataset | FederatedGraph, cache: Path) -> dict[s
         entry["graph"] = {"nodes": g.num_nodes, "edges": int(g.edge_index.shape[1]) // 2}
         entry["samples"] = {name: int((g.split == code).sum())
                             for code, name in enumerate(("train", "val", "test"))}
+    elif isinstance(fed, GeneratedFederatedDataset):
+        entry["samples"] = {"train": int(fed.users.num_train[:fed.num_clients].sum()),
+                            "test": int(fed.users.num_test[:fed.num_clients].sum())}
     else:
         n_train = fed.num_source_train or len(fed.y)
         entry["samples"] = {"train": n_train, "test": len(fed.y) - n_train}
@@ -487,6 +626,8 @@ def validate_data_config(cfg: DictConfig) -> None:
     if is_graph(info) and (m or label_ratio_of(cfg) < 1.0):
         raise UserError(f"split.server_shares and split.label_ratio apply to feature "
                         f"datasets, not to graph dataset '{info.name}'; leave them at 0 and 1")
+    if get_spec(info.name).per_user:
+        check_generated(cfg, info)
     spec = get_partitioner(name, info)
     if is_graph(info):
         # Building is cheap for graphs (one METIS call) and finds every data problem up front,

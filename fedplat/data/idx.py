@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fedplat.data import sources
-from fedplat.data.base import DatasetInfo, RawDataset, standardise
+from fedplat.data.base import DatasetInfo, RawDataset, standardise, unit_scale
 from fedplat.data.provenance import DataSource
 from fedplat.errors import UserError
 
@@ -86,7 +86,8 @@ def load_idx_dataset(info: DatasetInfo, directory: Path,
     if max(int(ytr.max()), int(yte.max())) >= info.num_classes:
         raise UserError(f"corrupt IDX labels in {directory}: label above "
                         f"{info.num_classes - 1}; provide fresh copies")
-    x_train, x_test = standardise(xtr[:, None] / 255.0, xte[:, None] / 255.0)
+    x_train, x_test = standardise(unit_scale(xtr[:, None], 255), unit_scale(xte[:, None], 255),
+                                  in_place=True)
     return RawDataset(info, x_train, ytr.astype(np.int64), x_test, yte.astype(np.int64),
                       source=origin)
 

@@ -33,8 +33,9 @@ def knowledge(cfg: DictConfig) -> Knowledge:
     """The attacker's public knowledge for a run: its config and the input bounds."""
     fed = load_federated(cfg)
     if not isinstance(fed, FederatedDataset):
-        raise UserError("gradient inversion reconstructs feature inputs; graph datasets are not "
-                        "supported by fedplat-attack")
+        raise UserError("gradient inversion reconstructs feature inputs of a pooled dataset; "
+                        "graph datasets and datasets generated per user (dataset=synthetic) "
+                        "are not supported by fedplat-attack")
     x = torch.from_numpy(fed.x)
     if x.dim() == 4:
         low, high = x.amin(dim=(0, 2, 3)), x.amax(dim=(0, 2, 3))
@@ -47,8 +48,9 @@ def true_batch(cfg: DictConfig, capture: Capture) -> tuple[torch.Tensor, torch.T
     """The images and labels the captured client trained on in the capture round."""
     data = load_federated(cfg).client(capture.client)
     if not isinstance(data, ClientData):
-        raise UserError("gradient inversion reconstructs feature inputs; graph datasets are not "
-                        "supported by fedplat-attack")
+        raise UserError("gradient inversion reconstructs feature inputs of a pooled dataset; "
+                        "graph datasets and datasets generated per user (dataset=synthetic) "
+                        "are not supported by fedplat-attack")
     if capture.num_samples <= 0:
         return data.x_train, data.y_train
     idx = attack_batch(int(cfg.seed), capture.round, capture.client, data.num_train,

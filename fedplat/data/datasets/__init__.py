@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from fedplat.data.base import DatasetInfo, DatasetSpec, GraphDataset, RawDataset
+from fedplat.data.base import DatasetInfo, DatasetSpec, GeneratedUsers, GraphDataset, RawDataset
 from fedplat.data.datasets import (
     basic_motions,
     cifar10,
@@ -25,11 +25,13 @@ from fedplat.data.datasets import (
     mnist1d,
     pyg,
     sbm,
+    synthetic,
     wisdm,
 )
 from fedplat.errors import UserError
 
-_MODULES = (mnist1d, digits, mnist, fashion_mnist, cifar10, wisdm, basic_motions, sbm, pyg)
+_MODULES = (mnist1d, digits, mnist, fashion_mnist, cifar10, wisdm, basic_motions, sbm, pyg,
+            synthetic)
 
 #: Registered datasets (`dataset=<name>`).
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for m in _MODULES for spec in m.SPECS}
@@ -76,7 +78,7 @@ def dataset_info(ds: DictConfig) -> DatasetInfo:
     return spec.info(ds)
 
 
-def load_raw(ds: DictConfig, cache: Path) -> RawDataset | GraphDataset:
+def load_raw(ds: DictConfig, cache: Path) -> RawDataset | GraphDataset | GeneratedUsers:
     """Load the configured dataset's arrays."""
     spec = get_spec(str(ds.name))
     spec.check(ds)

@@ -15,7 +15,14 @@ import numpy as np
 from omegaconf import DictConfig
 
 from fedplat.data import sources
-from fedplat.data.base import DatasetInfo, DatasetSpec, RawDataset, check_via_info, standardise
+from fedplat.data.base import (
+    DatasetInfo,
+    DatasetSpec,
+    RawDataset,
+    check_via_info,
+    standardise,
+    unit_scale,
+)
 from fedplat.data.provenance import DataSource
 from fedplat.errors import UserError
 
@@ -77,10 +84,11 @@ def load(ds: DictConfig, cache: Path) -> RawDataset:
             tar.extractall(archive.parent, filter="data")
         directory = archive.parent / "cifar-10-batches-py"
     parts = [read_batch(directory / f) for f in CIFAR_FILES]
-    x_train = np.concatenate([p[0] for p in parts[:5]]) / 255.0
+    x_train = unit_scale(np.concatenate([p[0] for p in parts[:5]]), 255)
     y_train = np.concatenate([p[1] for p in parts[:5]])
-    x_test, y_test = parts[5][0] / 255.0, parts[5][1]
-    x_train, x_test = standardise(x_train, x_test, per_channel=True)
+    x_test, y_test = unit_scale(parts[5][0], 255), parts[5][1]
+    del parts
+    x_train, x_test = standardise(x_train, x_test, per_channel=True, in_place=True)
     origin = DataSource(__name__, "cifar-batches", f"from {directory}",
                         tuple(str(directory / f) for f in CIFAR_FILES),
                         details={"downloaded_from": url} if url else {})

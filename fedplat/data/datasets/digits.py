@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from fedplat.data.base import DatasetInfo, DatasetSpec, RawDataset, always_available, standardise
+from fedplat.data.base import (
+    DatasetInfo,
+    DatasetSpec,
+    RawDataset,
+    always_available,
+    standardise,
+    unit_scale,
+)
 from fedplat.data.provenance import DataSource, package_version
 
 
@@ -24,9 +31,9 @@ def load(ds: DictConfig, cache: Path) -> RawDataset:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    x = (bunch.data.reshape(-1, 1, 8, 8) / 16.0).astype(np.float32)
+    x = unit_scale(bunch.data.reshape(-1, 1, 8, 8), 16)
     y = bunch.target.astype(np.int64)
-    x, _ = standardise(x, x[:0])
+    x, _ = standardise(x, x[:0], in_place=True)
     origin = DataSource(__name__, "package", "bundled with scikit-learn (load_digits)",
                         package=package_version("scikit-learn"))
     return RawDataset(info(ds), x, y, x[:0], y[:0], source=origin)

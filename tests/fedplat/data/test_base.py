@@ -9,6 +9,7 @@ from fedplat.data.base import (
     check_via_info,
     is_graph,
     standardise,
+    unit_scale,
 )
 
 
@@ -26,6 +27,29 @@ def test_standardise_per_channel():
     a, _ = standardise(x, x[:0], per_channel=True)
     assert np.allclose(a.mean(axis=(0, 2, 3)), 0, atol=1e-6)
     assert np.allclose(a[:, 1], 0)  # a constant channel stays finite (epsilon in the std)
+
+
+def test_unit_scale_is_bitwise_the_float64_division_cast_to_float32():
+    pixels = np.arange(256, dtype=np.uint8)
+    for top in (255, 16):
+        got = unit_scale(pixels, top)
+        assert got.dtype == np.float32
+        assert np.array_equal(got, (pixels / float(top)).astype(np.float32))
+
+
+def test_standardise_in_place_gives_the_same_bits_and_reuses_a_float32_input():
+    rng = np.random.default_rng(1)
+    x = unit_scale(rng.integers(0, 256, (50, 3, 4, 4), dtype=np.uint8), 255)
+    t = unit_scale(rng.integers(0, 256, (10, 3, 4, 4), dtype=np.uint8), 255)
+    for per_channel in (False, True):
+        xt, xs = x.copy(), t.copy()
+        mean = xt.mean(axis=(0, 2, 3) if per_channel else None, keepdims=per_channel)
+        std = xt.std(axis=(0, 2, 3) if per_channel else None, keepdims=per_channel) + 1e-8
+        a, b = standardise(xt, xs, per_channel=per_channel, in_place=True)
+        assert a is xt and b is xs  # no copy of the data
+        assert np.array_equal(a, (x - mean) / std) and np.array_equal(b, (t - mean) / std)
+        c, _ = standardise(x, t, per_channel=per_channel)
+        assert np.array_equal(c, a) and c is not x  # the default leaves the input alone
 
 
 def test_is_graph_and_checks():

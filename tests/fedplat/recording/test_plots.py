@@ -1,6 +1,7 @@
 """Run plots: which points are drawn, and the PNG files written (size follows the data)."""
 
 import matplotlib.image as mpimg
+import numpy as np
 import pytest
 
 from fedplat.recording import plots
@@ -45,3 +46,30 @@ def test_overlay_draws_one_curve_per_run(tmp_path):
     path = tmp_path / "overlay.png"
     plots.plot_overlay({"a": ROWS, "b": ROWS[:1]}, path)
     assert _pixels(path) == (840, 540)  # 7 x 4.5 in at 120 dpi
+
+
+def test_label_distribution_keeps_one_bar_per_client_up_to_the_threshold():
+    counts = [[1] for _ in range(plots.BARS_UP_TO)]
+    fig = plots.label_distribution_figure(counts)
+    try:
+        assert len(fig.axes[0].patches) == plots.BARS_UP_TO and not fig.axes[0].images
+    finally:
+        plots.plt.close(fig)
+
+
+def test_label_distribution_of_100k_clients_is_one_image(tmp_path):
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 50, size=(100_000, 10))
+    counts[:50_000, 3] += 500  # half the clients mostly hold class 3
+    fig = plots.label_distribution_figure(counts)
+    try:
+        ax = fig.axes[0]
+        assert len(ax.images) == 1 and len(ax.patches) == 0  # O(1) artists, not 10^6 bars
+        shares = ax.images[0].get_array()
+        assert shares.shape == (10, plots.HEATMAP_COLUMNS)
+        assert np.allclose(shares.sum(axis=0), 1.0)
+        assert shares[3].max() > 0.65 and shares[3].min() < 0.15  # the skew shows
+    finally:
+        plots.plt.close(fig)
+    plots.plot_label_distribution(counts, tmp_path / "labels.png")
+    assert _pixels(tmp_path / "labels.png") == (1440, 480)
