@@ -44,8 +44,9 @@ from fedplat.data import (
     FederatedDataset,
     FederatedGraph,
     GraphClientData,
-    load_federated,
 )
+from fedplat.data.federated import data_key as config_data_key
+from fedplat.data.federated import federated_by_key
 from fedplat.privacy.capture import SUBSET_KEY, restrict
 from fedplat.recording import checkpoint
 from fedplat.transport import faults, placement, wire
@@ -108,11 +109,18 @@ class Worker:
     device_cache_bytes: int = 0
     _on_device: OrderedDict[int, ClientTensors] = field(default_factory=OrderedDict, repr=False)
     _cached_bytes: int = field(default=0, repr=False)
+    #: Models kept between messages for the clients' evaluation (`Client.model_with`).
+    models: dict[Any, torch.nn.Module] = field(default_factory=dict, repr=False)
+
+    @functools.cached_property
+    def data_key(self) -> str:
+        """The config's data cache key, computed once (it serialises several config groups)."""
+        return config_data_key(self.cfg)
 
     @property
     def federated(self) -> FederatedDataset | FederatedGraph:
         """The partitioned dataset (built once per process)."""
-        return load_federated(self.cfg)
+        return federated_by_key(self.data_key)
 
     def data(self, cid: int) -> ClientTensors:
         """Client `cid`'s tensors (or subgraph) on this worker's device.
@@ -154,7 +162,9 @@ class Worker:
         subset = int(control.get(SUBSET_KEY, 0))
         if stage == Stage.TRAIN and subset > 0 and isinstance(data, ClientData):
             data = restrict(data, int(self.cfg.seed), server_round, subset)
-        return self.client_cls(cid, data, self.cfg, self.device)
+        client = self.client_cls(cid, data, self.cfg, self.device)
+        client.models = self.models
+        return client
 
     @contextmanager
     def measured(self, cids: list[int], facts: dict[int, dict[str, Any]]) -> Iterator[None]:
@@ -342,6 +352,9 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Bat
                     else:
                         replies[cid] = result
                 todo = []
+    if (stage == Stage.EVALUATE and batch.exchange == MAIN and len(todo) > 1
+            and bool(worker.cfg.simulation.get("batched", False))):
+        todo = _evaluate_together(worker, state, batch, todo, replies, errors, facts)
     for cid in todo:
         saved_one = _snapshot(state, cid)
         try:
@@ -356,6 +369,38 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Bat
             log.debug("client %d failed", cid, exc_info=True)
             errors[cid] = exc
     return replies, errors
+
+
+def _evaluate_together(worker: Worker, state: RecordDict, batch: wire.Batch, todo: list[int],
+                       replies: dict[int, RecordDict], errors: dict[int, BaseException],
+                       facts: dict[int, dict[str, Any]]) -> list[int]:
+    """The main evaluation of `todo` through `Client.evaluate_batched`; the clients left.
+
+    All of `todo` when the client class evaluates one at a time (None), else none. The global
+    RNG is left as the loop leaves it (seeded for the last client; a batched evaluation draws
+    nothing from it), so whatever runs next in this process draws the same numbers.
+    """
+    server_round = batch.server_round
+    group: dict[int, dict[str, Any]] = {}
+    with worker.measured(list(todo), group):
+        clients = [worker.client(cid, batch.controls.get(cid, {}), Stage.EVALUATE, server_round)
+                   for cid in todo]
+        saved = {cid: _snapshot(state, cid) for cid in todo}
+        done = worker.client_cls.evaluate_batched(
+            clients, [batch.payloads[c] for c in todo], [ClientState(state, c) for c in todo],
+            server_round)
+    if done is None:
+        return todo
+    seeding.seed_torch(int(worker.cfg.seed), seeding.CLIENT, server_round, todo[-1],
+                       Stage.EVALUATE.stream)
+    facts.update(group)
+    for cid, result in zip(todo, done):
+        if isinstance(result, BaseException):
+            _restore(state, cid, saved[cid])
+            errors[cid] = result
+        else:
+            replies[cid] = result
+    return []
 
 
 def serve(content: RecordDict, context: Context, stage: Stage) -> RecordDict:
