@@ -491,6 +491,19 @@ def compare(res: dict[str, Any]) -> dict[str, float]:
             ratios[f"{name}_over_{ref}"] = mine / res[ref]["median_round_s"]
         if flower and name in FEDPLAT:
             ratios[f"speedup_{name}_over_flower"] = flower / mine
+    # The same in CPU seconds per round: on a shared machine, wall time also measures the
+    # others' load; the CPU a round's processes spent does much less.
+    loop_cpu = res.get("loop", {}).get("median_round_cpu_s")
+    for name in ("vmap", "flower", *FEDPLAT):
+        mine_cpu = res.get(name, {}).get("median_round_cpu_s")
+        if not mine_cpu:
+            continue
+        if loop_cpu:
+            ratios[f"{name}_over_loop_cpu"] = mine_cpu / loop_cpu
+        ref = REFERENCE.get(name)
+        ref_cpu = res.get(ref, {}).get("median_round_cpu_s") if ref and ref != "loop" else None
+        if ref_cpu:
+            ratios[f"{name}_over_{ref}_cpu"] = mine_cpu / ref_cpu
     return ratios
 
 

@@ -32,6 +32,11 @@ def test_ratios_are_against_the_loop_each_arms_reference_and_flower(overhead: Mo
         "vmap_over_loop": 0.25, "flower_over_loop": 5.0, "grouped_over_loop": 0.5,
         "batched_over_loop": 0.2, "batched_over_vmap": 0.8, "speedup_grouped_over_flower": 10.0,
         "speedup_batched_over_flower": 25.0})
+    for name, cpu in (("loop", 1.0), ("vmap", 0.25), ("batched", 0.5)):
+        res[name]["median_round_cpu_s"] = cpu
+    cpu_ratios = {k: v for k, v in overhead.compare(res).items() if k.endswith("_cpu")}
+    assert cpu_ratios == pytest.approx({"vmap_over_loop_cpu": 0.25, "batched_over_loop_cpu": 0.5,
+                                        "batched_over_vmap_cpu": 2.0})
     assert overhead.rounds_cpu([(0.0, 1.0), (1.0, 2.5), (2.0, 2.75)]) == [1.5, 0.25]
 
 
