@@ -37,6 +37,12 @@ def test_ratios_are_against_the_loop_each_arms_reference_and_flower(overhead: Mo
     cpu_ratios = {k: v for k, v in overhead.compare(res).items() if k.endswith("_cpu")}
     assert cpu_ratios == pytest.approx({"vmap_over_loop_cpu": 0.25, "batched_over_loop_cpu": 0.5,
                                         "batched_over_vmap_cpu": 2.0})
+    loop = {"round_s": [5.0, 1.0, 2.0], "round_cpu_s": [3.0, 1.0, 1.5]}
+    overhead.warm_up("loop", loop)  # round 1 warms up: not counted
+    assert loop == {"round_s": [1.0, 2.0], "round_cpu_s": [1.0, 1.5], "round_1_s": 5.0}
+    flower = {"round_s": [1.0, 2.0], "round_cpu_s": [1.0, 1.5]}
+    overhead.warm_up("flower", flower)  # its round 1 is start-up already
+    assert flower["round_s"] == [1.0, 2.0]
     assert overhead.rounds_cpu([(0.0, 1.0), (1.0, 2.5), (2.0, 2.75)]) == [1.5, 0.25]
 
 
