@@ -318,7 +318,9 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Bat
     Faults (`faults.inject`) are drawn for every client of a main training exchange before any
     training, in one place. With `simulation.batched=true`, several clients and a client class
     that can train a group at once (`Client.train_batched`), the clients that did not fail
-    train together; otherwise one at a time.
+    train together; otherwise one at a time. Likewise a main evaluation exchange with
+    `simulation.batched=true` and several clients goes through `Client.evaluate_batched`
+    (`_evaluate_together`).
     """
     server_round = batch.server_round
     facts = {} if facts is None else facts
