@@ -198,12 +198,13 @@ class Client:
         the node's clients: use it within the call, do not keep it or return its tensors.
         Without a cache (a client built outside a node) it is a fresh model.
         """
-        if self.models is None:
+        models = getattr(self, "models", None)  # a subclass may skip Client.__init__
+        if models is None:
             return self.load(self.new_model(), state)
         key = ("skeleton", str(self.device), self.data.info)
-        model = self.models.get(key)
+        model = models.get(key)
         if model is None:
-            model = self.models[key] = self.new_model()
+            model = models[key] = self.new_model()
         return self.load(model, state)
 
     def generator(self, server_round: int, *extra: int) -> torch.Generator:
