@@ -69,5 +69,37 @@ class FedAvgClient(Client):
     @override
     def evaluate(self, payload: RecordDict, state: ClientState,
                  server_round: int) -> RecordDict:
-        model = self.load(self.new_model(), from_record(payload["arrays"]))
+        model = self.model_with(from_record(payload["arrays"]))
         return eval_reply(self.eval_metrics(model))
+
+    @classmethod
+    @override
+    def evaluate_batched(cls, clients: Sequence[Client], payloads: Sequence[RecordDict],
+                         states: Sequence[ClientState],
+                         server_round: int) -> list[RecordDict | BaseException] | None:
+        """Clients sent the same model are evaluated from one forward pass over their data.
+
+        Only for this class's own `evaluate` (a subclass that evaluates otherwise is called
+        per client). A model that does not load (another architecture) fails the clients it
+        was sent to, as it would fail each alone.
+        """
+        if cls.evaluate is not FedAvgClient.evaluate or not clients:
+            return None
+        groups: dict[int, list[int]] = {}  # clients sent one record share a model
+        for i, payload in enumerate(payloads):
+            groups.setdefault(id(payload["arrays"]), []).append(i)
+        out: list[RecordDict | BaseException] = [RecordDict() for _ in clients]
+        for members in groups.values():
+            first = clients[members[0]]
+            try:
+                model = first.model_with(from_record(payloads[members[0]]["arrays"]))
+            except Exception as exc:  # these clients' failure only
+                for i in members:
+                    out[i] = exc
+                continue
+            metrics = Client.eval_metrics_many([clients[i] for i in members], model)
+            if metrics is None:
+                return None
+            for i, m in zip(members, metrics):
+                out[i] = eval_reply(m)
+        return out

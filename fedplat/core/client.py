@@ -23,6 +23,7 @@ from fedplat.core.stage import Stage
 from fedplat.data import ClientData, GraphClientData
 from fedplat.models import build_model
 from fedplat.training.loops import (
+    EvalResult,
     TrainResult,
     evaluate,
     evaluate_graph,
@@ -118,6 +119,8 @@ class Client:
         self.data = data
         self.cfg = cfg
         self.device = device
+        #: Models the node's worker keeps between messages (`model_with`); None: no cache.
+        self.models: dict[Any, nn.Module] | None = None
 
     # -- what an algorithm implements ---------------------------------------------------------
 
@@ -151,6 +154,18 @@ class Client:
         """
         return None
 
+    @classmethod
+    def evaluate_batched(cls, clients: Sequence[Client], payloads: Sequence[RecordDict],
+                         states: Sequence[ClientState],
+                         server_round: int) -> list[RecordDict | BaseException] | None:
+        """Evaluate several clients of one node at once (`simulation.batched=true`), or None.
+
+        As `train_batched`, for evaluation: an algorithm whose evaluation is a function of the
+        payload's model and the client's data can override this (see `eval_metrics_many`).
+        None (the default) lets the node call `evaluate` per client.
+        """
+        return None
+
     # -- helpers ------------------------------------------------------------------------------
 
     def new_model(self, init_stream: tuple[int, ...] = (seeding.INIT,)) -> nn.Module:
@@ -171,6 +186,26 @@ class Client:
         """Load weights (any device) into `model`."""
         model.load_state_dict({k: v.to(self.device) for k, v in state.items()})
         return model
+
+    def model_with(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        """The configured model holding `state`, for evaluation, built once per worker.
+
+        As `load(new_model(), state)`, without building and randomly initialising a model per
+        client and message. `state` must hold every parameter and buffer (`load_state_dict` is
+        strict), so nothing of the module's previous contents survives, and the global RNG is
+        not touched (`new_model` forks it): the numbers equal those of a fresh model. The
+        module is kept in the worker's cache (`models`, by device and data set) and shared by
+        the node's clients: use it within the call, do not keep it or return its tensors.
+        Without a cache (a client built outside a node) it is a fresh model.
+        """
+        models = getattr(self, "models", None)  # a subclass may skip Client.__init__
+        if models is None:
+            return self.load(self.new_model(), state)
+        key = ("skeleton", str(self.device), self.data.info)
+        model = models.get(key)
+        if model is None:
+            model = models[key] = self.new_model()
+        return self.load(model, state)
 
     def generator(self, server_round: int, *extra: int) -> torch.Generator:
         """Seeded generator for this client's round `server_round` (batch order)."""
@@ -295,14 +330,32 @@ class Client:
                             "val_accuracy": val.accuracy})
             return out
         bs = int(self.cfg.client.eval_batch_size)
-        test = evaluate(model, data.x_test, data.y_test, bs)
-        out = {"num-examples": test.num_examples, "test_loss": test.loss,
-               "test_accuracy": test.accuracy, "test_f1": test.f1}
-        if len(data.y_val):
-            val = evaluate(model, data.x_val, data.y_val, bs)
-            out.update({"num-val-examples": val.num_examples, "val_loss": val.loss,
-                        "val_accuracy": val.accuracy, "val_f1": val.f1})
-        return out
+        on_test = evaluate(model, data.x_test, data.y_test, bs)
+        on_val = evaluate(model, data.x_val, data.y_val, bs) if len(data.y_val) else None
+        return eval_metrics_from(on_test, on_val)
+
+    @staticmethod
+    def eval_metrics_many(clients: Sequence[Client], model: nn.Module
+                          ) -> list[dict[str, float]] | None:
+        """`eval_metrics(model)` of each of `clients`, from one forward pass over their data.
+
+        The clients' test (and validation) splits go through `model` together
+        (`fedplat.training.batched.evaluate_splits`): the same metrics up to floating-point
+        reassociation. None for graph data (the caller then evaluates one client at a time).
+        """
+        from fedplat.training.batched import evaluate_splits
+
+        data = [c.data for c in clients if isinstance(c.data, ClientData)]
+        if len(data) != len(clients):
+            return None
+        if not data:
+            return []
+        bs = int(clients[0].cfg.client.eval_batch_size)
+        tests = evaluate_splits(model, [(d.x_test, d.y_test) for d in data], bs)
+        with_val = [k for k, d in enumerate(data) if len(d.y_val)]
+        vals = evaluate_splits(model, [(data[k].x_val, data[k].y_val) for k in with_val], bs)
+        val_of = dict(zip(with_val, vals))
+        return [eval_metrics_from(test, val_of.get(k)) for k, test in enumerate(tests)]
 
     def post_train_metrics(self, model: nn.Module) -> dict[str, float]:
         """Evaluation right after local training, for the train reply (or {} if not asked).
@@ -323,6 +376,16 @@ class Client:
                              **extra: float) -> RecordDict:
         """`train_reply` plus the post-training evaluation when `client.evaluate_after_train`."""
         return train_reply(result, arrays, **self.post_train_metrics(model), **extra)
+
+
+def eval_metrics_from(test: EvalResult, val: EvalResult | None) -> dict[str, float]:
+    """A client's evaluation metrics from its test (and validation) results (`eval_metrics`)."""
+    out = {"num-examples": test.num_examples, "test_loss": test.loss,
+           "test_accuracy": test.accuracy, "test_f1": test.f1}
+    if val is not None:
+        out.update({"num-val-examples": val.num_examples, "val_loss": val.loss,
+                    "val_accuracy": val.accuracy, "val_f1": val.f1})
+    return out
 
 
 def train_reply(result: TrainResult, arrays: Mapping[str, torch.Tensor] | None = None,

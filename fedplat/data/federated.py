@@ -561,6 +561,15 @@ def load_federated(cfg: DictConfig) -> Federated:
     return _cached(data_key(cfg))
 
 
+def federated_by_key(key: str) -> Federated:
+    """`load_federated` for a caller that keeps its config's `data_key`.
+
+    Computing the key serialises several config groups: about a millisecond, which a node paid
+    per client and message.
+    """
+    return _cached(key)
+
+
 def describe_source(src: DataSource | None, info: DatasetInfo, cache: Path) -> dict[str, Any]:
     """What every record of a run's data holds: the loader, what it read (hashed), shapes.
 

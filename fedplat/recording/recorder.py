@@ -180,6 +180,95 @@ def faults_line(counts: Mapping[str, Any] | None, failures: int = 0) -> str:
     return line
 
 
+def _number(row: Mapping[str, Any], key: str) -> bool:
+    return isinstance(row.get(key), int | float)
+
+
+class RunningSummary:
+    """`summarise` of the rows seen so far, kept up to date one row at a time.
+
+    `summarise(rows)` rescans every row (and every row's `per_client` entries for F1) each time
+    it is called; called after every round, that costs rounds^2 x clients over a run. This keeps
+    what the scan would find (the last evaluated row, the first row of highest value for each
+    criterion, each client's best F1) and is updated in proportion to one round's clients;
+    `summary()` returns exactly what `summarise` returns on the same rows (tested), ties and
+    NaN included: a row replaces the current best only when its value compares greater, as in
+    `max`, which keeps the first of equal values.
+    """
+
+    def __init__(self) -> None:
+        self.final: Mapping[str, Any] | None = None
+        self.best_val: Mapping[str, Any] | None = None
+        self.best_test: Mapping[str, Any] | None = None
+        self.best_mean: Mapping[str, Any] | None = None
+        self.f1_final: Mapping[str, Any] | None = None
+        self.f1_best: Mapping[str, Any] | None = None
+        self.f1_per_client: dict[str, float] = {}
+
+    @staticmethod
+    def _better(best: Mapping[str, Any] | None, row: Mapping[str, Any],
+                key: str) -> Mapping[str, Any]:
+        return row if best is None or row[key] > best[key] else best
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        """Take one more round's row into account."""
+        if not _number(row, "test_accuracy"):
+            return
+        self.final = row
+        if _number(row, "val_accuracy"):
+            self.best_val = self._better(self.best_val, row, "val_accuracy")
+        self.best_test = self._better(self.best_test, row, "test_accuracy")
+        if _number(row, "val_accuracy_mean"):
+            self.best_mean = self._better(self.best_mean, row, "val_accuracy_mean")
+        if not _number(row, "test_f1_mean"):
+            return
+        self.f1_final = row
+        self.f1_best = self._better(self.f1_best, row, "test_f1_mean")
+        per_client = self.f1_per_client
+        for cid, m in (row.get("per_client") or {}).items():
+            v = m.get("test_f1") if isinstance(m, Mapping) else None
+            if isinstance(v, int | float) and v == v:
+                per_client[cid] = max(per_client.get(cid, -math.inf), float(v))
+
+    def summary(self) -> dict[str, Any]:
+        """What `summarise` returns for the rows added so far."""
+        out: dict[str, Any] = {}
+        if self.final is None or self.best_test is None:
+            return out
+
+        def entry(r: Mapping[str, Any]) -> dict[str, Any]:
+            return {"round": r["round"], "accuracy": r.get("test_accuracy"),
+                    "accuracy_mean": r.get("test_accuracy_mean"), "loss": r.get("test_loss"),
+                    "val_accuracy": r.get("val_accuracy")}
+
+        out["final"] = entry(self.final)
+        if self.best_val is not None:
+            out["best"] = {**entry(self.best_val), "criterion": "val_accuracy"}
+        else:
+            out["best"] = {**entry(self.best_test), "criterion": "test_accuracy"}
+        top = self.best_test
+        out["best_test"] = {"round": top["round"], "accuracy": top["test_accuracy"]}
+        if self.best_mean is not None:
+            bm = self.best_mean
+            out["best_mean"] = {**entry(bm), "val_accuracy_mean": bm["val_accuracy_mean"],
+                                "criterion": "val_accuracy_mean"}
+        if self.f1_final is not None and self.f1_best is not None:
+            def f1_entry(r: Mapping[str, Any]) -> dict[str, Any]:
+                return {"round": r["round"], "f1_mean": r["test_f1_mean"],
+                        "f1_pooled": r.get("test_f1")}
+
+            f1: dict[str, Any] = {"metric": "weighted F1 over each client's whole test split, "
+                                            "mean over clients",
+                                  "final": f1_entry(self.f1_final),
+                                  "best": f1_entry(self.f1_best)}
+            per_client = self.f1_per_client
+            if per_client:
+                f1["best_per_client"] = {"f1_mean": sum(per_client.values()) / len(per_client),
+                                         "clients": len(per_client)}
+            out["f1"] = f1
+        return out
+
+
 #: Row keys that measure time (or memory): they differ between runs that are otherwise identical.
 TIMING_KEYS = ("wall_time_s", "round_time_s", "peak_mem_bytes")
 TIMING_PREFIXES = ("exchange_s_", "pack_s_", "node_compute_s_")
@@ -223,8 +312,10 @@ class RunRecorder:
         self.label_counts: list[list[int]] = []
         self.data: dict[str, Any] | None = None
         self.devices = DeviceTally(cfg)
+        self.running = RunningSummary()
         for row in self.rows:
             self.devices.add(row)
+            self.running.add(row)
         self._write_summary()
 
     @property
@@ -260,6 +351,7 @@ class RunRecorder:
                 return
             self.rows.append(row)
             self.devices.add(row)
+            self.running.add(row)
             self._metrics.write(json.dumps(clean(row), sort_keys=True) + "\n")
             self._metrics.flush()
             self._write_summary()
@@ -286,7 +378,7 @@ class RunRecorder:
             "failures": sum(int(r.get("failures_train", 0)) + int(r.get("failures_evaluate", 0))
                             for r in self.rows),
             "faults": fault_counts(self.rows, self.settings.num_clients),
-            **summarise(self.rows),
+            **self.running.summary(),
             **({"data": self.data} if self.data is not None else {}),
             "devices": self.devices.summary(),
             **self.extra,

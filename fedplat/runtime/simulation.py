@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flwr.clientapp import ClientApp
@@ -90,6 +91,25 @@ def _fast_polling(interval: float) -> Callable[[], None]:
     return restore
 
 
+@contextmanager
+def inline_threads(threads: int | None) -> Iterator[None]:
+    """Intra-op torch threads for an inline run: `simulation.torch_threads`, default 1.
+
+    One thread, as each Ray worker of a run with `num_cpus=1` uses: the small models of FL
+    studies gain nothing from more threads, while a second thread competes with whatever else
+    runs on the machine (and with the other worker, for a run on two cores). The process's
+    setting is put back when the run ends (the inline backend runs in the caller's process).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1 if threads is None else int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
            num_nodes: int | None = None) -> None:
     """Run `server_app` with `num_nodes` simulated nodes (default: what the client groups need)."""
@@ -100,7 +120,8 @@ def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
     if sim.backend == "inline":
         from fedplat.runtime.inline import run_inline
 
-        run_inline(server_app, client_app, nodes)
+        with inline_threads(sim.torch_threads):
+            run_inline(server_app, client_app, nodes)
         return
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")

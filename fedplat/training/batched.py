@@ -32,7 +32,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
-from fedplat.training.loops import TrainResult, autocast
+from fedplat.training.loops import EvalResult, TrainResult, autocast, eval_result
 
 Params = dict[str, torch.Tensor]
 
@@ -243,3 +243,34 @@ def evaluate_many(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Te
                                     reduction="none").reshape(k, -1).sum(dim=1).double().cpu()
     n = max(len(y), 1)
     return correct.to(torch.float64) / n, loss_sum / n
+
+
+@torch.no_grad()
+def evaluate_splits(model: nn.Module, splits: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                    batch_size: int = 256, rows: int = 8192) -> list[EvalResult]:
+    """`fedplat.training.loops.evaluate` of one model on each of several (x, y) splits.
+
+    The splits (clients' test or validation data, all on the model's device) are concatenated
+    and go through the model in forward passes of up to `rows` rows, instead of one pass per
+    split and batch: a node's clients of a small model then cost one forward pass, not one model
+    call per client. Each split's loss, accuracy and confusion matrix are reduced from its own
+    rows, batch by batch as `evaluate` does (`loops.eval_result`); the logits equal those of
+    separate passes up to floating-point reassociation (a matrix product's rounding depends on
+    how many rows it multiplies). The model is put in eval mode (dropout off, BatchNorm on its
+    running statistics), so any architecture qualifies.
+    """
+    model.eval()
+    total = sum(len(y) for _, y in splits)
+    if total == 0:
+        return [eval_result(y, [], batch_size) for _, y in splits]
+    x_all = torch.cat([x for x, y in splits if len(y)])
+    logits = torch.cat([model(x_all[start:start + rows]) for start in range(0, total, rows)])
+    out = []
+    offset = 0
+    for _, y in splits:
+        n = len(y)
+        mine = logits[offset:offset + n]
+        offset += n
+        out.append(eval_result(y, (mine[start:start + batch_size]
+                                   for start in range(0, n, batch_size)), batch_size))
+    return out

@@ -199,11 +199,22 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              batch_size: int = 256) -> EvalResult:
     """Cross-entropy, accuracy and the confusion matrix over (x, y)."""
     model.eval()
+    return eval_result(y, (model(x[start:start + batch_size])
+                           for start in range(0, len(y), batch_size)), batch_size)
+
+
+@torch.no_grad()
+def eval_result(y: torch.Tensor, logits_batches: Iterable[torch.Tensor],
+                batch_size: int) -> EvalResult:
+    """`evaluate`'s result from the logits of each batch of `batch_size` rows of (x, y).
+
+    Shared by `evaluate` and the evaluation of many clients from one forward pass
+    (`fedplat.training.batched.evaluate_splits`), so both reduce the same way.
+    """
     loss_sum, correct = 0.0, 0
     confusion: torch.Tensor | None = None
-    for start in range(0, len(y), batch_size):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        logits = model(xb)
+    for start, logits in zip(range(0, len(y), batch_size), logits_batches):
+        yb = y[start:start + batch_size]
         loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
         pred = logits.argmax(dim=1)
         correct += int((pred == yb).sum())

@@ -43,8 +43,9 @@ from fedplat.data import (
     ClientData,
     Federated,
     GraphClientData,
-    load_federated,
 )
+from fedplat.data.federated import data_key as config_data_key
+from fedplat.data.federated import federated_by_key
 from fedplat.privacy.capture import SUBSET_KEY, restrict
 from fedplat.recording import checkpoint
 from fedplat.transport import faults, placement, wire
@@ -107,19 +108,23 @@ class Worker:
     device_cache_bytes: int = 0
     _on_device: OrderedDict[int, ClientTensors] = field(default_factory=OrderedDict, repr=False)
     _cached_bytes: int = field(default=0, repr=False)
-    _federated: Federated | None = field(default=None, repr=False)
+    #: Models kept between messages for the clients' evaluation (`Client.model_with`).
+    models: dict[Any, torch.nn.Module] = field(default_factory=dict, repr=False)
+
+    @functools.cached_property
+    def data_key(self) -> str:
+        """The config's data cache key, computed once (it serialises several config groups)."""
+        return config_data_key(self.cfg)
 
     @property
     def federated(self) -> Federated:
-        """The partitioned dataset (built once per process, then kept by this worker).
+        """The partitioned dataset (built once per process, found by the key computed once).
 
-        Kept here, not looked up per client: `load_federated`'s cache key is the data part of
-        the config as JSON, about 3 ms to compute, which at 10,000 clients was 35 s of the
-        nodes' set-up and 3 ms per sampled client every round.
+        Not looked up by recomputing the key per client: `data_key` serialises the data part of
+        the config as JSON, about 3 ms, which at 10,000 clients was 35 s of the nodes' set-up
+        and 3 ms per sampled client every round.
         """
-        if self._federated is None:
-            self._federated = load_federated(self.cfg)
-        return self._federated
+        return federated_by_key(self.data_key)
 
     def data(self, cid: int) -> ClientTensors:
         """Client `cid`'s tensors (or subgraph) on this worker's device.
@@ -161,7 +166,9 @@ class Worker:
         subset = int(control.get(SUBSET_KEY, 0))
         if stage == Stage.TRAIN and subset > 0 and isinstance(data, ClientData):
             data = restrict(data, int(self.cfg.seed), server_round, subset)
-        return self.client_cls(cid, data, self.cfg, self.device)
+        client = self.client_cls(cid, data, self.cfg, self.device)
+        client.models = self.models
+        return client
 
     @contextmanager
     def measured(self, cids: list[int], facts: dict[int, dict[str, Any]]) -> Iterator[None]:
@@ -337,7 +344,9 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Bat
     Faults (`faults.inject`) are drawn for every client of a main training exchange before any
     training, in one place. With `simulation.batched=true`, several clients and a client class
     that can train a group at once (`Client.train_batched`), the clients that did not fail
-    train together; otherwise one at a time.
+    train together; otherwise one at a time. Likewise a main evaluation exchange with
+    `simulation.batched=true` and several clients goes through `Client.evaluate_batched`
+    (`_evaluate_together`).
     """
     server_round = batch.server_round
     facts = {} if facts is None else facts
@@ -380,6 +389,9 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Bat
                     else:
                         replies[cid] = result
                 todo = []
+    if (stage == Stage.EVALUATE and batch.exchange == MAIN and len(todo) > 1
+            and bool(worker.cfg.simulation.get("batched", False))):
+        todo = _evaluate_together(worker, state, batch, todo, replies, errors, facts)
     for cid in todo:
         saved_one = _snapshot(state, cid)
         t_one = time.perf_counter()
@@ -403,6 +415,38 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Bat
                 errors.pop(cid, None)
                 facts.pop(cid, None)
     return replies, errors
+
+
+def _evaluate_together(worker: Worker, state: RecordDict, batch: wire.Batch, todo: list[int],
+                       replies: dict[int, RecordDict], errors: dict[int, BaseException],
+                       facts: dict[int, dict[str, Any]]) -> list[int]:
+    """The main evaluation of `todo` through `Client.evaluate_batched`; the clients left.
+
+    All of `todo` when the client class evaluates one at a time (None), else none. The global
+    RNG is left as the loop leaves it (seeded for the last client; a batched evaluation draws
+    nothing from it), so whatever runs next in this process draws the same numbers.
+    """
+    server_round = batch.server_round
+    group: dict[int, dict[str, Any]] = {}
+    with worker.measured(list(todo), group):
+        clients = [worker.client(cid, batch.controls.get(cid, {}), Stage.EVALUATE, server_round)
+                   for cid in todo]
+        saved = {cid: _snapshot(state, cid) for cid in todo}
+        done = worker.client_cls.evaluate_batched(
+            clients, [batch.payloads[c] for c in todo], [ClientState(state, c) for c in todo],
+            server_round)
+    if done is None:
+        return todo
+    seeding.seed_torch(int(worker.cfg.seed), seeding.CLIENT, server_round, todo[-1],
+                       Stage.EVALUATE.stream)
+    facts.update(group)
+    for cid, result in zip(todo, done):
+        if isinstance(result, BaseException):
+            _restore(state, cid, saved[cid])
+            errors[cid] = result
+        else:
+            replies[cid] = result
+    return []
 
 
 def serve(content: RecordDict, context: Context, stage: Stage) -> RecordDict:

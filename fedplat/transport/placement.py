@@ -36,7 +36,7 @@ from omegaconf import DictConfig
 from fedplat.config.settings import parse_clients_per_node
 
 if TYPE_CHECKING:  # the data package is only needed on the nodes
-    from fedplat.data import FederatedDataset, FederatedGraph
+    from fedplat.data.federated import Federated
 
 
 def ray_workers(cfg: DictConfig) -> int:
@@ -103,19 +103,25 @@ def assign(work: Sequence[float], k: int) -> list[list[int]]:
     return [sorted(c) for c in served]
 
 
-def expected_work(federated: FederatedDataset | FederatedGraph) -> list[int]:
-    """Each client's training samples (labeled and unlabeled; a graph client: its nodes)."""
+def expected_work(federated: Federated) -> list[int]:
+    """Each client's training samples (labeled and unlabeled; a graph client: its nodes).
+
+    A generated data set's sizes are known without generating any client.
+    """
     from fedplat.data import FederatedGraph
+    from fedplat.data.federated import GeneratedFederatedDataset
 
     if isinstance(federated, FederatedGraph):
         return [len(nodes) for nodes in federated.nodes]
+    if isinstance(federated, GeneratedFederatedDataset):
+        n = federated.num_clients
+        return [int(v) for v in federated.users.num_train[:n] - federated.num_val()]
     unl = federated.unlabeled
     return [len(split[0]) + (len(unl[c]) if unl else 0)
             for c, split in enumerate(federated.splits)]
 
 
-def members(cfg: DictConfig, partition_id: int,
-            federated: FederatedDataset | FederatedGraph) -> list[int]:
+def members(cfg: DictConfig, partition_id: int, federated: Federated) -> list[int]:
     """The client ids node `partition_id` serves (`assign` over the clients' expected work)."""
     k = int(cfg.simulation.get("clients_per_node", 1))
     if k == 1:

@@ -102,3 +102,29 @@ def test_bf16_runs_end_finite_and_close_to_float32(tmp_path):
             assert math.isfinite(b["train_loss"]) and b["train_loss"] != a["train_loss"]
             assert math.isclose(a["train_loss"], b["train_loss"], rel_tol=0.05)
             assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 0.05
+
+
+def test_model_with_reuses_one_module_and_gives_a_fresh_models_metrics_exactly(monkeypatch):
+    import fedplat.core.client as client_module
+
+    cfg = make_cfg("dataset=mnist1d", "model=mlp", "num_clients=4")
+    fed = load_federated(cfg)
+    clients = [Client(c, fed.client(c), cfg, torch.device("cpu")) for c in range(4)]
+    torch.manual_seed(7)
+    state = {k: torch.randn_like(v) for k, v in clients[0].new_model().state_dict().items()}
+    fresh = [c.eval_metrics(c.load(c.new_model(), state)) for c in clients]
+    built = []
+    real_build = client_module.build_model
+    monkeypatch.setattr(client_module, "build_model",
+                        lambda *a: built.append(1) or real_build(*a))
+    cache: dict = {}
+    rng_before = torch.get_rng_state()
+    models = []
+    for c in clients:
+        c.models = cache
+        models.append(c.model_with(state))
+        assert c.eval_metrics(models[-1]) == fresh[c.cid]  # bit for bit
+    assert len(built) == 1 and all(m is models[0] for m in models)  # one model, built once
+    assert torch.equal(torch.get_rng_state(), rng_before)  # no draw from the global RNG
+    clients[0].models = None  # outside a node: a fresh model each time
+    assert clients[0].model_with(state) is not models[0] and len(built) == 2

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from fedplat.recording.recorder import RunRecorder, read_rows, summarise
+from fedplat.recording.recorder import RunRecorder, clean, read_rows, summarise
 from tests.helpers import make_cfg
 
 
@@ -150,3 +150,58 @@ def test_a_resumed_run_continues_its_wall_time_and_an_interrupt_is_recorded(tmp_
     assert ((tmp_path / "summary.json").read_bytes(),
             (tmp_path / "metrics.jsonl").read_bytes()) == written
     assert json.loads(written[0])["status"] == "interrupted"
+
+
+def _random_rows(n, seed):
+    import random
+
+    rnd = random.Random(seed)
+    choice = [0.25, 0.5, 0.5, 0.75, math.nan]  # ties and NaN, as max() meets them
+    rows = []
+    for r in range(1, n + 1):
+        row = {"round": r, "train_loss": rnd.random()}
+        if rnd.random() < 0.8:
+            row |= {"test_accuracy": rnd.choice(choice), "test_loss": rnd.random()}
+            if rnd.random() < 0.7:
+                row["val_accuracy"] = rnd.choice(choice)
+            if rnd.random() < 0.7:
+                row |= {"val_accuracy_mean": rnd.choice(choice),
+                        "test_accuracy_mean": rnd.random()}
+            if rnd.random() < 0.8:
+                row |= {"test_f1_mean": rnd.choice(choice), "test_f1": rnd.random()}
+                row["per_client"] = {str(c): {"test_f1": rnd.choice(choice)}
+                                     for c in rnd.sample(range(12), 5)}
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_running_summary_equals_a_full_rescan_after_every_round(seed):
+    from fedplat.recording.recorder import RunningSummary
+
+    rows = _random_rows(40, seed)
+    running = RunningSummary()
+    for i, row in enumerate(rows, 1):
+        running.add(row)
+        assert json.dumps(running.summary()) == json.dumps(summarise(rows[:i]))  # NaN too
+
+
+def test_a_resumed_recorders_summary_equals_a_full_rescan(tmp_path):
+    """What the old code computed: `summarise` over the kept rows (read back) and the new ones."""
+    cfg = make_cfg("num_rounds=12", "num_clients=12")
+    rows = _random_rows(12, 9)
+    rec = RunRecorder(tmp_path, cfg)
+    for row in rows[:8]:
+        rec.log_round(dict(row))
+    rec.finish("failed", "killed")
+    again = RunRecorder(tmp_path, cfg, resume_round=5)  # the checkpoint of round 5
+    for row in rows[5:]:
+        again.log_round(dict(row))
+    assert [r["round"] for r in again.rows] == list(range(1, 13))
+    full = summarise(again.rows)
+    assert full["f1"]["best_per_client"]["clients"] > 5
+    summary = again.summary()
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("final", "best", "best_test", "best_mean", "f1"):
+        assert json.dumps(summary.get(key)) == json.dumps(full.get(key))
+        assert saved.get(key) == json.loads(json.dumps(clean(full.get(key))))

@@ -70,3 +70,30 @@ def test_console_entry_runs_two_rounds_on_ray(tmp_path):
     assert "round 2/2" in proc.stdout and "fedplat run completed" in proc.stdout
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["rounds_completed"] == 2 and summary["final"]["accuracy"] > 0
+
+
+@pytest.mark.parametrize(("override", "expected"), [((), 1), (("simulation.torch_threads=2",), 2)])
+def test_inline_runs_use_one_torch_thread_unless_told_and_put_the_setting_back(override,
+                                                                              expected):
+    import torch
+    from flwr.app import Context
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import Grid, ServerApp
+
+    from fedplat.runtime.simulation import launch
+
+    cfg = make_cfg("simulation.backend=inline", "num_clients=2", *override)
+    seen: list[int] = []
+    app = ServerApp()
+
+    @app.main()
+    def _main(grid: Grid, context: Context) -> None:
+        seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        launch(cfg, app, ClientApp())
+        assert seen == [expected] and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

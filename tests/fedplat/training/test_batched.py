@@ -124,3 +124,23 @@ def test_batched_bf16_follows_sequential_bf16_and_refuses_fp16():
     with pytest.raises(ValueError, match="no fp16 loss scaling"):
         batched.train_sgd(_model(), [start], feed[:1], epochs=1, batch_size=10, lr=0.1,
                           amp="fp16")
+
+
+def test_evaluate_splits_gives_each_split_what_evaluate_gives_it():
+    from fedplat.training.loops import evaluate
+
+    model = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.Dropout(0.5), nn.Linear(16, 3))
+    model.train()  # evaluate_splits puts it in eval mode, as evaluate does
+    splits = _clients([37, 0, 8, 1, 64])
+    got = batched.evaluate_splits(model, splits, batch_size=7, rows=20)  # several passes
+    assert not model.training
+    for (x, y), res in zip(splits, got):
+        ref = evaluate(model, x, y, 7)
+        assert (res.correct, res.num_examples) == (ref.correct, ref.num_examples)
+        if ref.confusion is None:
+            assert res.confusion is None and len(y) == 0
+            continue
+        assert torch.equal(res.confusion, ref.confusion)
+        assert abs(res.loss_sum - ref.loss_sum) <= 1e-5 * max(1.0, abs(ref.loss_sum))
+        assert res.f1 == pytest.approx(ref.f1, abs=1e-12)
+    assert batched.evaluate_splits(model, [_clients([0])[0]])[0].num_examples == 0

@@ -168,6 +168,75 @@ def test_a_subclass_that_changes_train_is_not_batched_behind_its_back(tmp_path: 
     assert rows[0]["rejected_train"] == 2  # clients 1 and 2 still send their bad replies
 
 
+# -- batched evaluation -----------------------------------------------------------------------
+
+
+def test_batched_evaluation_matches_one_client_at_a_time(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adam keeps training sequential, so only the evaluation differs between the two runs."""
+    from fedplat.core.client import Client
+
+    sizes: list[int] = []
+    many = Client.eval_metrics_many
+    monkeypatch.setattr(Client, "eval_metrics_many",
+                        staticmethod(lambda cs, m: sizes.append(len(cs)) or many(cs, m)))
+    common = (*SMALL, "simulation.clients_per_node=4", "client.optimizer=adam",
+              "client.lr=0.001", "split.val=0.2")
+    _, seq = run_inline(tmp_path / "seq", *common)
+    assert sizes == []
+    _, bat = run_inline(tmp_path / "bat", *common, "simulation.batched=true")
+    assert sizes == [4, 3] * 3  # every round, each node's clients together
+    for a, b in zip(_stable(seq), _stable(bat), strict=True):
+        assert a.keys() == b.keys()
+        for cid, entry in a["per_client"].items():
+            other = b["per_client"][cid]
+            assert entry.keys() == other.keys()
+            for key, value in entry.items():
+                if "loss" in key or "f1" in key:
+                    assert math.isclose(value, other[key], rel_tol=1e-6, abs_tol=1e-7), key
+                else:
+                    assert value == other[key], key  # counts, accuracies, train metrics
+        for key in ("test_accuracy", "val_accuracy", "num_evaluate_clients"):
+            assert a[key] == b[key]
+
+
+def test_a_subclass_that_changes_evaluate_is_not_batched(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from fedplat.core.client import Client
+
+    calls: list[int] = []
+    monkeypatch.setattr(Client, "eval_metrics_many",
+                        staticmethod(lambda cs, m: calls.append(len(cs))))
+    _, rows = run_inline(tmp_path, *SMALL, "num_rounds=1", "simulation.clients_per_node=4",
+                         "simulation.batched=true", "strategy=local")
+    assert calls == [] and rows[0]["num_evaluate_clients"] == 7
+
+
+def test_batched_evaluation_leaves_the_global_rng_as_the_loop_does() -> None:
+    from flwr.app import ArrayRecord, RecordDict
+
+    from fedplat.core.stage import Stage
+    from fedplat.transport import wire
+    from fedplat.transport.node import run_clients
+
+    worker = _worker_on("cpu", 0)
+    model = worker.client(0, {}, Stage.EVALUATE, 1).new_model()
+    record = ArrayRecord(model.state_dict())
+    batch = wire.Batch(2, "", {c: RecordDict({"arrays": record}) for c in (1, 4, 6)},
+                       packed=True)
+    out = {}
+    for on in (False, True):
+        worker.cfg.simulation.batched = on
+        replies, errors = run_clients(worker, RecordDict(), Stage.EVALUATE, batch)
+        out[on] = (replies, torch.get_rng_state())
+        assert not errors and sorted(replies) == [1, 4, 6]
+    assert torch.equal(out[False][1], out[True][1])
+    for cid in (1, 4, 6):
+        a, b = (dict(out[on][0][cid]["metrics"]) for on in (False, True))
+        assert a["test_accuracy"] == b["test_accuracy"] and a["num-examples"] == b["num-examples"]
+        assert math.isclose(a["test_loss"], b["test_loss"], rel_tol=1e-6)
+
+
 # -- devices ----------------------------------------------------------------------------------
 
 
