@@ -30,6 +30,7 @@ from fedplat.config.compose import compose, prepare
 from fedplat.core.records import CONTROL
 from fedplat.core.stage import Stage
 from fedplat.errors import RunAborted
+from fedplat.recording import rundir
 from fedplat.recording.recorder import RunRecorder
 from fedplat.server import Server
 from fedplat.transport import node
@@ -117,6 +118,7 @@ def make_server_app(cfg: DictConfig | None = None,
         run_cfg.simulation.clients_per_node = 1  # flwr run / deployment: a client per node
         out = str(context.run_config.get("output-dir", "")) or str(
             Path.cwd() / "outputs" / time.strftime("flwr-%Y-%m-%d_%H-%M-%S"))
+        rundir.claim(Path(out), rundir.overwrite_flag(run_cfg))  # never over an earlier run
         execute(grid, run_cfg, RunRecorder(Path(out), run_cfg))
 
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -11,8 +12,10 @@ from omegaconf import DictConfig
 
 from fedplat.app import client_app, make_server_app
 from fedplat.config.compose import import_object
-from fedplat.data import load_federated, sources
-from fedplat.data.federated import describe_data
+from fedplat.config.settings import Settings
+from fedplat.data import FederatedDataset, load_federated, sources
+from fedplat.data.federated import data_key, describe_data
+from fedplat.data.shared import shared_for_workers
 from fedplat.errors import UserError
 from fedplat.recording import checkpoint
 from fedplat.recording.recorder import RunRecorder
@@ -61,7 +64,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     The data is loaded and partitioned once here before Ray starts, so a missing or corrupt
     file, or a partition that cannot be made, fails in a second with one line instead of
     inside every worker. What was read (files and hashes, sizes, the partition's use of the
-    samples) goes into run.log and summary.json's `data` entry.
+    samples) goes into run.log and summary.json's `data` entry. On a local Ray cluster the
+    workers then open this copy memory-mapped instead of building their own
+    (`fedplat.data.shared`).
     """
     fed = load_federated(cfg)
     resumed = checkpoint.latest(run_dir) if cfg.get("resume") else None
@@ -69,5 +74,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     entry = describe_data(fed, sources.cache_dir(cfg.get("cache_dir") or None))
     recorder.log_data(entry)
     log.info("data  %s", entry["line"])
-    launch(cfg, make_server_app(cfg, recorder), client_app)
+    sim = Settings.from_config(cfg).simulation
+    share = (sim.backend == "ray" and sim.ray_address is None and sim.share_data
+             and isinstance(fed, FederatedDataset))
+    with (shared_for_workers(fed, data_key(cfg), sources.cache_dir(cfg.get("cache_dir") or None))
+          if share else contextlib.nullcontext()):  # one copy of the arrays for all workers
+        launch(cfg, make_server_app(cfg, recorder), client_app)
     return recorder.summary()

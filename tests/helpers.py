@@ -291,3 +291,39 @@ def watch_listening(pids: Callable[[], list[int]],
     finally:
         stop.set()
         thread.join()
+
+
+@contextmanager
+def watch_mapped(pids: Callable[[], list[int]], fragment: str,
+                 every_s: float = 0.3) -> Iterator[dict[int, str]]:
+    """Collect, while the block runs, the processes (of `pids()` and their children) that have
+    a file whose path contains `fragment` memory-mapped: {pid: process name}."""
+    import psutil
+
+    seen: dict[int, str] = {}
+    stop = threading.Event()
+
+    def poll() -> None:
+        while True:
+            for pid in pids():
+                try:
+                    root = psutil.Process(pid)
+                    procs = [root, *root.children(recursive=True)]
+                except psutil.Error:
+                    continue
+                for proc in procs:
+                    try:
+                        if any(fragment in m.path for m in proc.memory_maps(grouped=True)):
+                            seen[proc.pid] = proc.name()
+                    except psutil.Error:
+                        continue
+            if stop.wait(every_s):
+                return
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()

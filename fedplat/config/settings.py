@@ -220,6 +220,8 @@ class SimulationSettings:
     device_cache_mb: float | None = None
     #: Running Ray cluster to connect to ("auto" or HOST:PORT); None: start one on loopback.
     ray_address: str | None = None
+    #: Local Ray workers open the driver's data memory-mapped (true when the key is absent).
+    share_data: bool = True
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> SimulationSettings:
@@ -250,12 +252,14 @@ class SimulationSettings:
         ray_address = (parse_ray_address(require(cfg, "simulation.ray_address"),
                                          "simulation.ray_address")
                        if _present(cfg, "simulation.ray_address") else None)
+        share_data = (check_bool(cfg, "simulation.share_data")
+                      if _present(cfg, "simulation.share_data") else True)
         if ray_address is not None and backend != "ray":
             raise UserError(f"simulation.ray_address={ray_address} needs simulation.backend=ray "
                             "(the inline backend runs in this process, without Ray)")
         return cls(backend, num_cpus, num_gpus, round_timeout, ray_num_cpus, ray_num_gpus, poll,
                    batched, threads, log_to_driver, node_wait_s, parse_clients_per_node(cfg),
-                   deterministic, cache_mb, ray_address)
+                   deterministic, cache_mb, ray_address, share_data)
 
     def resolved_clients_per_node(self) -> int:
         """`clients_per_node` as a number (the config must have been through `prepare`)."""

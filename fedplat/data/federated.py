@@ -553,6 +553,11 @@ def build_federated(cfg: DictConfig) -> Federated:
 
 @functools.lru_cache(maxsize=2)
 def _cached(key: str) -> Federated:
+    from fedplat.data.shared import opened  # the driver's copy, when it shared one
+
+    shared = opened(key)
+    if shared is not None:
+        return shared
     return build_federated(OmegaConf.create(json.loads(key)))
 
 

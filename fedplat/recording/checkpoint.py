@@ -45,7 +45,7 @@ from flwr.common import serde
 from flwr.proto.recorddict_pb2 import RecordDict as ProtoRecordDict
 
 from fedplat.errors import UserError
-from fedplat.recording.rundir import CHECKPOINT_DIR, LATEST
+from fedplat.recording.rundir import CHECKPOINT_DIR, LATEST, read_latest
 
 SERVER_FILE = "server.pt"
 #: Marks a client file of the protobuf format (older checkpoints pickled the records).
@@ -121,11 +121,8 @@ def save_server(run_dir: Path, server_round: int, strategy_state: dict[str, Any]
 
 def latest(run_dir: Path) -> tuple[int, Path] | None:
     """(round, directory) of the newest complete checkpoint, or None."""
-    path = Path(run_dir) / CHECKPOINT_DIR / LATEST
-    if not path.is_file():
-        return None
-    info = json.loads(path.read_text())
-    return int(info["round"]), Path(run_dir) / CHECKPOINT_DIR / info["dir"]
+    found = read_latest(run_dir)
+    return None if found is None else (found[0], Path(run_dir) / CHECKPOINT_DIR / found[1])
 
 
 def load_server(directory: Path, trusted: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -65,12 +65,28 @@ def claim(run_dir: Path, overwrite: bool) -> None:
     shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
 
 
-def latest_round(run_dir: Path) -> int | None:
-    """The round of the newest complete checkpoint in `run_dir` (None: none complete)."""
+def read_latest(run_dir: Path) -> tuple[int, str] | None:
+    """(round, folder name) that `checkpoint/latest.json` names; None when there is none.
+
+    A file that cannot be read or parsed is one line (`UserError`): resuming from it is
+    impossible, and the run's other files stay as they are.
+    """
     path = Path(run_dir) / CHECKPOINT_DIR / LATEST
     if not path.is_file():
         return None
-    return int(json.loads(path.read_text())["round"])
+    try:
+        info = json.loads(path.read_text())
+        return int(info["round"]), str(info["dir"])
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise UserError(f"{path} is corrupt ({type(exc).__name__}: {exc}); the run cannot be "
+                        f"resumed from it: start it again with hydra.run.dir={run_dir} "
+                        "overwrite=true") from None
+
+
+def latest_round(run_dir: Path) -> int | None:
+    """The round of the newest complete checkpoint in `run_dir` (None: none complete)."""
+    found = read_latest(run_dir)
+    return found[0] if found else None
 
 
 def _saved(run_dir: Path, name: str) -> dict[str, Any]:

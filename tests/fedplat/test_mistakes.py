@@ -108,6 +108,7 @@ CASES: list[Case] = [
     c("fedplat", "simulation.clients_per_node=0", "expected 'auto' or an integer >= 1"),
     c("fedplat", "simulation.clients_per_node=many", "expected 'auto' or an integer >= 1"),
     c("fedplat", "simulation.batched=maybe", "simulation.batched=maybe: expected true or false"),
+    c("fedplat", "simulation.share_data=maybe", "simulation.share_data=maybe: expected true or"),
     c("fedplat", "faults.crash_prob=2", "faults.crash_prob=2 is out of range: must be in [0.0,"),
     c("fedplat", "faults.crash_clients=[99]", "faults.crash_clients holds 99, outside [0, 9]"),
     c("fedplat", "faults.slow_delay_s=-1", "faults.slow_delay_s=-1 is out of range"),
@@ -120,6 +121,7 @@ CASES: list[Case] = [
     c("fedplat", "resume={tmp}/no-such-run", "no run directory there (no config.yaml)"),
     c("fedplat", "resume={no_checkpoint}", "but no checkpoint was completed"),
     c("fedplat", "resume={a_file}", "no run directory there (no config.yaml)"),
+    c("fedplat", "resume={corrupt_latest}", "latest.json is corrupt"),
     c("fedplat", f"hydra.run.dir={UNWRITABLE}/run", "cannot write in /sys (no permission)"),
     c("fedplat", "hydra.run.dir={a_file}", "is a file, not a directory; choose a directory path"),
     c("fedplat", "hydra.run.dir={a_file}/run", "is a file, so"),
@@ -230,6 +232,10 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     no_checkpoint = tmp / "no_checkpoint"
     no_checkpoint.mkdir()
     shutil.copy(run / "config.yaml", no_checkpoint / "config.yaml")
+    corrupt_latest = tmp / "corrupt_latest"
+    shutil.copy(run / "config.yaml", _write(corrupt_latest / "summary.json", "{}").parent
+                / "config.yaml")
+    _write(corrupt_latest / "checkpoint" / "latest.json", '{"round": ')
     corrupt_config = tmp / "corrupt_config"
     _write(corrupt_config / "config.yaml", "seed: [0\n")
     _write(corrupt_config / "summary.json", "{}")
@@ -251,6 +257,7 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     _write(tmp / "primary" / "config.yaml", "defaults:\n  - [strategy\n")
     a_file = _write(tmp / "a_file", "not a directory\n")
     return {"tmp": str(tmp), "run": str(run), "no_checkpoint": str(no_checkpoint),
+            "corrupt_latest": str(corrupt_latest),
             "corrupt_config": str(corrupt_config),
             "corrupt_config_summary": str(corrupt_config),
             "corrupt_summary": str(tmp / "corrupt_summary"),

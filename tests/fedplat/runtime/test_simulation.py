@@ -10,7 +10,7 @@ import pytest
 from fedplat.config.settings import Settings
 from fedplat.runtime.deploy import is_loopback
 from fedplat.runtime.simulation import backend_config
-from tests.helpers import make_cfg, run_inline, watch_listening
+from tests.helpers import make_cfg, run_inline, watch_listening, watch_mapped
 
 pytestmark = pytest.mark.ray
 
@@ -44,8 +44,11 @@ def test_ray_matches_inline_for_a_stateful_strategy_with_a_crashing_client(tmp_p
     cfg = make_cfg("simulation.backend=ray", *args)
     # the local Ray cluster started for the run (GCS, raylets, workers, runtime-env agent and
     # the driver) listens on loopback only (Ray's default is every interface)
-    with watch_listening(lambda: [os.getpid()]) as sockets:
+    with watch_listening(lambda: [os.getpid()]) as sockets, \
+            watch_mapped(lambda: [os.getpid()], "/shared/") as mapped:
         summary = run(cfg, tmp_path / "ray")
+    # the workers read the driver's arrays from one memory-mapped copy (fedplat.data.shared)
+    assert any(name.startswith("ray::") for name in mapped.values()), mapped
     names = {s.name for s in sockets}
     assert {"gcs_server", "raylet"} <= names, names
     assert sum(s.name.startswith("ray::") for s in sockets) >= 2, names  # the client workers
