@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,33 @@ def _data_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop("FEDPLAT_CACHE_DIR", None)
     else:
         os.environ["FEDPLAT_CACHE_DIR"] = old
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Each test leaves logging as it found it.
+
+    Entry points called in-process (`fedplat evaluate`'s basicConfig, Hydra's job logging)
+    attach handlers to the stream that was sys.stderr then: pytest's capture of that test.
+    Left behind, a later test's log records go to that closed stream, and "--- Logging error
+    ---" tracebacks land in whatever that test reads from stderr.
+    """
+    def state() -> dict[str, tuple[logging.Logger, list[logging.Handler]]]:
+        loggers = {"": logging.getLogger()}
+        loggers |= {name: lg for name, lg in logging.Logger.manager.loggerDict.items()
+                    if isinstance(lg, logging.Logger)}
+        return {name: (lg, list(lg.handlers)) for name, lg in loggers.items()}
+
+    before = state()
+    yield
+    for name, (lg, handlers) in state().items():
+        kept = before[name][1] if name in before else []
+        for handler in handlers:
+            if handler not in kept:
+                lg.removeHandler(handler)
+        for handler in kept:
+            if handler not in lg.handlers:
+                lg.addHandler(handler)
 
 
 @pytest.fixture
