@@ -266,31 +266,38 @@ from contextlib import contextmanager  # noqa: E402
 
 
 @contextmanager
-def watch_listening(pids: Callable[[], list[int]],
-                    every_s: float = 0.3) -> Iterator[set[Any]]:
-    """Collect, while the block runs, every listening socket of `pids()` and their children.
-
-    Yields a set of `fedplat.runtime.deploy.Listening` that fills up in a background thread
-    (processes come and go during a run, so one look would miss some).
-    """
-    from fedplat.runtime.deploy import listening
-
-    seen: set[Any] = set()
+def _polling(look: Callable[[], None], every_s: float) -> Iterator[None]:
+    """Call `look()` every `every_s` s in a background thread while the block runs (and once
+    more at its end): processes come and go during a run, so one look would miss some."""
     stop = threading.Event()
 
     def poll() -> None:
         while True:
-            seen.update(listening(pids()))
+            look()
             if stop.wait(every_s):
                 return
 
     thread = threading.Thread(target=poll, daemon=True)
     thread.start()
     try:
-        yield seen
+        yield
     finally:
         stop.set()
         thread.join()
+
+
+@contextmanager
+def watch_listening(pids: Callable[[], list[int]],
+                    every_s: float = 0.3) -> Iterator[set[Any]]:
+    """Collect, while the block runs, every listening socket of `pids()` and their children.
+
+    Yields a set of `fedplat.runtime.deploy.Listening` that fills up in a background thread.
+    """
+    from fedplat.runtime.deploy import listening
+
+    seen: set[Any] = set()
+    with _polling(lambda: seen.update(listening(pids())), every_s):
+        yield seen
 
 
 @contextmanager
@@ -301,29 +308,20 @@ def watch_mapped(pids: Callable[[], list[int]], fragment: str,
     import psutil
 
     seen: dict[int, str] = {}
-    stop = threading.Event()
 
-    def poll() -> None:
-        while True:
-            for pid in pids():
+    def look() -> None:
+        for pid in pids():
+            try:
+                root = psutil.Process(pid)
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for proc in procs:
                 try:
-                    root = psutil.Process(pid)
-                    procs = [root, *root.children(recursive=True)]
+                    if any(fragment in m.path for m in proc.memory_maps(grouped=True)):
+                        seen[proc.pid] = proc.name()
                 except psutil.Error:
                     continue
-                for proc in procs:
-                    try:
-                        if any(fragment in m.path for m in proc.memory_maps(grouped=True)):
-                            seen[proc.pid] = proc.name()
-                    except psutil.Error:
-                        continue
-            if stop.wait(every_s):
-                return
 
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
-    try:
+    with _polling(look, every_s):
         yield seen
-    finally:
-        stop.set()
-        thread.join()

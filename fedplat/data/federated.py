@@ -46,6 +46,7 @@ from fedplat.data.partitioners import (
     partition_params,
 )
 from fedplat.data.provenance import DataSource, combined_sha256, data_line, file_records
+from fedplat.data.shared import opened
 from fedplat.data.splits import label_split
 from fedplat.errors import UserError
 
@@ -553,11 +554,9 @@ def build_federated(cfg: DictConfig) -> Federated:
 
 @functools.lru_cache(maxsize=2)
 def _cached(key: str) -> Federated:
-    from fedplat.data.shared import opened  # the driver's copy, when it shared one
-
-    shared = opened(key)
+    shared = opened(key)  # the driver's copy, when it shared one with this worker
     if shared is not None:
-        return shared
+        return FederatedDataset(*shared)
     return build_federated(OmegaConf.create(json.loads(key)))
 
 

@@ -31,15 +31,12 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from fedplat.data.base import DatasetInfo
 from fedplat.data.provenance import DataSource
-
-if TYPE_CHECKING:  # federated.py imports this module when it loads data
-    from fedplat.data.federated import FederatedDataset
 
 log = logging.getLogger("fedplat")
 
@@ -50,7 +47,33 @@ SHARED_DIR = "shared"
 _FORMAT = 1
 
 
-def _flatten(fed: FederatedDataset) -> tuple[np.ndarray, np.ndarray]:
+class Partitioned(Protocol):
+    """What is shared of a `fedplat.data.federated.FederatedDataset` (which imports this)."""
+
+    info: DatasetInfo
+    x: np.ndarray
+    y: np.ndarray
+    splits: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    unlabeled: list[np.ndarray]
+    server: list[np.ndarray]
+    source: DataSource | None
+    num_source_train: int
+
+
+class Shared(NamedTuple):
+    """The fields of a `FederatedDataset`, in its order, read back from a shared directory."""
+
+    info: DatasetInfo
+    x: np.ndarray
+    y: np.ndarray
+    splits: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    unlabeled: list[np.ndarray]
+    server: list[np.ndarray]
+    source: DataSource | None
+    num_source_train: int
+
+
+def _flatten(fed: Partitioned) -> tuple[np.ndarray, np.ndarray]:
     """Every client's (train, val, test), then the unlabeled, then the server shares' indices."""
     parts = [a for split in fed.splits for a in split] + list(fed.unlabeled) + list(fed.server)
     lengths = np.array([len(a) for a in parts], dtype=np.int64)
@@ -59,8 +82,8 @@ def _flatten(fed: FederatedDataset) -> tuple[np.ndarray, np.ndarray]:
     return flat, lengths
 
 
-def publish(fed: FederatedDataset, key: str, cache: Path) -> Path | None:
-    """Write `fed` (a `FederatedDataset`) under `cache/shared/`; its directory, or None.
+def publish(fed: Partitioned, key: str, cache: Path) -> Path | None:
+    """Write `fed` (a `FederatedDataset`'s fields) under `cache/shared/`; its directory or None.
 
     The directory is named by the data key's hash and replaced as a whole (written to a
     temporary name, then renamed), so a reader sees a complete copy or none. The driver has
@@ -96,8 +119,8 @@ def publish(fed: FederatedDataset, key: str, cache: Path) -> Path | None:
     return final
 
 
-def opened(key: str) -> FederatedDataset | None:
-    """The `FederatedDataset` the driver shared for `key`, memory-mapped; None if there is none.
+def opened(key: str) -> Shared | None:
+    """What the driver shared for `key` (arrays memory-mapped); None if there is none.
 
     Looks at the directory named by `FEDPLAT_SHARED_DATA` only: unset, missing, unreadable or
     written for another key gives None, and the caller builds the data itself.
@@ -116,8 +139,6 @@ def opened(key: str) -> FederatedDataset | None:
         lengths = np.load(path / "lengths.npy")
     except (OSError, ValueError):
         return None
-    from fedplat.data.federated import FederatedDataset
-
     parts = np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
     n, u = int(meta["clients"]), int(meta["unlabeled"])
     splits = [(parts[3 * c], parts[3 * c + 1], parts[3 * c + 2]) for c in range(n)]
@@ -130,12 +151,12 @@ def opened(key: str) -> FederatedDataset | None:
     if src is not None:
         src["files"] = tuple(src["files"])
         source = DataSource(**src)
-    return FederatedDataset(DatasetInfo(**info), x, y, splits, list(unlabeled), list(server),
-                            source, int(meta["num_source_train"]))
+    return Shared(DatasetInfo(**info), x, y, splits, list(unlabeled), list(server), source,
+                  int(meta["num_source_train"]))
 
 
 @contextlib.contextmanager
-def shared_for_workers(fed: FederatedDataset, key: str, cache: Path) -> Iterator[Path | None]:
+def shared_for_workers(fed: Partitioned, key: str, cache: Path) -> Iterator[Path | None]:
     """Publish `fed` and name it in the environment for the duration of the block.
 
     Used around the launch of a local Ray cluster, whose workers inherit the driver's

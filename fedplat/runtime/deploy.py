@@ -72,16 +72,6 @@ def listening(pids: list[int]) -> list[Listening]:
     return found
 
 
-def is_loopback(ip: str) -> bool:
-    """127.0.0.0/8, ::1, or 127.x mapped into IPv6 (`::ffff:127.0.0.1`, how Ray's gRPC binds)."""
-    import ipaddress
-
-    addr = ipaddress.ip_address(ip)
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
-
-
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 

@@ -25,6 +25,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from fedplat.runtime.net import is_loopback
+
 #: Ray's own switch: when it reads "0", a node's IP address is the loopback address.
 LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
@@ -43,15 +45,7 @@ def init_args(address: str | None, **local: Any) -> dict[str, Any]:
 
 def on_this_machine_loopback(address: str) -> bool:
     """Whether `address` (HOST:PORT) names a cluster on this machine's loopback interface."""
-    import ipaddress
-
-    host = address.rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(address.rpartition(":")[0])
 
 
 @contextmanager

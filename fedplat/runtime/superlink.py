@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import ipaddress
 import socket
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from fedplat.errors import UserError
+from fedplat.runtime.net import is_loopback
 
 #: The only path prefix the Fleet address serves.
 FLEET_PREFIX = "/v1/fleet/"
@@ -80,16 +80,6 @@ def split_address(text: str, option: str) -> tuple[str, int]:
         raise UserError(f"{option}={text}: expected HOST:PORT with a port in 1..65535 "
                         "(IPv6 in brackets, e.g. [::1]:9093)")
     return bare, int(port)
-
-
-def is_loopback_host(host: str) -> bool:
-    """127.0.0.0/8, ::1 or `localhost`."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def bind(host: str, port: int, option: str) -> socket.socket:
@@ -143,7 +133,7 @@ def serve(argv: Sequence[str]) -> None:
     args, rest = parse(argv)
     control_host, control_port = split_address(args.control_address, "--control-address")
     fleet_host, fleet_port = split_address(args.fleet_address, "--fleet-address")
-    if not is_loopback_host(control_host):
+    if not is_loopback(control_host):
         raise UserError(f"--control-address={args.control_address}: the Control API has no "
                         "authentication, keep it on loopback (127.0.0.1 or [::1]) and reach it "
                         "over SSH (README, Deployment)")

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from fedplat.recording.recorder import without_timing
-from fedplat.runtime.deploy import is_loopback
+from fedplat.runtime.net import is_loopback
 from fedplat.runtime.ray_cluster import init_args, local_on_loopback, on_this_machine_loopback
 from tests.helpers import make_cfg, run_inline, watch_listening
 

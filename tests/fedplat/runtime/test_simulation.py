@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from fedplat.config.settings import Settings
-from fedplat.runtime.deploy import is_loopback
+from fedplat.runtime.net import is_loopback
 from fedplat.runtime.simulation import backend_config
 from tests.helpers import make_cfg, run_inline, watch_listening, watch_mapped
 
