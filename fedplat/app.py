@@ -118,7 +118,8 @@ def make_server_app(cfg: DictConfig | None = None,
         run_cfg.simulation.clients_per_node = 1  # flwr run / deployment: a client per node
         out = str(context.run_config.get("output-dir", "")) or str(
             Path.cwd() / "outputs" / time.strftime("flwr-%Y-%m-%d_%H-%M-%S"))
-        rundir.claim(Path(out), rundir.overwrite_flag(run_cfg))  # never over an earlier run
+        if not run_cfg.get("resume"):  # a new run never writes over an earlier one
+            rundir.claim(Path(out), rundir.overwrite_flag(run_cfg))
         execute(grid, run_cfg, RunRecorder(Path(out), run_cfg))
 
     return app
