@@ -92,7 +92,7 @@ def assign(work: Sequence[float], k: int) -> list[list[int]]:
 
     Greedy by work (largest first, ties by id), each client to the node with the least work so
     far among those with room (ties to the lower node); every node's list is sorted. A heap of
-    the nodes with room keeps it O(clients log nodes): 100,000 clients take well under a second.
+    the nodes with room keeps it O(clients log nodes) instead of O(clients x nodes).
     """
     n = len(work)
     nodes = math.ceil(n / k) if n else 0
