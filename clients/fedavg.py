@@ -13,7 +13,7 @@ import torch
 from flwr.app import RecordDict
 from typing_extensions import override
 
-from fedplat.core.client import Client, ClientState, eval_reply, train_reply
+from fedplat.core.client import Client, ClientState, eval_reply, stacked_train_reply
 from fedplat.core.records import from_record
 
 
@@ -63,8 +63,8 @@ class FedAvgClient(Client):
         trained = Client.train_many_from(clients, skeleton, starts, server_round, lr=lr)
         if trained is None:
             return None
-        return [item if isinstance(item, BaseException) else train_reply(item[1], item[0])
-                for item in trained]
+        return [item if isinstance(item, BaseException) else
+                stacked_train_reply(item[1], item[0]) for item in trained]
 
     @override
     def evaluate(self, payload: RecordDict, state: ClientState,

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from fedplat.core import seeding
-from fedplat.core.records import from_record, to_record
+from fedplat.core.records import from_record, to_record, to_rows
 from fedplat.core.stage import Stage
 from fedplat.data import ClientData, GraphClientData
 from fedplat.models import build_model
@@ -396,6 +396,17 @@ def train_reply(result: TrainResult, arrays: Mapping[str, torch.Tensor] | None =
         content["arrays"] = to_record(arrays)
     content["metrics"] = MetricRecord({"num-examples": result.num_examples,
                                        "train_loss": result.loss, **extra})
+    return content
+
+
+def stacked_train_reply(result: TrainResult, arrays: Mapping[str, torch.Tensor]) -> RecordDict:
+    """`train_reply` of a client trained together with others on its node.
+
+    The weights stay a RowRecord, which the packed wire format sends stacked with the node's
+    other clients' weights (`fedplat.transport.wire`); the server reads the same values.
+    """
+    content = RecordDict({"arrays": to_rows(arrays)})
+    content["metrics"] = train_reply(result)["metrics"]
     return content
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,9 +16,148 @@ from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
 CONTROL = "fedplat"
 
 
+@lru_cache(maxsize=4096)
+def _npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:
+    """The `.npy` header `np.save` writes for a C-ordered array of `dtype` and `shape`."""
+    empty = np.empty(shape, dtype=np.dtype(dtype))
+    buffer = io.BytesIO()
+    np.save(buffer, empty, allow_pickle=False)
+    data = buffer.getvalue()
+    return data[:len(data) - empty.nbytes]
+
+
+def to_array(values: np.ndarray) -> Array:
+    """A Flower Array of `values`, byte for byte what `Array(values)` builds, faster.
+
+    Flower's own constructor runs `np.save` for every array, and a node replying for 500
+    clients of a small model builds 3,000 of them a round: parsing nothing, the header is the
+    same for every array of one dtype and shape, so it is computed once and the raw bytes are
+    appended. Arrays that are not C-ordered (or hold objects) take Flower's path.
+    """
+    if values.dtype.hasobject or not values.flags.c_contiguous:
+        return Array.from_numpy_ndarray(values)
+    shape = tuple(int(n) for n in values.shape)
+    return Array(dtype=str(values.dtype), shape=shape, stype="numpy.ndarray",
+                 data=_npy_header(values.dtype.str, shape) + values.tobytes())
+
+
+def stacked_array(rows: Sequence[np.ndarray]) -> Array:
+    """`to_array(np.stack(rows))` with one copy fewer (the stack's buffer is joined as is)."""
+    stacked = np.stack(rows)
+    if stacked.dtype.hasobject or stacked.size == 0 or not stacked.flags.c_contiguous:
+        return to_array(stacked)
+    shape = tuple(int(n) for n in stacked.shape)
+    data = b"".join((_npy_header(stacked.dtype.str, shape), stacked.data.cast("B")))
+    return Array(dtype=str(stacked.dtype), shape=shape, stype="numpy.ndarray", data=data)
+
+
 def to_record(state: Mapping[str, torch.Tensor]) -> ArrayRecord:
     """An ArrayRecord holding CPU copies of `state`'s tensors (names kept)."""
-    return ArrayRecord({k: v.detach().cpu() for k, v in state.items()})
+    return ArrayRecord(array_dict={k: to_array(v.detach().cpu().numpy())
+                                   for k, v in state.items()}, keep_input=False)
+
+
+class _Unbuilt(dict[str, Any]):
+    """A RowRecord's attribute dict: the Flower Arrays (`_data`) are built on first use."""
+
+    def __missing__(self, key: str) -> Any:
+        if key != "_data":
+            raise KeyError(key)
+        built = {name: to_array(v) for name, v in self["_rows"].items()}
+        self["_data"] = built
+        return built
+
+
+class RowRecord(ArrayRecord):
+    """An ArrayRecord of numpy arrays whose Flower Arrays are built only if something asks.
+
+    Clients trained together on one node (`simulation.batched=true`) reply with rows of one
+    stacked tensor, and the packed wire format (`fedplat.transport.wire`) sends each stack as
+    one array and hands the server one row per client. Building a Flower `Array` (a Python
+    object with validation and `.npy` bytes) per client and parameter costs more than the
+    clients' training itself at hundreds of clients per node, and fedplat's own readers
+    (`record_values`, `from_record`, `non_finite`, `mismatch`, `count_bytes`) only need the
+    numbers. Everything else an ArrayRecord offers works unchanged: the first access through
+    Flower's API (items, indexing, serialisation) builds the Arrays, byte for byte those of
+    `to_record`, and from then on the record is an ordinary ArrayRecord.
+
+    How: Flower's record classes keep their entries in `self.__dict__["_data"]`, and this
+    record's attribute dict builds that entry when it is first looked up (`_Unbuilt`).
+    Flower names an object's class in its serialised header (and its object id), so this
+    class calls itself `ArrayRecord` there: a RowRecord that does travel (a strategy sending a
+    reply back out) is built, sent and received as the ArrayRecord it equals. Flower is pinned
+    to one version (pyproject), and tests check the record against a built one through
+    Flower's API, its wire serialisation and pickling.
+    """
+
+    __qualname__ = "ArrayRecord"
+
+    def __init__(self, rows: Mapping[str, np.ndarray], *, finite: bool = False,
+                 count: int | None = None) -> None:
+        """Rows by name; what the caller already knows about them may come along.
+
+        `finite=True`: every value was checked to be finite (`non_finite` skips the record);
+        `count`: its `count_bytes` (the rows of one stack share it).
+        """
+        super().__init__()
+        attrs = _Unbuilt(self.__dict__)
+        del attrs["_data"]
+        attrs["_rows"] = dict(rows)
+        attrs["_finite"] = finite
+        attrs["_count"] = count
+        self.__dict__ = attrs
+
+    @property
+    def known_finite(self) -> bool:
+        """True when the rows are unchanged since they were checked to be finite."""
+        return not self.built and bool(self.__dict__["_finite"])
+
+    @property
+    def built(self) -> bool:
+        """True once Flower Arrays exist for the rows (then they are the record's contents)."""
+        return dict.__contains__(self.__dict__, "_data")
+
+    def rows(self) -> dict[str, np.ndarray]:
+        """The values by name, without building Arrays (while the record is unbuilt)."""
+        if self.built:
+            return {k: array_values(a) for k, a in self.items()}
+        return dict(self.__dict__["_rows"])
+
+    def count_bytes(self) -> int:
+        """As `ArrayRecord.count_bytes` (the `.npy` bytes plus key names), without building."""
+        if self.built:
+            return super().count_bytes()
+        if self.__dict__["_count"] is None:
+            self.__dict__["_count"] = sum(len(k) + len(_npy_header(v.dtype.str, v.shape))
+                                          + v.nbytes for k, v in self.__dict__["_rows"].items())
+        return int(self.__dict__["_count"])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles as its rows (unbuilt) or as the plain ArrayRecord it has become."""
+        if self.built:
+            return (_array_record, (dict(self.items()),))
+        return (_row_record, (self.__dict__["_rows"],))
+
+
+def _array_record(arrays: dict[str, Array]) -> ArrayRecord:
+    return ArrayRecord(array_dict=arrays, keep_input=False)
+
+
+def _row_record(rows: dict[str, np.ndarray]) -> RowRecord:
+    # pickle finds classes by qualified name, which RowRecord lends to ArrayRecord
+    return RowRecord(rows)
+
+
+def to_rows(state: Mapping[str, torch.Tensor]) -> RowRecord:
+    """`to_record` for a reply that will travel stacked (see RowRecord): no Arrays built."""
+    return RowRecord({k: v.detach().cpu().numpy() for k, v in state.items()})
+
+
+def record_values(record: ArrayRecord) -> dict[str, np.ndarray]:
+    """An ArrayRecord's values by name as read-only numpy arrays (RowRecords stay unbuilt)."""
+    if isinstance(record, RowRecord):
+        return record.rows()
+    return {k: array_values(a) for k, a in record.items()}
 
 
 def array_values(arr: Array) -> np.ndarray:
@@ -46,7 +188,7 @@ def array_values(arr: Array) -> np.ndarray:
 
 def from_record(record: ArrayRecord) -> dict[str, torch.Tensor]:
     """Fresh, writable tensors from an ArrayRecord (never views of the message's buffers)."""
-    return {k: torch.from_numpy(array_values(a).copy()) for k, a in record.items()}
+    return {k: torch.from_numpy(np.array(v, copy=True)) for k, v in record_values(record).items()}
 
 
 def metrics_of(content: RecordDict, key: str = "metrics") -> dict[str, float]:
@@ -71,9 +213,10 @@ def scalar(value: object) -> int | float | str | bool:
 def non_finite(content: RecordDict) -> str | None:
     """Name the first array entry holding NaN/inf values (None if all are finite)."""
     for name, rec in content.array_records.items():
-        for key, arr in rec.items():
-            values = array_values(arr)
-            if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+        if isinstance(rec, RowRecord) and rec.known_finite:
+            continue
+        for key, values in record_values(rec).items():
+            if values.dtype.kind == "f" and not np.isfinite(values).all():
                 return f"non-finite values in {name}/{key}"
     return None
 
@@ -82,12 +225,13 @@ def mismatch(record: object, reference: Mapping[str, torch.Tensor], name: str) -
     """Why `record` does not match `reference`'s names and shapes (None if it does)."""
     if not isinstance(record, ArrayRecord):
         return f"no array record '{name}' in the reply"
-    if set(record.keys()) != set(reference):
-        missing = sorted(set(reference) - set(record.keys()))
-        extra = sorted(set(record.keys()) - set(reference))
+    values = record_values(record)
+    if set(values) != set(reference):
+        missing = sorted(set(reference) - set(values))
+        extra = sorted(set(values) - set(reference))
         return f"'{name}' has wrong entries (missing {missing[:3]}, unexpected {extra[:3]})"
     for key, ref in reference.items():
-        shape = tuple(record[key].shape)
+        shape = tuple(values[key].shape)
         if shape != tuple(ref.shape):
             return f"'{name}/{key}' has shape {shape}, expected {tuple(ref.shape)}"
     return None

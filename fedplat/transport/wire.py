@@ -20,6 +20,13 @@ Two formats, chosen by `encode_batch` from the number of clients:
   has `cids`, `layout` (a JSON map `{cid: {payload key: record name}}`) and `client-control`.
   Packed replies use the same layout plus `errors` (`{cid: reason}`): one client's failure is
   that client's failure, not its node's.
+* stacked rows (packed only): clients trained together (`simulation.batched=true`) reply with
+  `RowRecord`s (`fedplat.core.records`), rows of one stacked tensor. The rows of every such
+  record with the same names, dtypes and shapes travel as **one** ArrayRecord `s0, s1, ...`
+  whose arrays have a leading client axis, and the layout names a client's row as `s0#3`.
+  The server gets each client's row back as a RowRecord of views into the received stack: 500
+  clients of a small model cost 6 Flower Arrays each way instead of 3,000, which at that scale
+  cost more than the training. The values are bit for bit those sent.
 
 A client the node found late (its own time past `simulation.round_timeout`;
 `fedplat.transport.node.run_clients`) has no reply: a plain reply is then only a control
@@ -39,12 +46,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 
-from fedplat.core.records import CONTROL, scalar
+from fedplat.core.records import CONTROL, RowRecord, record_values, scalar, stacked_array
 
 #: Control key marking a packed message.
 GROUP_KEY = "group"
+#: Separates a stack's record name from a row in a packed layout (`s0#3`: row 3 of `s0`).
+ROW = "#"
 
 
 @dataclass
@@ -115,21 +125,32 @@ def as_sent(payload: RecordDict, cid: int, server_round: int, exchange: str,
     return _plain(payload, control)
 
 
-def _pack(contents: Mapping[int, RecordDict], control: dict[str, Any]) -> tuple[RecordDict,
-                                                                                 dict[int, int]]:
+def _pack(contents: Mapping[int, RecordDict], control: dict[str, Any], *,
+          count: bool = True) -> tuple[RecordDict, dict[int, int]]:
     """Packed content with each distinct record object once, and each client's byte share.
 
     A record shared by m clients counts 1/m to each (the remainder spread over the first
-    ones), so the shares add up to what actually travels.
+    ones), so the shares add up to what actually travels. With `count=False` (replies: the
+    server counts what it receives) the shares are all 0.
     """
     names: dict[int, str] = {}
     users: dict[int, int] = {}
     out = RecordDict()
     layout: dict[str, dict[str, str]] = {}
+    stacks: dict[tuple[Any, ...], list[dict[str, np.ndarray]]] = {}
+    stack_names: dict[tuple[Any, ...], str] = {}
     for cid in sorted(contents):
         entry: dict[str, str] = {}
         for key, record in contents[cid].items():
             if key == CONTROL:
+                continue
+            rows = record.rows() if isinstance(record, RowRecord) and not record.built else {}
+            if rows:
+                kind = tuple((k, v.dtype.str, v.shape) for k, v in rows.items())
+                members = stacks.setdefault(kind, [])
+                name = stack_names.setdefault(kind, f"s{len(stack_names)}")
+                entry[key] = f"{name}{ROW}{len(members)}"
+                members.append(rows)
                 continue
             ident = id(record)
             if ident not in names:
@@ -140,14 +161,21 @@ def _pack(contents: Mapping[int, RecordDict], control: dict[str, Any]) -> tuple[
         layout[str(cid)] = entry
     shares = dict.fromkeys(sorted(contents), 0)
     seen: dict[int, int] = {}  # users of a record handed their share so far
-    for cid in sorted(contents):
+    for cid in sorted(contents) if count else ():
         for key, record in contents[cid].items():
             if key == CONTROL:
+                continue
+            if id(record) not in users:  # a stacked row: its own bytes
+                shares[cid] += record_bytes(record)
                 continue
             size, m = record_bytes(record), users[id(record)]
             i = seen.get(id(record), 0)
             seen[id(record)] = i + 1
             shares[cid] += size // m + (1 if i < size % m else 0)  # shares add up exactly
+    for kind, members in stacks.items():
+        out[stack_names[kind]] = ArrayRecord(array_dict={
+            k: stacked_array([rows[k] for rows in members]) for k, _, _ in kind},
+            keep_input=False)
     out[CONTROL] = ConfigRecord({GROUP_KEY: True, "cids": sorted(int(c) for c in contents),
                                  "layout": json.dumps(layout), **control})
     return out, shares
@@ -158,7 +186,28 @@ def _unpack(content: RecordDict) -> dict[int, RecordDict]:
     control = content[CONTROL]
     assert isinstance(control, ConfigRecord)
     layout = json.loads(str(control["layout"]))
-    return {int(cid): RecordDict({key: content[name] for key, name in entry.items()})
+    stacked: dict[str, tuple[dict[str, np.ndarray], np.ndarray, int]] = {}
+
+    def record(name: str) -> Any:
+        if ROW not in name:
+            return content[name]
+        stack, row = name.split(ROW)
+        if stack not in stacked:
+            values = content[stack]
+            assert isinstance(values, ArrayRecord)
+            arrays = record_values(values)
+            finite = np.ones(len(next(iter(arrays.values()))), dtype=bool)
+            for v in arrays.values():  # each row's check, for every row in one pass
+                if v.dtype.kind == "f" and v.size:
+                    finite &= np.isfinite(v.reshape(len(v), -1)).all(axis=1)
+            first = RowRecord({k: v[0] for k, v in arrays.items()})
+            stacked[stack] = arrays, finite, first.count_bytes()  # every row's bytes
+        arrays, finite, count = stacked[stack]
+        i = int(row)
+        return RowRecord({k: v[i] for k, v in arrays.items()}, finite=bool(finite[i]),
+                         count=count)
+
+    return {int(cid): RecordDict({key: record(name) for key, name in entry.items()})
             for cid, entry in layout.items()}
 
 
@@ -227,7 +276,7 @@ def encode_replies(batch: Batch, replies: Mapping[int, RecordDict], errors: Mapp
         control["late"] = json.dumps({str(c): float(t) for c, t in late.items()})
     if devices:
         control["devices"] = json.dumps({str(c): dict(f) for c, f in devices.items()})
-    content, _ = _pack(replies, control)
+    content, _ = _pack(replies, control, count=False)
     return content
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from flwr.common.serde import recorddict_from_proto, recorddict_to_proto
 
-from fedplat.core.records import CONTROL, to_record
+from fedplat.core import records
+from fedplat.core.records import CONTROL, RowRecord, from_record, to_record, to_rows
 from fedplat.transport import wire
 from fedplat.transport.wire import payload_bytes
 
@@ -91,3 +93,45 @@ def test_device_facts_ride_in_the_control_and_leave_the_client_reply_as_written(
     # a node that sends none (an older node) leaves the facts empty
     assert wire.decode_replies(wire.encode_replies(packed_batch, {3: reply}, {}, 0.1),
                                [3, 5, 7]).devices == {}
+
+
+def test_rows_of_clients_trained_together_travel_as_one_stack_and_come_back_bit_for_bit() -> None:
+    _, _, payloads = _payloads()
+    batch = wire.decode_batch(wire.encode_batch(payloads, 1, "")[0])
+    states = {c: {"w": torch.randn(4, 3, generator=torch.Generator().manual_seed(c)),
+                  "b": torch.full((3,), float(c))} for c in (3, 5, 7)}
+    odd = {"w": torch.zeros(2, 2)}  # another shape: a stack of its own
+    replies = {c: RecordDict({"arrays": to_rows(s), "metrics": MetricRecord({"n": c})})
+               for c, s in states.items()}
+    replies[5]["extra"] = to_rows(odd)
+    content = wire.encode_replies(batch, replies, {}, 0.1)
+    arrays = {k: v for k, v in content.items() if isinstance(v, ArrayRecord)}
+    assert sorted(arrays) == ["s0", "s1"]  # 2 stacks, not 4 records of 2 arrays each
+    assert tuple(arrays["s0"]["w"].shape) == (3, 4, 3)
+    assert tuple(arrays["s1"]["w"].shape) == (1, 2, 2)
+    sent = recorddict_from_proto(recorddict_to_proto(content))  # through Flower's serde
+    decoded = wire.decode_replies(sent, [3, 5, 7])
+    assert sorted(decoded.contents) == [3, 5, 7]
+    for cid, state in states.items():
+        got = decoded.contents[cid]["arrays"]
+        assert isinstance(got, RowRecord) and not got.built
+        assert got.count_bytes() == to_record(state).count_bytes()
+        back = from_record(got)
+        assert all(torch.equal(back[k], state[k]) for k in state)
+        assert got == to_record(state)  # built on request: the record the client would send
+        assert decoded.contents[cid]["metrics"]["n"] == cid
+    assert torch.equal(from_record(decoded.contents[5]["extra"])["w"], odd["w"])
+    assert set(decoded.contents[3]) == {"arrays", "metrics"}
+
+
+def test_a_non_finite_row_is_found_and_its_stack_mates_are_known_finite() -> None:
+    _, _, payloads = _payloads()
+    batch = wire.decode_batch(wire.encode_batch(payloads, 1, "")[0])
+    states = {c: {"w": torch.full((2, 3), float(c))} for c in (3, 5, 7)}
+    states[5]["w"][1, 0] = float("inf")
+    replies = {c: RecordDict({"arrays": to_rows(s)}) for c, s in states.items()}
+    decoded = wire.decode_replies(wire.encode_replies(batch, replies, {}, 0.0), [3, 5, 7])
+    assert [records.non_finite(decoded.contents[c]) for c in (3, 5, 7)] == [
+        None, "non-finite values in arrays/w", None]
+    assert decoded.contents[3]["arrays"].known_finite
+    assert not decoded.contents[5]["arrays"].known_finite
