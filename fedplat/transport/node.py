@@ -341,7 +341,7 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Bat
     private state stands: the device did the work. Lateness is thus the client's own,
     whichever clients share its node and message.
 
-    Faults (`faults.inject`) are drawn for every client of a main training exchange before any
+    Faults (`faults.Plan.inject`) are drawn for every client of a main training exchange before any
     training, in one place. With `simulation.batched=true`, several clients and a client class
     that can train a group at once (`Client.train_batched`), the clients that did not fail
     train together; otherwise one at a time. Likewise a main evaluation exchange with
@@ -358,9 +358,10 @@ def run_clients(worker: Worker, state: RecordDict, stage: Stage, batch: wire.Bat
     todo = sorted(batch.payloads)
     if stage == Stage.TRAIN and batch.exchange == MAIN:
         ready = []
+        plan = faults.Plan.of(worker.cfg)
         for cid in todo:
             try:
-                delay = faults.inject(worker.cfg, cid, server_round)
+                delay = plan.inject(cid, server_round)
             except Exception as exc:  # this client's failure only
                 errors[cid] = exc
                 continue
