@@ -65,7 +65,10 @@ def test_stack_unstack_round_trip():
     states = [{"w": torch.full((2, 3), float(i))} for i in range(4)]
     stacked = batched.stack(states)
     assert stacked["w"].shape == (4, 2, 3)
-    assert all(torch.equal(a["w"], b["w"]) for a, b in zip(states, batched.unstack(stacked)))
+    rows = batched.unstack(stacked)
+    assert all(torch.equal(a["w"], b["w"]) for a, b in zip(states, rows))
+    rows[1]["w"].add_(10.0)  # rows do not overlap: the other clients keep their values
+    assert [float(r["w"][0, 0]) for r in rows] == [0.0, 11.0, 2.0, 3.0]
 
 
 def test_a_diverging_client_is_flagged_and_keeps_its_start_values():
