@@ -123,7 +123,7 @@ def _round_axis(ax: Axes) -> None:
 
 
 def _legend_columns(labels: Sequence[str]) -> int:
-    """As many legend columns (up to 3) as the longest label leaves room for in 7 inches."""
+    """As many legend columns (up to 3) as the longest label leaves room for side by side."""
     longest = max((len(label) for label in labels), default=0)
     return max(1, min(len(labels), 3 if longest <= 28 else 2 if longest <= 45 else 1))
 

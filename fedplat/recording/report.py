@@ -167,7 +167,11 @@ def _implied(facts: Sequence[Mapping[str, Any]], key: str, by: Sequence[str]) ->
 
 
 def label_keys(runs: Sequence[Run]) -> list[str]:
-    """The keys that tell `runs` apart, choices first (see the module's docstring)."""
+    """The keys that tell `runs` apart, choices first (see the module's docstring).
+
+    Also gives each run that has Hydra's record every override-only key (None where it lacks
+    one), so that `experiment=a` and no experiment differ.
+    """
     facts = [r.facts for r in runs]
     chosen = set().union(*(r.overridden for r in runs))
     known = bool(runs) and all(r.recorded for r in runs)

@@ -21,18 +21,21 @@ def _fake_run(path, *overrides, accs=(0.5, 0.6), record=None):
     return path
 
 
-def _sweep(tmp_path):
-    _fake_run(tmp_path / "sweep" / "0", "seed=0", "partition=dirichlet", "partition.alpha=0.1",
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Three runs: alpha 0.1 with seeds 0 and 1, alpha 1.0 with seed 0 (built once)."""
+    root = tmp_path_factory.mktemp("sweep")
+    _fake_run(root / "0", "seed=0", "partition=dirichlet", "partition.alpha=0.1",
               accs=[0.2, 0.4])
-    _fake_run(tmp_path / "sweep" / "1", "seed=1", "partition=dirichlet", "partition.alpha=0.1",
+    _fake_run(root / "1", "seed=1", "partition=dirichlet", "partition.alpha=0.1",
               accs=[0.3, 0.6])
-    _fake_run(tmp_path / "sweep" / "2", "seed=0", "partition=dirichlet", "partition.alpha=1.0",
+    _fake_run(root / "2", "seed=0", "partition=dirichlet", "partition.alpha=1.0",
               accs=[0.5, 0.7])
+    return root
 
 
-def test_report_labels_runs_by_what_differs_and_groups_seeds(tmp_path, capsys):
-    _sweep(tmp_path)
-    main([str(tmp_path / "sweep"), "--out", str(tmp_path / "rep")])
+def test_report_labels_runs_by_what_differs_and_groups_seeds(sweep, tmp_path, capsys):
+    main([str(sweep), "--out", str(tmp_path / "rep")])
     text = (tmp_path / "rep" / "comparison.md").read_text()
     assert "| partition.alpha=0.1, seed=0 | fedavg | mnist1d | 2/50 | 40.00 |" in text
     assert "| partition.alpha=0.1 | 2 | 50.00 ± 14.14 |" in text
@@ -40,9 +43,8 @@ def test_report_labels_runs_by_what_differs_and_groups_seeds(tmp_path, capsys):
     assert "comparison.md" in capsys.readouterr().out
 
 
-def test_seed_group_is_a_mean_line_with_a_std_band(tmp_path):
-    _sweep(tmp_path)
-    _, curves = build_report(find_runs([tmp_path / "sweep"]))
+def test_seed_group_is_a_mean_line_with_a_std_band(sweep):
+    _, curves = build_report(find_runs([sweep]))
     assert list(curves) == ["partition.alpha=0.1 (mean ± std, 2 seeds)",
                             "partition.alpha=1.0, seed=0"]
     fig = plots.overlay_figure(curves)
