@@ -40,7 +40,12 @@ log = logging.getLogger("fedplat")
 
 
 def cosine_similarity(embeddings: np.ndarray) -> np.ndarray:
-    """S_ij = e_iᵀe_j / (‖e_i‖‖e_j‖) for the rows of `embeddings` (a zero row gives 0s, S_ii=1)."""
+    """S_ij = e_iᵀe_j / (‖e_i‖‖e_j‖) for the rows of `embeddings` (a zero row gives 0s, S_ii=1).
+
+    sklearn's `pairwise.cosine_similarity` agrees to 1 ulp (tested) but gives S_ii = 0 for a
+    zero row and normalises in another order; this stays so FedPub's runs keep their numbers
+    bit for bit.
+    """
     e = np.asarray(embeddings, dtype=np.float64)
     norms = np.linalg.norm(e, axis=1)
     safe = np.where(norms > 0, norms, 1.0)

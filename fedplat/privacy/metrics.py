@@ -5,7 +5,15 @@ LPIPS is not computed: it needs pretrained AlexNet/VGG weights, which cannot be 
 offline machine (and torchvision does not install beside fedplat's torch wheel).
 
 The order of a reconstructed batch is arbitrary, so reconstructions are paired with the
-original images by the assignment of least total squared error (`match`) before scoring.
+original images by the assignment of least total squared error (`match`, SciPy's
+`linear_sum_assignment`) before scoring.
+
+PSNR and SSIM are ours, not scikit-image's `peak_signal_noise_ratio`/`structural_similarity`,
+although they give the same numbers (to float32 rounding; `tests/fedplat/privacy/test_metrics.py`
+compares them on fixed images): ours score a whole batch in torch at once on the attack's
+device, keep SSIM defined for images smaller than its 11x11 window (8x8 `digits`, where
+scikit-image refuses), and spare the core install scikit-image and its image-I/O dependencies
+(it is a test-only dependency, in the `dev` extra).
 """
 
 from __future__ import annotations
@@ -27,7 +35,10 @@ def to_unit(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Ten
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Per-image PSNR in dB, 10 log10(range^2 / MSE) (inf for identical images)."""
+    """Per-image PSNR in dB, 10 log10(range^2 / MSE) (inf for identical images).
+
+    scikit-image's `peak_signal_noise_ratio(a_i, b_i, data_range=...)`, image by image.
+    """
     mse = (a - b).double().pow(2).flatten(1).mean(dim=1)
     return (10 * torch.log10(data_range ** 2 / mse)).float()
 
@@ -43,9 +54,11 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, window: int 
          sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
     """Per-image SSIM (Wang et al., 2004), averaged over the map and the channels.
 
-    Gaussian 11x11 window (sigma 1.5), K1 0.01, K2 0.03, valid windows only (no padding).
-
-    Images smaller than the window use one window of their size.
+    Gaussian 11x11 window (sigma 1.5), K1 0.01, K2 0.03, valid windows only (no padding):
+    the paper's formula, and what scikit-image's `structural_similarity(a_i, b_i,
+    data_range=..., channel_axis=0, gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False)` computes (tested). Images smaller than the window use one
+    window of their size (truncated Gaussian), which scikit-image does not offer.
     """
     a, b = a.double(), b.double()
     _n, c, h, w = a.shape

@@ -11,7 +11,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -21,20 +23,19 @@ def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], lis
 
 def _line_plot(rows: Sequence[Mapping[str, Any]], keys: Sequence[tuple[str, str]],
                ylabel: str, path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    drawn = False
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    drawn = []
     for key, label in keys:
         xs, ys = _series(rows, key)
         if xs:
             ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=label)
-            drawn = True
-    ax.set_xlabel("round")
+            drawn.append(label)
+    _round_axis(ax)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if drawn:
-        ax.legend()
-    fig.tight_layout()
+        _legend_below(fig, drawn)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -115,18 +116,74 @@ def plot_label_distribution(counts: Sequence[Sequence[int]] | np.ndarray, path: 
     plt.close(fig)
 
 
-def plot_overlay(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: Path,
-                 key: str = "test_accuracy") -> None:
-    """One curve per run (label -> rows) of `key` over rounds."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, rows in runs.items():
-        xs, ys = _series(rows, key)
-        if xs:
-            ax.plot(xs, ys, label=label)
+def _round_axis(ax: Axes) -> None:
+    """The round axis: integer ticks only (round 2, not 1.75)."""
     ax.set_xlabel("round")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _legend_columns(labels: Sequence[str]) -> int:
+    """As many legend columns (up to 3) as the longest label leaves room for side by side."""
+    longest = max((len(label) for label in labels), default=0)
+    return max(1, min(len(labels), 3 if longest <= 28 else 2 if longest <= 45 else 1))
+
+
+def _legend_below(fig: Figure, labels: Sequence[str]) -> None:
+    """The figure's legend under its axes, outside them, so that it never hides a curve."""
+    fig.legend(loc="outside lower center", ncols=_legend_columns(labels), fontsize=8, frameon=False)
+
+
+def _mean_band(runs: Sequence[Sequence[Mapping[str, Any]]], key: str
+               ) -> tuple[list[int], np.ndarray, np.ndarray | None]:
+    """Rounds, the mean of `key` over `runs` at each, and the sample std (None for one run).
+
+    Only rounds that every run with data evaluated are kept, so a mean never mixes a different
+    set of runs from one round to the next. The std is the sample standard deviation (ddof 1),
+    the spread the report's seed table gives.
+    """
+    series = [s for s in (_series(rows, key) for rows in runs) if s[0]]
+    if not series:
+        return [], np.zeros(0), None
+    if len(series) == 1:
+        return series[0][0], np.asarray(series[0][1]), None
+    common = sorted(set.intersection(*(set(xs) for xs, _ in series)))
+    values = np.array([[dict(zip(xs, ys))[r] for r in common] for xs, ys in series])
+    return common, values.mean(axis=0), values.std(axis=0, ddof=1)
+
+
+def overlay_figure(curves: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]],
+                   key: str = "test_accuracy") -> Figure:
+    """The figure of `plot_overlay` (the caller closes it).
+
+    One line per label: one run's curve, or for several runs (seeds) their mean with a shaded
+    band of +- 1 sample std. Matplotlib's `fill_between` draws the band; seaborn's `lineplot`
+    would compute it too, but brings pandas for this one plot. The legend sits below the axes
+    (the figure grows a row per few labels), never over a curve; rounds are integer ticks.
+    """
+    labels = list(curves)
+    rows = -(-len(labels) // _legend_columns(labels))
+    fig, ax = plt.subplots(figsize=(7, 4.5 + 0.2 * max(rows - 1, 0)), layout="constrained")
+    drawn = []
+    for label, runs in curves.items():
+        xs, mean, std = _mean_band(runs, key)
+        if not xs:
+            continue
+        (line,) = ax.plot(xs, mean, label=label, marker="o" if len(xs) < 30 else None, ms=3)
+        if std is not None:
+            ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2,
+                            linewidth=0)
+        drawn.append(label)
+    _round_axis(ax)
     ax.set_ylabel(key.replace("_", " "))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    if drawn:
+        _legend_below(fig, drawn)
+    return fig
+
+
+def plot_overlay(curves: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], path: Path,
+                 key: str = "test_accuracy") -> None:
+    """`key` over rounds, one line per label (label -> metrics rows of each of its runs)."""
+    fig = overlay_figure(curves, key)
     fig.savefig(path, dpi=120)
     plt.close(fig)

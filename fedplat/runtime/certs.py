@@ -7,7 +7,9 @@ SuperLink's TLS certificate, valid for every --host, plus localhost and 127.0.0.
 `node-<i>`/`node-<i>.pub` (one EC P-384 key pair per SuperNode in OpenSSH format, the form that
 `flwr supernode register` and `flower-supernode --auth-supernode-private-key` take). Flower's
 own docs use openssl/ssh-keygen scripts for this; this does the same in Python so tests and
-users on machines without those tools get identical files.
+users on machines without those tools get identical files. Every certificate, key and encoding
+is the `cryptography` package's (X.509 builder, PEM and OpenSSH serialisation, which Flower
+itself depends on): nothing here writes ASN.1 or key formats by hand.
 """
 
 from __future__ import annotations

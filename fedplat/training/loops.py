@@ -60,7 +60,11 @@ class TrainResult:
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor,
                      num_classes: int) -> torch.Tensor:
-    """(num_classes, num_classes) counts, rows = true class, columns = predicted class."""
+    """(num_classes, num_classes) counts, rows = true class, columns = predicted class.
+
+    sklearn's `confusion_matrix` gives the same counts; this one `bincount` takes the batch's
+    torch tensors as they are, once per evaluation batch, with no conversion to NumPy.
+    """
     flat = y_true.long().cpu() * num_classes + y_pred.long().cpu()
     return torch.bincount(flat, minlength=num_classes * num_classes).reshape(
         num_classes, num_classes)
@@ -72,6 +76,11 @@ def weighted_f1(confusion: torch.Tensor) -> float:
     F1_c = 2 TP_c / (support_c + predicted_c), 0 when both are 0; classes absent from the
     split weigh nothing. Computed from the confusion matrix of the whole split, so it is not
     the mean of per-batch F1 scores (which SemiPFL's released code reports). nan when empty.
+
+    Not `sklearn.metrics.f1_score`, which gives the same number (tested on fixed labels) but
+    needs every label and prediction of the split at once: evaluation here sums per-batch
+    confusion matrices (and the batched path those of several clients in one pass), so the
+    labels are never gathered; the confusion matrix is also what other metrics can share.
     """
     c = confusion.double()
     support = c.sum(dim=1)

@@ -33,6 +33,17 @@ def test_cosine_similarity_by_hand():
     assert s[0, 2] == 0.0  # a zero embedding is similar to nothing
 
 
+def test_cosine_similarity_agrees_with_sklearn_but_for_a_zero_rows_diagonal():
+    from sklearn.metrics.pairwise import cosine_similarity as sklearn_cosine
+
+    e = np.random.default_rng(0).normal(size=(20, 64))
+    e[1] = 0.0
+    want = sklearn_cosine(e)
+    assert want[1, 1] == 0.0  # sklearn: a zero row is similar to nothing, itself included
+    np.fill_diagonal(want, 1.0)
+    np.testing.assert_allclose(cosine_similarity(e), want, rtol=0, atol=1e-15)
+
+
 def test_exp_weights_are_a_row_softmax_of_tau_s():
     s = np.array([[1.0, 0.5], [0.5, 1.0]])
     a = aggregation_weights(s, tau=2.0)

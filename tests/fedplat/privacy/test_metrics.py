@@ -67,3 +67,32 @@ def test_to_unit_maps_the_bounds_to_zero_and_one_and_clamps():
     low, high = torch.tensor([-1.0]), torch.tensor([3.0])
     x = torch.tensor([-1.0, 1.0, 3.0, 5.0]).reshape(1, 1, 2, 2)
     assert to_unit(x, low, high).flatten().tolist() == [0.0, 0.5, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 28, 28), (2, 3, 32, 32), (2, 1, 11, 11)])
+def test_psnr_and_ssim_agree_with_scikit_image(shape):
+    """Ours are kept (batched torch, small images); scikit-image gives the same numbers."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(shape, generator=gen)
+    y = (x + 0.2 * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+    xs, ys = x.double().numpy(), y.double().numpy()
+    want_ssim = [structural_similarity(xs[i], ys[i], data_range=1.0, channel_axis=0,
+                                       gaussian_weights=True, sigma=1.5,
+                                       use_sample_covariance=False) for i in range(len(x))]
+    want_psnr = [peak_signal_noise_ratio(xs[i], ys[i], data_range=1.0) for i in range(len(x))]
+    assert ssim(x, y).tolist() == pytest.approx(want_ssim, abs=1e-6)  # float32 rounding
+    assert psnr(x, y).tolist() == pytest.approx(want_psnr, abs=1e-5)
+
+
+def test_scikit_image_has_no_ssim_for_images_smaller_than_the_window():
+    """Why ours stays: 8x8 digits get an SSIM here and an error from scikit-image."""
+    from skimage.metrics import structural_similarity
+
+    a = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert 0 < float(ssim(a, a * 0.5)[0]) < 1
+    with pytest.raises(ValueError, match="win_size exceeds image extent"):
+        structural_similarity(a[0, 0].double().numpy(), a[0, 0].double().numpy() * 0.5,
+                              data_range=1.0, gaussian_weights=True, sigma=1.5,
+                              use_sample_covariance=False)

@@ -42,10 +42,37 @@ def test_label_distribution_widens_with_the_clients_up_to_a_cap(tmp_path, client
     assert _pixels(tmp_path / "labels.png") == (width, 480)
 
 
-def test_overlay_draws_one_curve_per_run(tmp_path):
+def test_overlay_draws_one_curve_per_label_and_grows_with_its_legend(tmp_path):
     path = tmp_path / "overlay.png"
-    plots.plot_overlay({"a": ROWS, "b": ROWS[:1]}, path)
-    assert _pixels(path) == (840, 540)  # 7 x 4.5 in at 120 dpi
+    plots.plot_overlay({"a": [ROWS], "b": [ROWS[:1]]}, path)
+    assert _pixels(path) == (840, 540)  # 7 x 4.5 in at 120 dpi: one legend row
+    many = {f"a label of thirty characters {i}": [ROWS] for i in range(6)}  # 2 columns
+    plots.plot_overlay(many, path)
+    assert _pixels(path) == (840, 540 + 2 * 24)  # 3 legend rows: 0.2 in per extra row
+
+
+def test_overlay_mean_keeps_the_rounds_every_run_evaluated():
+    short = [{"round": 1, "test_accuracy": 0.1}, {"round": 3, "test_accuracy": 0.5}]
+    xs, mean, std = plots._mean_band([ROWS, short, []], "test_accuracy")  # [] never evaluated
+    assert xs == [1, 3]
+    np.testing.assert_allclose(mean, [0.3, 0.6])
+    np.testing.assert_allclose(std, np.std([[0.5, 0.7], [0.1, 0.5]], axis=0, ddof=1))
+    assert plots._mean_band([ROWS], "test_accuracy")[2] is None  # one run: no band
+
+
+def test_run_plots_have_integer_round_ticks_and_the_legend_below():
+    rows = [{"round": r, "test_accuracy": 0.1 * r} for r in (1, 2, 3)]
+    fig = plots.overlay_figure({"x": [rows]})
+    try:
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+        lo, hi = ax.get_xlim()
+        shown = [t.get_text() for t in ax.get_xticklabels() if lo <= t.get_position()[0] <= hi]
+        assert shown == ["1", "2", "3"]  # not 1.0, 1.5, 2.0, ...
+        assert fig.legends[0].get_window_extent().y1 < ax.get_window_extent().y0
+    finally:
+        plots.plt.close(fig)
 
 
 def test_label_distribution_keeps_one_bar_per_client_up_to_the_threshold():
