@@ -23,12 +23,20 @@ PAPER = {"local": 85.93, "fedavg": 85.67, "pfedhn": 87.64, "hyperfl": 88.28}
 NAMES = {"local": "Local-only", "fedavg": "FedAvg", "pfedhn": "pFedHN", "hyperfl": "HyperFL"}
 
 
-def run(method: str, seed: int, rounds: int, eval_every: int, out: Path) -> Path:
-    """One fedplat run; its directory (skipped when a completed summary is already there)."""
+def run(method: str, seed: int, rounds: int, eval_every: int, out: Path,
+        checkpoint_every: int = 0) -> Path:
+    """One fedplat run; its directory (skipped when a completed summary is already there).
+
+    HyperFL trains with `strategy.stale_eval=true`, the released code's test (each client's own
+    extractor of its last local step); `fedplat evaluate RUN_DIR strategy.stale_eval=false`
+    scores the final state with the regenerated extractor too. With `checkpoint_every`, an
+    unfinished run continues from its last checkpoint when the script is run again.
+    """
+    extra = ["strategy.stale_eval=true"] if method == "hyperfl" else []
     return run_once(out / f"{method}_seed{seed}",
                     ["experiment=hyperfl_fmnist20", f"strategy={method}", f"seed={seed}",
-                     f"num_rounds={rounds}", f"eval_every={eval_every}"],
-                    out / f"{method}_seed{seed}.log")
+                     f"num_rounds={rounds}", f"eval_every={eval_every}", *extra],
+                    out / f"{method}_seed{seed}.log", checkpoint_every)
 
 
 def client_mean(run_dir: Path) -> tuple[float, float, int, float]:
@@ -49,6 +57,8 @@ def main() -> None:
     ap.add_argument("--hyperfl-rounds", type=int, default=200)
     ap.add_argument("--pfedhn-steps", type=int, default=5000)
     ap.add_argument("--eval-every", type=int, default=10)
+    ap.add_argument("--checkpoint-every", type=int, default=5,
+                    help="rounds between checkpoints (a rerun continues unfinished runs)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rounds = {"local": args.rounds, "fedavg": args.rounds, "pfedhn": args.pfedhn_steps,
@@ -61,7 +71,8 @@ def main() -> None:
         results = []
         for seed in args.seeds:
             t0 = time.time()
-            run_dir = run(method, seed, rounds[method], every[method], args.out)
+            run_dir = run(method, seed, rounds[method], every[method], args.out,
+                          args.checkpoint_every)
             results.append(client_mean(run_dir))
             print(f"{method} seed {seed}: {results[-1]} ({time.time() - t0:.0f} s)", flush=True)
         finals = [r[0] for r in results]
