@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import weakref
 from abc import ABC, abstractmethod
@@ -272,6 +273,67 @@ class MlflowTracker(Tracker):
         self.client.set_terminated(self.run_id, "FAILED")
 
 
+# -- Weights & Biases ---------------------------------------------------------------------------
+
+
+class WandbTracker(Tracker):
+    """A W&B run, offline by default: written to <run>/wandb/offline-run-*/, nothing is sent.
+
+    `wandb sync <run>/wandb/offline-run-*` uploads it later; `wandb leet inspect` reads it. The
+    config is the run config (flattened), the per-client distributions are W&B histograms, the
+    plots images (at the last round) and summary.json, config.yaml run files. No console
+    capture and no system metrics: the run's own log and summary.json already hold them. A
+    resumed run becomes a new W&B run holding the kept rounds again.
+    """
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, options: DictConfig,
+                 kept: Sequence[Mapping[str, Any]], resume_round: int | None) -> None:
+        import wandb
+
+        self.wandb = wandb
+        root = _inside(run_dir, str(options.get("dir") or ""), ".")
+        root.mkdir(parents=True, exist_ok=True)
+        settings = wandb.Settings(console="off", x_disable_stats=True, silent=True,
+                                  x_save_requirements=False, disable_git=True,
+                                  reinit="create_new")
+        self.run = wandb.init(
+            mode=str(options.get("mode") or "offline"),  # type: ignore[arg-type]
+            dir=str(root), project=str(options.get("project") or "fedplat"),
+            name=str(options.get("run_name") or run_dir.name), config=flat_config(cfg),
+            tags=[f"resumed_after_round_{resume_round}"] if resume_round else None,
+            settings=settings)
+        self.last_step = 0
+        for row in kept:
+            self.log_round(row)
+
+    def log_round(self, row: Mapping[str, Any]) -> None:
+        """The row's scalars and per-client histograms at step = round."""
+        step = int(row["round"])
+        data: dict[str, Any] = dict(scalars(row))
+        for key, dist in per_client(row).items():
+            data[f"per_client/{key}"] = self.wandb.Histogram(dist)
+        self.run.log(data, step=step)
+        self.last_step = step
+
+    def finish(self, status: str, run_dir: Path) -> None:
+        """Plots as images, summary.json and config.yaml as run files; exit code 0 if completed."""
+        images = {f"plots/{p.stem}": self.wandb.Image(str(p))
+                  for p in sorted(run_dir.glob("*.png"))}
+        if images:
+            self.run.log(images, step=self.last_step)
+        for name in FINAL_FILES:  # copied into the W&B run's files (a link would warn)
+            if (run_dir / name).is_file():
+                copy = Path(self.run.dir) / name
+                shutil.copyfile(run_dir / name, copy)
+                self.run.save(str(copy), base_path=self.run.dir, policy="now")
+        self.run.summary["fedplat_status"] = status
+        self.run.finish(exit_code=0 if status == "completed" else 1)
+
+    def close(self) -> None:
+        """End the W&B run as failed."""
+        self.run.finish(exit_code=1)
+
+
 # -- the registry --------------------------------------------------------------------------------
 
 
@@ -289,6 +351,7 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     "tensorboard": Backend("tensorboard", "tensorboard", TensorBoardTracker),
     "mlflow": Backend("mlflow", "mlflow-skinny", MlflowTracker),
+    "wandb": Backend("wandb", "wandb", WandbTracker),
 }
 
 

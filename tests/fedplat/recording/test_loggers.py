@@ -1,8 +1,11 @@
 """Experiment trackers: what a tiny run logged, read back with each library's own reader."""
 
+import importlib.util
 import json
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,12 +26,25 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 TINY = ("num_clients=3", "num_rounds=2", "client.local_epochs=1")
 
 
+#: W&B is tested where it is installed (it is in the `track` extra, so in CI).
+HAS_WANDB = importlib.util.find_spec("wandb") is not None
+TRACKERS = "logger=[tensorboard,mlflow,wandb]" if HAS_WANDB else "logger=[tensorboard,mlflow]"
+
+
 @pytest.fixture(scope="module")
 def tracked_run(tmp_path_factory):
-    """One tiny inline run logged to TensorBoard and MLflow at once."""
+    """One tiny inline run logged to every tracker at once."""
     run_dir = tmp_path_factory.mktemp("tracked")
-    summary, rows = run_inline(run_dir, *TINY, "logger=[tensorboard,mlflow]")
+    summary, rows = run_inline(run_dir, *TINY, TRACKERS)
     return run_dir, summary, rows
+
+
+def test_a_tracked_run_has_the_numbers_of_an_untracked_one(tracked_run, tmp_path):
+    from fedplat.recording.recorder import without_timing
+
+    _, _, rows = tracked_run
+    _, plain = run_inline(tmp_path, *TINY)
+    assert without_timing(plain) == without_timing(rows)
 
 
 def _events(path):
@@ -113,7 +129,7 @@ def test_mlflow_file_store_holds_metric_history_params_and_artifacts(tracked_run
     spread = client.get_metric_history(run.info.run_id, "per_client/test_accuracy/max")
     assert [m.value for m in spread] == [max(c["test_accuracy"] for c in r["per_client"].values())
                                          for r in rows]
-    cfg = make_cfg("simulation.backend=inline", *TINY, "logger=[tensorboard,mlflow]")
+    cfg = make_cfg("simulation.backend=inline", *TINY, TRACKERS)
     assert run.data.params["num_rounds"] == "2" and run.data.params["seed"] == "0"
     assert run.data.params["strategy.name"] == flat_config(cfg)["strategy.name"]
     assert len(run.data.params) == len(flat_config(cfg))
@@ -193,3 +209,36 @@ def test_a_tracker_that_cannot_start_is_a_user_error_and_the_run_is_closed(tmp_p
     with pytest.raises(UserError, match="logger=tensorboard could not start"):
         RunRecorder(tmp_path / "run", cfg)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+
+
+def _wandb_records(run_dir):
+    """The offline run's records, read by W&B's own reader (`wandb leet inspect --json`)."""
+    [run_file] = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    out = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", str(run_file),
+                          "--json"], capture_output=True, text=True, timeout=120, check=True)
+    return run_file, [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+@pytest.mark.skipif(not HAS_WANDB, reason="wandb is not installed (pip install wandb)")
+def test_wandb_offline_files_hold_every_rounds_metrics_config_histograms_and_plots(tracked_run):
+    run_dir, _, rows = tracked_run
+    run_file, records = _wandb_records(run_dir)
+    history = [r["history"]["item"] for r in records if r["type"] == "history"]
+    assert [h["_step"] for h in history] == [r["round"] for r in rows]
+    for item, row in zip(history, rows):
+        assert {k: item[k] for k in scalars(row)} == scalars(row)
+        counts = item["per_client/test_accuracy.values"]
+        assert item["per_client/test_accuracy._type"] == "histogram" and sum(counts) == 3
+    assert history[-1]["plots/accuracy._type"] == "image-file"
+    assert (history[-1]["plots/accuracy.width"], history[-1]["plots/accuracy.height"]) == \
+        _png_size(run_dir / "accuracy.png")
+    [run] = [r["run"] for r in records if r["type"] == "run"]
+    config = run["config"]["update"]
+    assert run["project"] == "fedplat" and run["display_name"] == run_dir.name
+    assert config["num_rounds"] == 2 and config["strategy.name"] == "fedavg"
+    saved = {f["path"] for r in records if r["type"] == "files" for f in r["files"]["files"]}
+    assert {"summary.json", "config.yaml"} <= saved
+    assert (run_file.parent / "files" / "summary.json").read_bytes() == \
+        (run_dir / "summary.json").read_bytes()
+    [end] = [r["exit"] for r in records if r["type"] == "exit"]
+    assert end["exit_code"] == 0
