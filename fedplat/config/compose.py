@@ -76,11 +76,22 @@ def parse_overrides(overrides: Sequence[str], config_dirs: Sequence[Path] = ()
                     raise UserError(
                         f"unknown {key} '{v}' (choose from: {', '.join(options) or 'none'})"
                     )
+        elif key == "logger" and not ov.is_delete():
+            _check_loggers(values, available(key, config_dirs))
         line = ov.input_line
         assert line is not None  # the parser records the text of every override it parses
         prefix = line.split("=", 1)[0]
         choices.append([f"{prefix}={v}" for v in values] if "=" in line else [prefix])
     return [list(combo) for combo in itertools.product(*choices)]
+
+
+def _check_loggers(values: Sequence[str], options: Sequence[str]) -> None:
+    """`logger=NAME` or `logger=[NAME,NAME]` (a list: several trackers at once) names options."""
+    for value in values:
+        for name in value.strip("[]").split(","):
+            if name.strip() and name.strip() not in options:
+                raise UserError(f"unknown logger '{name.strip()}' (choose from: "
+                                f"{', '.join(options)}; several at once: logger=[A,B])")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -237,9 +248,11 @@ def validate(cfg: DictConfig) -> Settings:
     from fedplat.data import validate_data_config
     from fedplat.models import validate_model_config
     from fedplat.privacy.capture import validate_capture_config
+    from fedplat.recording.loggers import validate_logger_config
 
     settings = Settings.from_config(cfg)
     validate_capture_config(cfg)
+    validate_logger_config(cfg)
     validate_data_config(cfg)
     validate_model_config(cfg)
     runner = str(require(cfg, "scenario.runner"))

@@ -21,6 +21,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from fedplat.config.settings import Settings
+from fedplat.errors import UserError
+from fedplat.recording.loggers import Trackers, open_trackers
 
 log = logging.getLogger("fedplat")
 
@@ -317,6 +319,12 @@ class RunRecorder:
             self.devices.add(row)
             self.running.add(row)
         self._write_summary()
+        try:  # last: a tracker that cannot start leaves a closed, failed run directory
+            self.trackers = open_trackers(cfg, self.run_dir, self.rows, resume_round)
+        except UserError as exc:
+            self.trackers = Trackers({})
+            self.finish("failed", str(exc), draw=False)
+            raise
 
     @property
     def wall_time_s(self) -> float:
@@ -355,6 +363,7 @@ class RunRecorder:
             self._metrics.write(json.dumps(clean(row), sort_keys=True) + "\n")
             self._metrics.flush()
             self._write_summary()
+            self.trackers.log_round(row)
 
     def summary(self) -> dict[str, Any]:
         """The current summary.json content."""
@@ -403,6 +412,7 @@ class RunRecorder:
             self._metrics.close()
             self._write_summary()
         if not draw:
+            self.trackers.finish(status, self.run_dir)
             return self.summary()
         try:  # a machine without matplotlib (a bare GPU box) keeps its results all the same
             from fedplat.recording import plots
@@ -413,6 +423,7 @@ class RunRecorder:
                                               self.run_dir / "label_distribution.png")
         except Exception as exc:  # a plotting problem must not lose the results
             log.warning("could not draw plots: %s", exc)
+        self.trackers.finish(status, self.run_dir)  # after the plots, which they receive
         return self.summary()
 
 
