@@ -58,6 +58,8 @@ CASES: list[Case] = [
     # -- fedplat: unknown names ----------------------------------------------------------------
     c("fedplat", "strategy=fedavgg", "unknown strategy 'fedavgg' (choose from: decavg,"),
     c("fedplat", "dataset=imagenet", "unknown dataset 'imagenet' (choose from: "),
+    c("fedplat", "logger=tensorbord", "unknown logger 'tensorbord' (choose from: mlflow, tensorb"),
+    c("fedplat", "logger=[tensorboard,mlflo]", "unknown logger 'mlflo'"),
     c("fedplat", "model=resnet999", "unknown model 'resnet999' (choose from: auto, cnn,"),
     c("fedplat", "partition=random", "unknown partition 'random' (choose from: by_class,"),
     c("fedplat", "client=fast", "unknown client 'fast' (choose from: default, graph)"),
