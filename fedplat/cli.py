@@ -40,11 +40,12 @@ from fedplat.config.diagnose import check_output_dir, find_malformed, load_confi
 from fedplat.config.settings import resume_dir
 from fedplat.config.tree import CONF_DIR
 from fedplat.errors import RunAborted, UserError
-from fedplat.progress import check_mode
+from fedplat.progress import check_mode, stop_all
 from fedplat.recording import rundir
 from fedplat.recording.recorder import devices_line, faults_line, interrupt_open_runs
 from fedplat.sweep import (
     check_direction,
+    check_storage,
     machine_cpus,
     objective_key,
     objective_value,
@@ -154,7 +155,7 @@ def precheck(overrides: Sequence[str], config_dirs: Sequence[Path] = (),
 
 def check_sweeper(combo: Sequence[str], overrides: Sequence[str], config_dirs: Sequence[Path],
                   key: str) -> None:
-    """An Optuna sweep must optimise the objective in its own direction (`sweep.check_direction`).
+    """An Optuna sweep must optimise the objective its own way and keep its study in memory.
 
     Read from the Hydra config the command line composes (with its sweeper choice and
     settings); only when a `hydra/sweeper` is chosen there.
@@ -165,6 +166,7 @@ def check_sweeper(combo: Sequence[str], overrides: Sequence[str], config_dirs: S
         return
     hydra_cfg = compose_hydra([*combo, *chosen], config_dirs)
     check_direction(hydra_cfg.hydra.sweeper, key)
+    check_storage(hydra_cfg.hydra.sweeper)
 
 
 def format_summary(summary: Mapping[str, Any], run_dir: Path) -> str:
@@ -373,6 +375,7 @@ def _interrupted(name: str) -> None:
     print(f"fedplat: error: run interrupted: {where}; summary.json says \"interrupted\"",
           file=sys.stderr, flush=True)
     if threaded:  # Ray's processes share the driver's fate (they end with it)
+        stop_all()  # a live progress bar gives the terminal its cursor back
         logging.shutdown()
         sys.stdout.flush()
         os._exit(code)

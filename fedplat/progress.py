@@ -31,6 +31,15 @@ log = logging.getLogger("fedplat")
 
 #: Values of the root config key `progress`.
 MODES = ("auto", "bar", "plain")
+#: Bars being drawn (`stop_all` before a process ends without unwinding, so that the terminal
+#: gets its cursor back).
+_LIVE: set[RoundProgress] = set()
+
+
+def stop_all() -> None:
+    """Stop every live bar of this process (the CLI's exit on an interrupted Ray run)."""
+    for progress in list(_LIVE):
+        progress.__exit__(None, None, None)
 
 
 def check_mode(cfg: Mapping[str, Any]) -> str:
@@ -152,6 +161,7 @@ class RoundProgress:
         self._task = self._progress.add_task("rounds", total=self.num_rounds,
                                              completed=self.first_round - 1, acc=self._acc_text())
         self._progress.start()
+        _LIVE.add(self)
         self._route_logs(console)
         return self
 
@@ -173,6 +183,7 @@ class RoundProgress:
             handler.flush()
             handler.setStream(stream)
         self._swapped.clear()
+        _LIVE.discard(self)
         if self._progress is not None:
             self._progress.stop()
             self._progress = None

@@ -86,6 +86,25 @@ def check_direction(sweeper: Mapping[str, Any], key: str) -> None:
                         f"hydra.sweeper.direction={want}")
 
 
+def check_storage(sweeper: Mapping[str, Any]) -> None:
+    """Refuse an Optuna study in an SQL database where optuna 2 cannot open one.
+
+    hydra-optuna-sweeper pins optuna<3, whose database storage fails on SQLAlchemy 2 (an
+    AssertionError in its schema check, measured with optuna 2.10.1 and SQLAlchemy 2.1); the
+    default in-memory study works, and the sweep directory keeps every trial's results.
+    """
+    storage = sweeper.get("storage")
+    if "optuna" not in str(sweeper.get("_target_", "")).lower() or not storage:
+        return
+    import sqlalchemy
+
+    if int(sqlalchemy.__version__.split(".")[0]) >= 2:
+        raise UserError(f"hydra.sweeper.storage={storage}: optuna 2 (which hydra-optuna-sweeper "
+                        f"needs) cannot use a database with SQLAlchemy {sqlalchemy.__version__}; "
+                        "leave the storage unset (an in-memory study; every trial's results "
+                        "stay in the sweep directory)")
+
+
 def parallel_jobs(launcher: Mapping[str, Any], sweeper: Mapping[str, Any],
                   cpus: int) -> int:
     """How many jobs of a sweep run at once (1 unless the launcher is joblib).

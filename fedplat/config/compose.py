@@ -50,7 +50,7 @@ def _sweep_values(override: Any) -> list[str]:
 
     value = override.value() if override.is_sweep_override() else None
     if isinstance(value, IntervalSweep):
-        ends = [value.start, value.end]
+        ends = [v for v in (value.start, value.end) if v is not None]
         return [str(int(v)) if "int" in value.tags else str(v) for v in ends]
     if override.is_sweep_override():
         return [str(v) for v in override.sweep_string_iterator()]

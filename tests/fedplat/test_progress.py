@@ -154,3 +154,19 @@ def test_run_logging_adds_nothing_when_the_log_already_reaches_a_handler(tmp_pat
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def test_stop_all_ends_a_live_bar_and_puts_the_log_streams_back():
+    """The CLI's exit on an interrupted Ray run does not unwind the server thread."""
+    from fedplat import progress as module
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    logging.getLogger("fedplat").addHandler(handler)
+    try:
+        with RoundProgress(2, mode="bar", stream=out) as bar:
+            assert bar in module._LIVE and handler.stream is not out
+            module.stop_all()
+            assert not module._LIVE and handler.stream is out and bar._progress is None
+    finally:
+        logging.getLogger("fedplat").removeHandler(handler)

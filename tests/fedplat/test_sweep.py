@@ -14,6 +14,7 @@ from fedplat.sweep import (
     BestTrial,
     best_run,
     check_direction,
+    check_storage,
     direction_of,
     objective_key,
     objective_value,
@@ -48,6 +49,22 @@ def test_optuna_must_go_the_objectives_way():
                     "final.accuracy")
 
 
+def test_an_optuna_study_in_a_database_is_refused_where_optuna_2_cannot_open_one(tmp_path):
+    import optuna
+    import sqlalchemy
+
+    optuna_sweeper = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    url = f"sqlite:///{tmp_path}/study.db"
+    check_storage({"_target_": optuna_sweeper, "storage": None})
+    if int(sqlalchemy.__version__.split(".")[0]) < 2:
+        check_storage({"_target_": optuna_sweeper, "storage": url})
+        return
+    with pytest.raises(UserError, match=r"leave the storage unset"):
+        check_storage({"_target_": optuna_sweeper, "storage": url})
+    with pytest.raises(AssertionError):  # what the refusal saves the user from
+        optuna.create_study(storage=url)
+
+
 def test_how_many_jobs_run_at_once():
     joblib = {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
               "n_jobs": -1}
@@ -61,9 +78,8 @@ def test_how_many_jobs_run_at_once():
 
 
 def test_each_parallel_job_gets_its_share_of_the_cpus():
-    from helpers import make_cfg
-
     from fedplat.config.compose import compose, prepare
+    from tests.helpers import make_cfg
 
     cfg = OmegaConf.create({"simulation": {"backend": "ray", "num_cpus": 1,
                                            "ray_num_cpus": None, "ray_address": None}})
