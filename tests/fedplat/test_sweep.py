@@ -188,3 +188,25 @@ def test_a_sweep_against_its_objective_is_refused_before_it_starts(tmp_path, mon
     assert info.value.code == 2
     assert "client.lr=-1.0" in capsys.readouterr().err
     assert not (tmp_path / "multirun").exists()
+
+
+def test_a_grid_sweep_goes_on_past_a_stopped_run_and_names_its_best(tmp_path, monkeypatch,
+                                                                     capsys):
+    """Hydra's basic sweeper, in this process: the run whose clients all crash stops in one
+    line, the other runs, and best_config.yaml is the config of the run that has an accuracy."""
+    from fedplat.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "grid"
+    main(["-m", "faults.crash_prob=1.0,0.0", "simulation.backend=inline", "num_rounds=1",
+          "num_clients=2", f"hydra.sweep.dir={sweep}"])
+    err = capsys.readouterr().err
+    assert "fedplat: error: run stopped: round 1: all 2 clients failed in train" in err
+    assert "the sweep goes on" in err
+    status = {p.parent.name.split("_")[0]: json.loads(p.read_text())["status"]
+              for p in sweep.glob("*/summary.json")}
+    assert status == {"0": "aborted", "1": "completed"}
+    best = OmegaConf.load(sweep / BEST_CONFIG)
+    assert best.faults.crash_prob == 0.0
+    assert (sweep / BEST_CONFIG).read_text().startswith(
+        "# The best of 1 runs of this sweep by final.accuracy (maximize): ")
