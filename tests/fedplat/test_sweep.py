@@ -49,6 +49,7 @@ def test_optuna_must_go_the_objectives_way():
                     "final.accuracy")
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # optuna 2's schema on SQLAlchemy 2
 def test_an_optuna_study_in_a_database_is_refused_where_optuna_2_cannot_open_one(tmp_path):
     import optuna
     import sqlalchemy
