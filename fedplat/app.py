@@ -30,6 +30,7 @@ from fedplat.config.compose import compose, prepare
 from fedplat.core.records import CONTROL
 from fedplat.core.stage import Stage
 from fedplat.errors import RunAborted
+from fedplat.progress import run_logging
 from fedplat.recording import rundir
 from fedplat.recording.recorder import RunRecorder
 from fedplat.server import Server
@@ -120,7 +121,8 @@ def make_server_app(cfg: DictConfig | None = None,
             Path.cwd() / "outputs" / time.strftime("flwr-%Y-%m-%d_%H-%M-%S"))
         if not run_cfg.get("resume"):  # a new run never writes over an earlier one
             rundir.claim(Path(out), rundir.overwrite_flag(run_cfg))
-        execute(grid, run_cfg, RunRecorder(Path(out), run_cfg))
+        with run_logging(Path(out)):  # what `flwr run --stream` shows
+            execute(grid, run_cfg, RunRecorder(Path(out), run_cfg))
 
     return app
 

@@ -25,21 +25,33 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from fedplat.config.compose import compose, import_object, parse_overrides, prepare
+from fedplat.config.compose import compose, compose_hydra, import_object, parse_overrides, prepare
 from fedplat.config.diagnose import check_output_dir, find_malformed, load_config_file
 from fedplat.config.settings import resume_dir
 from fedplat.config.tree import CONF_DIR
 from fedplat.errors import RunAborted, UserError
+from fedplat.progress import check_mode, stop_all
 from fedplat.recording import rundir
 from fedplat.recording.recorder import devices_line, faults_line, interrupt_open_runs
+from fedplat.sweep import (
+    check_direction,
+    check_storage,
+    machine_cpus,
+    objective_key,
+    objective_value,
+    parallel_jobs,
+    size_for_jobs,
+)
 
 log = logging.getLogger("fedplat")
 
@@ -129,12 +141,32 @@ def precheck(overrides: Sequence[str], config_dirs: Sequence[Path] = (),
     plain = [o for o in overrides if not o.lstrip("~+").startswith("hydra")]
     combos = parse_overrides(plain, config_dirs) if compose_check else []
     for combo in combos[:_MAX_CHECKED_COMBINATIONS]:
-        prepare(compose(combo, config_dirs))
+        cfg = prepare(compose(combo, config_dirs))
+        check_mode(cfg)
+        key = objective_key(cfg)
+    if multirun and combos:
+        check_sweeper(combos[0], overrides, config_dirs, key)
     given = {o.partition("=")[0].lstrip("+"): o.partition("=")[2] for o in overrides}
     hydra_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     check_output_dir(given.get(hydra_key, "multirun" if multirun else "outputs"), hydra_key)
     if given.get("output_dir"):
         check_output_dir(given["output_dir"], "output_dir")
+
+
+def check_sweeper(combo: Sequence[str], overrides: Sequence[str], config_dirs: Sequence[Path],
+                  key: str) -> None:
+    """An Optuna sweep must optimise the objective its own way and keep its study in memory.
+
+    Read from the Hydra config the command line composes (with its sweeper choice and
+    settings); only when a `hydra/sweeper` is chosen there.
+    """
+    chosen = [o for o in overrides if o.lstrip("+").startswith(("hydra/sweeper=",
+                                                                 "hydra.sweeper."))]
+    if not any(o.lstrip("+").startswith("hydra/sweeper=") for o in chosen):
+        return
+    hydra_cfg = compose_hydra([*combo, *chosen], config_dirs)
+    check_direction(hydra_cfg.hydra.sweeper, key)
+    check_storage(hydra_cfg.hydra.sweeper)
 
 
 def format_summary(summary: Mapping[str, Any], run_dir: Path) -> str:
@@ -244,17 +276,33 @@ def run_dir_overrides(args: Sequence[str], overrides: Sequence[str]) -> list[str
 
 
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
-def _hydra_entry(cfg: DictConfig) -> None:
+def _hydra_entry(cfg: DictConfig) -> float | None:
+    """One run (one job of a sweep); returns its `objective` for Hydra's sweepers.
+
+    The value (default: summary.json's `final.accuracy`) is what `hydra/sweeper=optuna`
+    optimises; None when the run has none (no evaluated round, or a sweep job that stopped).
+    In a sweep, a run that stops early (`RunAborted`, e.g. a learning rate that diverges)
+    is reported in one line and the sweep goes on; a single run exits with code 1.
+    """
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         resume = resume_dir(cfg)
         if resume is not None:
             done = rundir.completed_line(resume)
             if done is not None:
                 print(f"fedplat: {done}", file=sys.stderr)
-                return
-            cfg = resume_config(resume, list(HydraConfig.get().overrides.task))
+                return None
+            cfg = resume_config(resume, list(hydra_cfg.overrides.task))
+        key = objective_key(cfg)
+        if multirun:
+            sizing = size_for_jobs(cfg, parallel_jobs(hydra_cfg.launcher, hydra_cfg.sweeper,
+                                                      machine_cpus()), machine_cpus())
+            if sizing is not None:
+                log.info("%s", sizing)
         prepare(cfg)
-        run_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir).resolve()
+        check_mode(cfg)
+        run_dir = Path(cfg.output_dir or hydra_cfg.runtime.output_dir).resolve()
         if resume is None:
             rundir.claim(run_dir, rundir.overwrite_flag(cfg))
         runner = import_object(cfg.scenario.runner, "scenario.runner")
@@ -262,8 +310,13 @@ def _hydra_entry(cfg: DictConfig) -> None:
     except UserError as exc:
         fail(str(exc), 2)
     except RunAborted as exc:
-        fail(f"run stopped: {exc} (results so far are in the run directory)", 1)
+        if not multirun:
+            fail(f"run stopped: {exc} (results so far are in the run directory)", 1)
+        print(f"fedplat: error: run stopped: {exc} (results so far are in "
+              f"{hydra_cfg.runtime.output_dir}); the sweep goes on", file=sys.stderr, flush=True)
+        return None
     print(format_summary(summary, run_dir), flush=True)
+    return objective_value(summary, key)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -282,11 +335,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         check_flags(args)
         if overrides is not None:
+            t0 = time.perf_counter()
+            print(time.strftime("[%H:%M:%S] start-up: checking the config ..."), flush=True)
             precheck(overrides, [Path(d) for d in flag_values(args, ("-cd", "--config-dir"))],
                      multirun=bool({"-m", "--multirun"} & set(args)),
                      compose_check=not flag_values(args, ("-cp", "--config-path", "-cn",
                                                           "--config-name")))
             args += run_dir_overrides(args, overrides)
+            print(time.strftime("[%H:%M:%S] start-up: config checked in ")
+                  + f"{time.perf_counter() - t0:.1f} s", flush=True)
     except UserError as exc:
         fail(str(exc), 2)
     except NothingToDo as done:
@@ -318,6 +375,7 @@ def _interrupted(name: str) -> None:
     print(f"fedplat: error: run interrupted: {where}; summary.json says \"interrupted\"",
           file=sys.stderr, flush=True)
     if threaded:  # Ray's processes share the driver's fate (they end with it)
+        stop_all()  # a live progress bar gives the terminal its cursor back
         logging.shutdown()
         sys.stdout.flush()
         os._exit(code)

@@ -32,6 +32,7 @@ from fedplat.core.stage import MAIN, Stage
 from fedplat.core.strategy import Strategy
 from fedplat.errors import RunAborted
 from fedplat.privacy.capture import MessageCapture
+from fedplat.progress import RoundProgress, check_mode, step
 from fedplat.recording import checkpoint
 from fedplat.recording.recorder import RunRecorder
 from fedplat.transport import faults, placement
@@ -186,9 +187,12 @@ class Server:
         set-up exchange; the strategy loads the server's state.
         """
         cfg = self.cfg
-        clients = self.transport.connect(
-            to_json(cfg), int(cfg.num_clients), placement.num_nodes(cfg),
-            float(cfg.simulation.get("node_wait_s", 120.0)), resumed[1] if resumed else None)
+        nodes = placement.num_nodes(cfg)
+        with step(f"waiting for {nodes} node{'s' if nodes != 1 else ''} to connect and set up "
+                  "(config, data)", f"{nodes} node{'s' if nodes != 1 else ''} ready"):
+            clients = self.transport.connect(
+                to_json(cfg), int(cfg.num_clients), nodes,
+                float(cfg.simulation.get("node_wait_s", 120.0)), resumed[1] if resumed else None)
         self.recorder.log_clients(
             [clients[c].label_counts for c in sorted(clients)],
             {"num_train": [clients[c].num_train for c in sorted(clients)],
@@ -240,34 +244,42 @@ class Server:
         if resumed is not None:
             first = resumed[0] + 1
             log.info("resuming after round %d from %s", resumed[0], resumed[1])
+        num_rounds = int(cfg.num_rounds)
+        everyone = sorted(strategy.clients)
+        with RoundProgress(num_rounds, first, check_mode(cfg)) as progress:
+            for server_round in range(first, num_rounds + 1):
+                self.run_round(strategy, server_round, everyone, progress)
+        return strategy
+
+    def run_round(self, strategy: Strategy, server_round: int, everyone: list[int],
+                  progress: RoundProgress) -> None:
+        """One round: train, evaluate when due, record, report, checkpoint when due."""
+        cfg = self.cfg
         num_rounds, every = int(cfg.num_rounds), int(cfg.eval_every)
         save_every = int(cfg.get("checkpoint_every", 0))
-        everyone = sorted(strategy.clients)
-        for server_round in range(first, num_rounds + 1):
-            self.recorder.round_started()
-            t0 = time.perf_counter()
-            row: dict[str, Any] = {"round": server_round}
-            self.ledger.begin(row)
-            sampled = strategy.sample_train(server_round)
-            offline = faults.dropped(cfg, server_round, everyone)
-            extra = self.run_stage(strategy, Stage.TRAIN, server_round, sampled, offline, row)
-            self.capture.check(server_round)
-            eval_cids = strategy.sample_evaluate(server_round)  # empty: fraction_evaluate=0
-            if eval_cids and (server_round % every == 0 or server_round == num_rounds):
-                reached = [] if cfg.faults.get("evaluate_offline", False) else offline
-                extra = {**extra, **self.run_stage(strategy, Stage.EVALUATE, server_round,
-                                                   eval_cids,
-                                                   reached, row)}
-            clash = set(extra) & set(row)
-            if clash:
-                raise RuntimeError(f"strategy metrics {sorted(clash)} clash with server keys")
-            row.update(extra)
-            row["round_time_s"] = time.perf_counter() - t0
-            self._record(row)
-            log.info("%s", progress_line(row, num_rounds))
-            if save_every and (server_round % save_every == 0 or server_round == num_rounds):
-                self.save_checkpoint(server_round, strategy)
-        return strategy
+        self.recorder.round_started()
+        t0 = time.perf_counter()
+        row: dict[str, Any] = {"round": server_round}
+        self.ledger.begin(row)
+        sampled = strategy.sample_train(server_round)
+        offline = faults.dropped(cfg, server_round, everyone)
+        extra = self.run_stage(strategy, Stage.TRAIN, server_round, sampled, offline, row)
+        self.capture.check(server_round)
+        eval_cids = strategy.sample_evaluate(server_round)  # empty: fraction_evaluate=0
+        if eval_cids and (server_round % every == 0 or server_round == num_rounds):
+            reached = [] if cfg.faults.get("evaluate_offline", False) else offline
+            extra = {**extra, **self.run_stage(strategy, Stage.EVALUATE, server_round,
+                                               eval_cids,
+                                               reached, row)}
+        clash = set(extra) & set(row)
+        if clash:
+            raise RuntimeError(f"strategy metrics {sorted(clash)} clash with server keys")
+        row.update(extra)
+        row["round_time_s"] = time.perf_counter() - t0
+        self._record(row)
+        progress.update(row, progress_line(row, num_rounds))
+        if save_every and (server_round % save_every == 0 or server_round == num_rounds):
+            self.save_checkpoint(server_round, strategy)
 
 
 def progress_line(row: Mapping[str, Any], num_rounds: int) -> str:

@@ -17,6 +17,7 @@ from fedplat.data import FederatedDataset, load_federated, sources
 from fedplat.data.federated import data_key, describe_data
 from fedplat.data.shared import shared_for_workers
 from fedplat.errors import UserError
+from fedplat.progress import step
 from fedplat.recording import checkpoint
 from fedplat.recording.recorder import RunRecorder
 from fedplat.runtime import launch
@@ -68,7 +69,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     workers then open this copy memory-mapped instead of building their own
     (`fedplat.data.shared`).
     """
-    fed = load_federated(cfg)
+    with step(f"loading and partitioning {cfg.dataset.name} ({cfg.partition.name}, "
+              f"{cfg.num_clients} clients)", "data loaded and partitioned"):
+        fed = load_federated(cfg)
     resumed = checkpoint.latest(run_dir) if cfg.get("resume") else None
     recorder = RunRecorder(run_dir, cfg, resume_round=resumed[0] if resumed else None)
     entry = describe_data(fed, sources.cache_dir(cfg.get("cache_dir") or None))

@@ -41,7 +41,17 @@ GROUPS: tuple[str, ...] = (
 
 
 def _sweep_values(override: Any) -> list[str]:
-    """All values of a parsed Hydra override (one for a plain override, several for a sweep)."""
+    """All values of a parsed Hydra override (one for a plain override, several for a sweep).
+
+    An interval (`interval(a,b)`, which a search sweeper such as Optuna samples from) is
+    checked at its two ends, as integers when tagged `int`.
+    """
+    from hydra.core.override_parser.types import IntervalSweep
+
+    value = override.value() if override.is_sweep_override() else None
+    if isinstance(value, IntervalSweep):
+        ends = [v for v in (value.start, value.end) if v is not None]
+        return [str(int(v)) if "int" in value.tags else str(v) for v in ends]
     if override.is_sweep_override():
         return [str(v) for v in override.sweep_string_iterator()]
     return [str(override.get_value_element_as_str())]
@@ -120,6 +130,11 @@ def compose(overrides: Sequence[str] = (), config_dirs: Sequence[Path] = ()) -> 
         assert isinstance(choices, dict)
         _check_experiment(experiment, list(overrides), dirs, choices)
     return cfg
+
+
+def compose_hydra(overrides: Sequence[str], config_dirs: Sequence[Path] = ()) -> DictConfig:
+    """The config with its `hydra` node (sweeper, launcher), for checks before Hydra runs."""
+    return _compose(list(overrides), config_dirs, hydra_config=True)
 
 
 def _compose(overrides: list[str], dirs: Sequence[Path], hydra_config: bool = False

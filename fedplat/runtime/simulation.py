@@ -120,6 +120,8 @@ def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
     if sim.backend == "inline":
         from fedplat.runtime.inline import run_inline
 
+        log.info("start-up: starting %d inline node%s (in this process)", nodes,
+                 "s" if nodes != 1 else "")
         with inline_threads(sim.torch_threads):
             run_inline(server_app, client_app, nodes)
         return
@@ -139,6 +141,11 @@ def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
     restore = _fast_polling(sim.poll_interval_s) if sim.poll_interval_s is not None else None
     from fedplat.recording.rundir import sigterm_kept_across_ray_init
 
+    config = backend_config(sim)
+    where = (f"connecting to the Ray cluster at {sim.ray_address}" if sim.ray_address else
+             f"starting Ray ({config['init_args'].get('num_cpus')} CPUs)")
+    log.info("start-up: %s for %d node%s, %g CPU per client worker", where, nodes,
+             "s" if nodes != 1 else "", sim.num_cpus)
     try:
         # the engine calls ray.init in here; SIGTERM stays recorded as an interruption
         with local_on_loopback(sim.ray_address), sigterm_kept_across_ray_init():
@@ -147,7 +154,7 @@ def launch(cfg: DictConfig, server_app: ServerApp, client_app: ClientApp,
                 client_app=client_app,
                 server_app=server_app,
                 backend_name="ray",
-                backend_config=backend_config(sim),
+                backend_config=config,
                 exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
             )
     finally:

@@ -179,6 +179,9 @@ def test_flwr_run_dot_on_loopback(tmp_path):
                                       + (tmp_path / "superlink.log").read_text()[-3000:])
         summary = json.loads((out / "summary.json").read_text())
         assert summary["status"] == "completed" and summary["rounds_completed"] == 2
+        # the ServerApp's start-up steps and rounds reach `flwr run --stream`
+        assert "start-up: 2 nodes ready in" in proc.stdout, proc.stdout[-3000:]
+        assert "round 1/2" in proc.stdout and "round 2/2" in proc.stdout
         assert (out / "metrics.jsonl").read_text().count("\n") == 2
     finally:
         os.killpg(link.pid, signal.SIGTERM)

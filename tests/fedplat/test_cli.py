@@ -114,3 +114,20 @@ def test_a_users_own_experiment_in_config_dir_is_what_hydra_runs(tmp_path, capsy
     main(["--config-dir", str(tmp_path / "myconf"), "experiment=mine", "--cfg", "job"])
     cfg = OmegaConf.create(capsys.readouterr().out)
     assert (cfg.num_clients, cfg.num_rounds) == (3, 1)
+
+
+def test_help_opens_with_what_fedplat_does_examples_and_docs(capsys):
+    """`fedplat --help`: a description, five example commands and the docs, then Hydra's
+    groups."""
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    head, groups = out.split("== Configuration groups ==", 1)
+    assert head.startswith("fedplat: federated-learning research on Flower")
+    examples = head.split("Examples:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    commands = [line.split()[0] for line in examples if line.startswith("  fedplat")]
+    assert len(commands) == 5 and set(commands) == {"fedplat"}
+    assert "hydra/sweeper=optuna" in head and "hydra/launcher=joblib" in head
+    assert "Docs: README.md and docs/" in head
+    assert "strategy: " in groups and "fedavg" in groups
