@@ -30,10 +30,12 @@ from fedplat.core import records
 from fedplat.core.records import metrics_of
 from fedplat.core.stage import MAIN, Stage
 from fedplat.core.strategy import Strategy
+from fedplat.data.federated import central_test_of
 from fedplat.errors import RunAborted
 from fedplat.privacy.capture import MessageCapture
 from fedplat.recording import checkpoint
 from fedplat.recording.recorder import RunRecorder
+from fedplat.training.central import CentralTest
 from fedplat.transport import faults, placement
 from fedplat.transport.exchange import ExchangeResult, Transport
 from fedplat.transport.observers import CaptureObserver, Ledger
@@ -243,6 +245,7 @@ class Server:
         num_rounds, every = int(cfg.num_rounds), int(cfg.eval_every)
         save_every = int(cfg.get("checkpoint_every", 0))
         everyone = sorted(strategy.clients)
+        central = CentralTest(cfg) if central_test_of(cfg) else None
         for server_round in range(first, num_rounds + 1):
             self.recorder.round_started()
             t0 = time.perf_counter()
@@ -258,6 +261,10 @@ class Server:
                 extra = {**extra, **self.run_stage(strategy, Stage.EVALUATE, server_round,
                                                    eval_cids,
                                                    reached, row)}
+            if central is not None:  # split.central_test: the global model, every round
+                state = strategy.global_model()
+                if state is not None:
+                    extra = {**extra, **central.evaluate(state)}
             clash = set(extra) & set(row)
             if clash:
                 raise RuntimeError(f"strategy metrics {sorted(clash)} clash with server keys")
@@ -274,7 +281,8 @@ def progress_line(row: Mapping[str, Any], num_rounds: int) -> str:
     """`round  3/30  train_loss 0.5321  test_acc 0.8123  clients 10/10  1.23 s`."""
     parts = [f"round {row['round']:>{len(str(num_rounds))}}/{num_rounds}"]
     for key, label in (("train_loss", "train_loss"), ("test_loss", "test_loss"),
-                       ("test_accuracy", "test_acc"), ("test_accuracy_mean", "client_mean")):
+                       ("test_accuracy", "test_acc"), ("test_accuracy_mean", "client_mean"),
+                       ("central_accuracy", "central_acc")):
         if isinstance(row.get(key), int | float):
             parts.append(f"{label} {row[key]:.4f}")
     n = row.get("num_train_clients", 0)
