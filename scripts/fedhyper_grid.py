@@ -15,10 +15,10 @@ Methods (the global rate is the heat map's column):
             strategy.a_clip_gm_lo is widened to (rate - 1) to admit the initial rate
 
   python scripts/fedhyper_grid.py fedhyper_fmnist_code multirun/fedhyper_code_fmnist
-  python scripts/fedhyper_grid.py fedhyper_shakespeare_code multirun/fedhyper_code_shakespeare \\
-      --methods fedavg,full --seeds 0 -- num_rounds=20
-  python scripts/fedhyper_report.py grid multirun/fedhyper_code_fmnist --out docs/fedhyper \\
-      --name fmnist_code
+  python scripts/fedhyper_grid.py fedhyper_shakespeare_code multirun/fedhyper_code_shakespeare
+      --methods fedavg,full --seeds 0 -- num_rounds=20     (one command line)
+  python scripts/fedhyper_report.py grid multirun/fedhyper_code_fmnist --out docs/fedhyper
+      --name fmnist_code                                   (one command line)
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def planned_rounds(run_dir: Path) -> int | None:
 
 
 def action(run_dir: Path) -> str:
-    """done | resume | restart (a run with rows but no checkpoint) | start."""
+    """What to do with a cell: done, resume, restart (files but no checkpoint) or start."""
     rounds = planned_rounds(run_dir)
     last = last_round(run_dir)
     if rounds is not None and last >= rounds:

@@ -58,7 +58,8 @@ CASES: list[Case] = [
     # -- fedplat: unknown names ----------------------------------------------------------------
     c("fedplat", "strategy=fedavgg", "unknown strategy 'fedavgg' (choose from: decavg,"),
     c("fedplat", "dataset=imagenet", "unknown dataset 'imagenet' (choose from: "),
-    c("fedplat", "model=resnet999", "unknown model 'resnet999' (choose from: auto, char_lstm, cnn,"),
+    c("fedplat", "model=resnet999",
+      "unknown model 'resnet999' (choose from: auto, char_lstm, cnn,"),
     c("fedplat", "partition=random", "unknown partition 'random' (choose from: by_class,"),
     c("fedplat", "client=fast", "unknown client 'fast' (choose from: default, graph)"),
     c("fedplat", "simulation=gpu", "unknown simulation 'gpu' (choose from: default)"),

