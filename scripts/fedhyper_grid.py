@@ -119,10 +119,12 @@ def command(fedplat: Sequence[str], experiment: str, cell: Cell, run_dir: Path, 
     """The fedplat command line of one cell."""
     if what == "resume":
         return [*fedplat, f"resume={run_dir}"]
+    # one core per run on the inline backend unless the overrides say otherwise (a GPU machine)
+    defaults = [d for d in ("simulation.backend=inline", "simulation.torch_threads=1")
+                if not any(e.startswith(d.split("=")[0] + "=") for e in extra)]
     cmd = [*fedplat, f"experiment={experiment}", *method_overrides(cell.method, cell.global_rate),
            f"client.lr={cell.local}", f"seed={cell.seed}", f"output_dir={run_dir}",
-           f"checkpoint_every={checkpoint_every}", "simulation.backend=inline",
-           "simulation.torch_threads=1", *extra]
+           f"checkpoint_every={checkpoint_every}", *defaults, *extra]
     if what == "restart":
         cmd.append("overwrite=true")
     return cmd

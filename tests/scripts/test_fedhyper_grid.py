@@ -50,3 +50,6 @@ def test_resume_command_reuses_the_run_dir(tmp_path):
         "fedplat", f"resume={run_dir}"]
     fresh = grid.command(["fedplat"], "x", cell, run_dir, "restart", 5, [])
     assert fresh[-1] == "overwrite=true" and "seed=0" in fresh and "client.lr=0.01" in fresh
+    assert "simulation.backend=inline" in fresh
+    gpu = grid.command(["fedplat"], "x", cell, run_dir, "start", 5, ["simulation.backend=ray"])
+    assert "simulation.backend=inline" not in gpu and gpu[-1] == "simulation.backend=ray"
