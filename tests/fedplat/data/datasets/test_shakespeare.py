@@ -214,3 +214,13 @@ def test_installed_package_gives_the_declared_roles_and_samples():
     assert measured.num_groups == 808 and measured.num_samples == 3_793_056
     users = shakespeare.users(ds)
     assert len({r.play for r in users.roles}) == 37  # the plays; the poems have no speakers
+
+
+def test_model_auto_picks_the_char_lstm(plays):
+    from tests.helpers import make_cfg
+
+    cfg = make_cfg("dataset=shakespeare", f"dataset.root={plays}", "dataset.seq_length=10",
+                   "partition=natural", "num_clients=2")
+    assert cfg.model.name == "char_lstm" and cfg.model.hidden_size == 256
+    with pytest.raises(UserError, match="use partition=natural"):
+        make_cfg("dataset=shakespeare", f"dataset.root={plays}", "num_clients=2")
