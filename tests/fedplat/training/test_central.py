@@ -6,6 +6,7 @@ import torch
 
 from fedplat.data import build_federated
 from fedplat.data.datasets import dataset_info, load_raw
+from fedplat.data.federated import describe_data
 from fedplat.data.sources import cache_dir
 from fedplat.errors import UserError
 from fedplat.models import build_model
@@ -16,7 +17,7 @@ from tests.helpers import make_cfg, run_inline
 SMALL = ("num_clients=4", "dataset.num_samples=900", "model=mlp", "model.hidden=[16]")
 
 
-def test_official_test_part_is_held_out_of_every_client():
+def test_official_test_part_is_held_out_of_every_client(tmp_path):
     cfg = make_cfg(*SMALL, "partition=dirichlet", "split.central_test=true")
     fed = build_federated(cfg)
     raw = load_raw(cfg.dataset, cache_dir())
@@ -25,6 +26,9 @@ def test_official_test_part_is_held_out_of_every_client():
     assert idx.max() < 720
     x, y = fed.central_test()
     assert torch.equal(y, torch.from_numpy(raw.y_test)) and x.shape == (180, 40)
+    entry = describe_data(fed, tmp_path)
+    assert entry["samples"] == {"train": 720, "test": 0, "central_test": 180}
+    assert "720 train + 0 test (+ 180 central test)" in entry["line"]
     off = build_federated(make_cfg(*SMALL, "partition=dirichlet"))
     assert off.central_test() is None and len(off.y) == 900
 
