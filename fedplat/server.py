@@ -30,11 +30,13 @@ from fedplat.core import records
 from fedplat.core.records import metrics_of
 from fedplat.core.stage import MAIN, Stage
 from fedplat.core.strategy import Strategy
+from fedplat.data.federated import central_test_of
 from fedplat.errors import RunAborted
 from fedplat.privacy.capture import MessageCapture
 from fedplat.progress import RoundProgress, check_mode, step
 from fedplat.recording import checkpoint
 from fedplat.recording.recorder import RunRecorder
+from fedplat.training.central import CentralTest
 from fedplat.transport import faults, placement
 from fedplat.transport.exchange import ExchangeResult, Transport
 from fedplat.transport.observers import CaptureObserver, Ledger
@@ -93,6 +95,8 @@ class Server:
         self.cfg = cfg
         self.recorder = recorder
         self.strategy: Strategy | None = None
+        #: The held-out central test set's scorer (`split.central_test`), built by `run`.
+        self.central: CentralTest | None = None
         self.capture = MessageCapture(cfg, recorder.run_dir)
         self.ledger = Ledger()
         timeout = cfg.simulation.get("round_timeout")
@@ -246,6 +250,7 @@ class Server:
             log.info("resuming after round %d from %s", resumed[0], resumed[1])
         num_rounds = int(cfg.num_rounds)
         everyone = sorted(strategy.clients)
+        self.central = CentralTest(cfg) if central_test_of(cfg) else None
         with RoundProgress(num_rounds, first, check_mode(cfg)) as progress:
             for server_round in range(first, num_rounds + 1):
                 self.run_round(strategy, server_round, everyone, progress)
@@ -271,6 +276,10 @@ class Server:
             extra = {**extra, **self.run_stage(strategy, Stage.EVALUATE, server_round,
                                                eval_cids,
                                                reached, row)}
+        if self.central is not None:  # split.central_test: the global model, every round
+            state = strategy.global_model()
+            if state is not None:
+                extra = {**extra, **self.central.evaluate(state)}
         clash = set(extra) & set(row)
         if clash:
             raise RuntimeError(f"strategy metrics {sorted(clash)} clash with server keys")
@@ -286,7 +295,8 @@ def progress_line(row: Mapping[str, Any], num_rounds: int) -> str:
     """`round  3/30  train_loss 0.5321  test_acc 0.8123  clients 10/10  1.23 s`."""
     parts = [f"round {row['round']:>{len(str(num_rounds))}}/{num_rounds}"]
     for key, label in (("train_loss", "train_loss"), ("test_loss", "test_loss"),
-                       ("test_accuracy", "test_acc"), ("test_accuracy_mean", "client_mean")):
+                       ("test_accuracy", "test_acc"), ("test_accuracy_mean", "client_mean"),
+                       ("central_accuracy", "central_acc")):
         if isinstance(row.get(key), int | float):
             parts.append(f"{label} {row[key]:.4f}")
     n = row.get("num_train_clients", 0)

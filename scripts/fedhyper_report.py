@@ -47,11 +47,15 @@ class Run:
     lr_global: float
     seed: int
     rows: list[dict[str, Any]]
+    #: The accuracy the reports read: the global model on the central test set
+    #: (`central_accuracy`, runs with split.central_test=true), else the clients' pooled
+    #: `test_accuracy`.
+    metric: str = "test_accuracy"
 
     def accuracy(self, last_k: int = 1) -> float:
         """Mean test accuracy over the last `last_k` evaluated rounds."""
-        accs = [r["test_accuracy"] for r in self.rows
-                if isinstance(r.get("test_accuracy"), int | float)]
+        accs = [r[self.metric] for r in self.rows
+                if isinstance(r.get(self.metric), int | float)]
         if not accs:
             return math.nan
         tail = accs[-last_k:]
@@ -60,7 +64,7 @@ class Run:
     def rounds_to(self, target: float) -> int | None:
         """First round whose test accuracy reaches `target` (None if never)."""
         for r in self.rows:
-            acc = r.get("test_accuracy")
+            acc = r.get(self.metric)
             if isinstance(acc, int | float) and acc >= target:
                 return int(r["round"])
         return None
@@ -96,7 +100,10 @@ def load_run(path: Path) -> Run | None:
         return None
     s = cfg.strategy
     lr_global = float(s.get("server_lr", s.get("eta_g0", 1.0)))
-    return Run(path, method_label(cfg), float(cfg.client.lr), lr_global, int(cfg.seed), rows)
+    metric = "central_accuracy" if any("central_accuracy" in r for r in rows) \
+        else "test_accuracy"
+    return Run(path, method_label(cfg), float(cfg.client.lr), lr_global, int(cfg.seed), rows,
+               metric)
 
 
 def find_runs(paths: Sequence[Path]) -> list[Run]:
@@ -281,8 +288,8 @@ def report_speed(runs: Sequence[Run], out: Path, targets: Sequence[float], name:
     for key in order:
         rs = groups[key]
         final = _mean([r.accuracy(1) for r in rs])
-        best = _mean([max(x["test_accuracy"] for x in r.rows
-                          if isinstance(x.get("test_accuracy"), int | float)) for r in rs])
+        best = _mean([max(x[r.metric] for x in r.rows
+                          if isinstance(x.get(r.metric), int | float)) for r in rs])
         ref_runs = reference(key)
         cells = []
         for t in targets:
@@ -302,8 +309,8 @@ def report_speed(runs: Sequence[Run], out: Path, targets: Sequence[float], name:
     colours = plt.get_cmap("tab20").colors
     for i, key in enumerate(order):
         r, colour = groups[key][0], colours[i % len(colours)]
-        pts = [(x["round"], 100 * x["test_accuracy"]) for x in r.rows
-               if isinstance(x.get("test_accuracy"), int | float)]
+        pts = [(x["round"], 100 * x[r.metric]) for x in r.rows
+               if isinstance(x.get(r.metric), int | float)]
         ax1.plot([p[0] for p in pts], [p[1] for p in pts], label=label(key), color=colour)
         rate = [(x["round"], x["lr_global"]) for x in r.rows
                 if isinstance(x.get("lr_global"), int | float)]

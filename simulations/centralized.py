@@ -14,7 +14,7 @@ from fedplat.app import client_app, make_server_app
 from fedplat.config.compose import import_object
 from fedplat.config.settings import Settings
 from fedplat.data import FederatedDataset, load_federated, sources
-from fedplat.data.federated import data_key, describe_data
+from fedplat.data.federated import central_test_of, data_key, describe_data
 from fedplat.data.shared import shared_for_workers
 from fedplat.errors import UserError
 from fedplat.progress import step
@@ -51,6 +51,11 @@ def validate_config(cfg: DictConfig) -> None:
         hook: Callable[[DictConfig], None] | None = getattr(cls, "validate_config", None)
         if hook is not None:
             hook(cfg)
+        if key == "_target_" and central_test_of(cfg) \
+                and not getattr(cls, "has_global_model", False):
+            raise UserError(f"split.central_test=true scores a global model, and strategy "
+                            f"'{name}' keeps none (personalised models); set "
+                            "split.central_test=false or use a FedAvg-family strategy")
         if key == "_target_" and float(cfg.split.get("label_ratio", 1.0)) == 0 \
                 and not getattr(cls, "learns_from_unlabeled", False):
             raise UserError(f"split.label_ratio=0 leaves the clients no labels, and strategy "

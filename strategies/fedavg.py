@@ -33,6 +33,7 @@ class FedAvg(Strategy):
     """Keeps one global model; clients start from it and return their trained weights."""
 
     threat_model: ClassVar[str | None] = "attacks.fedavg.FedAvgThreat"
+    has_global_model: ClassVar[bool] = True
 
     @classmethod
     @override
@@ -45,6 +46,10 @@ class FedAvg(Strategy):
     def setup(self, clients: dict[int, ClientInfo]) -> None:
         super().setup(clients)
         self.global_state = ops.clone(self.initial_model().state_dict())
+
+    @override
+    def global_model(self) -> ops.State | None:
+        return self.global_state if self.has_global_model else None
 
     def _payload(self) -> RecordDict:
         return RecordDict({"arrays": to_record(self.global_state)})

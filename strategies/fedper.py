@@ -42,6 +42,8 @@ class FedPer(FedAvg):
 
     #: None: FedAvg's threat model replays the whole model, but only the base layers travel.
     threat_model = None
+    #: The heads are personal: there is no one global model to score on a central test set.
+    has_global_model = False
 
     @classmethod
     @override

@@ -25,7 +25,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from flwr.app import ConfigRecord, RecordDict
@@ -98,6 +98,7 @@ class ServerOpt(Strategy):
     sends_prev_delta: bool = False
     #: Whether this strategy has a global rate to log as `lr_global`.
     logs_global_rate: bool = True
+    has_global_model: ClassVar[bool] = True
 
     @classmethod
     @override
@@ -116,6 +117,10 @@ class ServerOpt(Strategy):
         self.sent_lr = float(self.cfg.client.lr)
         self.global_rate = 1.0
         self.weighted = bool(self.params.get("weighted_avg", False))
+
+    @override
+    def global_model(self) -> dict[str, torch.Tensor] | None:
+        return self.global_state
 
     # -- vectors <-> state dicts ----------------------------------------------------------
 

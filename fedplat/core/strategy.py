@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from flwr.app import RecordDict
 from omegaconf import DictConfig
 from torch import nn
@@ -65,6 +66,11 @@ class Strategy:
     #: on a saved run (`fedplat.evaluate`) and refuses every other key. Empty: none.
     evaluation_keys: ClassVar[tuple[str, ...]] = ()
 
+    #: True when the strategy keeps one global model (its `global_state`) that every client
+    #: starts from: the FedAvg family. Only such a model can be scored on a central test set
+    #: (`split.central_test`, `global_model`); personalised strategies leave it False.
+    has_global_model: ClassVar[bool] = False
+
     @classmethod
     def evaluation_problem(cls, saved: DictConfig, new: DictConfig) -> str | None:
         """Why a saved run cannot be evaluated under `new` (None: it can).
@@ -94,6 +100,13 @@ class Strategy:
     def dataset(self) -> DatasetInfo:
         """Shapes and class count of the configured dataset."""
         return dataset_info(self.cfg.dataset)
+
+    def global_model(self) -> dict[str, torch.Tensor] | None:
+        """The current global model's state dict (None when the strategy keeps none).
+
+        Strategies with `has_global_model` return theirs; scored by `split.central_test`.
+        """
+        return None
 
     def initial_model(self) -> nn.Module:
         """The configured model, initialised from the run's seed (same on every process)."""

@@ -112,6 +112,10 @@ class FederatedDataset:
     source: DataSource | None = None
     #: Samples of the dataset's own train part: x/y hold them first, then its test part.
     num_source_train: int = 0
+    #: The dataset's official test part held out from every client (`split.central_test`):
+    #: x/y then hold the train part only. None: the test part is pooled with the rest.
+    x_central: np.ndarray | None = None
+    y_central: np.ndarray | None = None
     _clients: dict[int, ClientData] = field(default_factory=dict, repr=False)
 
     @property
@@ -139,6 +143,12 @@ class FederatedDataset:
     def num_server_shares(self) -> int:
         """Number of labeled datasets held by the server."""
         return len(self.server)
+
+    def central_test(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The held-out official test part (`split.central_test`), None when not held out."""
+        if self.x_central is None or self.y_central is None:
+            return None
+        return torch.from_numpy(self.x_central), torch.from_numpy(self.y_central)
 
     def server_share(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Features and labels of server share `m` (all of that share's samples, labeled)."""
@@ -262,6 +272,21 @@ class GeneratedFederatedDataset:
             self._cached_bytes += size
         return data
 
+    def central_test(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every client's test part pooled: the central test set of a per-user dataset.
+
+        LEAF's test set is the union of its users' held-out samples (each user's split keeps
+        them out of its training part), so the global model's accuracy on it is LEAF's test
+        accuracy. Made from the users' samples directly (not through the client cache).
+        """
+        xs, ys = [], []
+        for cid in range(self.num_clients):
+            x, y = self.users.generate(cid)
+            n_train = int(self.users.num_train[cid])
+            xs.append(x[n_train:])
+            ys.append(y[n_train:])
+        return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
     def label_counts(self, part: int = 0) -> np.ndarray:
         """(num_clients, num_classes) label histogram of part 0=train, 1=val, 2=test.
 
@@ -307,8 +332,9 @@ def check_generated(cfg: DictConfig, info: DatasetInfo) -> None:
         raise UserError(f"dataset '{info.name}' is generated per user: leave "
                         "split.server_shares at 0 and split.label_ratio at 1")
     if int(cfg.num_clients) > info.num_groups:
+        fix = "raise dataset.num_users" if "num_users" in cfg.dataset else "lower num_clients"
         raise UserError(f"dataset '{info.name}' has {info.num_groups} users, fewer than "
-                        f"num_clients={cfg.num_clients}; raise dataset.num_users")
+                        f"num_clients={cfg.num_clients}; {fix}")
 
 
 @dataclass(frozen=True)
@@ -476,6 +502,17 @@ def label_ratio_of(cfg: DictConfig) -> float:
     return float(cfg.split.get("label_ratio", 1.0))
 
 
+def central_test_of(cfg: DictConfig) -> bool:
+    """`split.central_test`: hold the dataset's test part out as a central test set.
+
+    Absent (old configs) = false. One error line when it is not a boolean.
+    """
+    value = cfg.split.get("central_test", False)
+    if not isinstance(value, bool):
+        raise UserError(f"split.central_test={value!r} must be true or false")
+    return value
+
+
 def server_shares_of(cfg: DictConfig) -> int:
     """`split.server_shares`: how many shares of the partition the server holds, labeled."""
     return int(cfg.split.get("server_shares", 0))
@@ -513,6 +550,17 @@ def build_federated(cfg: DictConfig) -> Federated:
     if isinstance(raw, GeneratedUsers):
         return build_generated(cfg, raw)
     assert isinstance(raw, RawDataset)
+    held_out: tuple[np.ndarray, np.ndarray] | None = None
+    if central_test_of(cfg):
+        if len(raw.y_test) == 0:
+            raise UserError(f"split.central_test=true holds out a dataset's official test part, "
+                            f"and dataset '{raw.info.name}' has none; set "
+                            "split.central_test=false")
+        # The clients share the training part only; the test part is the central test set.
+        held_out = (raw.x_test, raw.y_test)
+        raw = RawDataset(raw.info, raw.x_train, raw.y_train, raw.x_test[:0], raw.y_test[:0],
+                         raw.g_train, None if raw.g_test is None else raw.g_test[:0],
+                         raw.source)
     # No copy when there is no test part (digits): the pooled array is the training part.
     x = raw.x_train if len(raw.x_test) == 0 else np.concatenate([raw.x_train, raw.x_test])
     y = raw.y_train if len(raw.y_test) == 0 else np.concatenate([raw.y_train, raw.y_test])
@@ -549,7 +597,7 @@ def build_federated(cfg: DictConfig) -> Federated:
         labeled.append((lab, val, test))
         unlabeled.append(unl)
     return FederatedDataset(raw.info, x, y, labeled, unlabeled, server, raw.source,
-                            len(raw.y_train))
+                            len(raw.y_train), *(held_out or (None, None)))
 
 
 @functools.lru_cache(maxsize=2)
@@ -615,6 +663,8 @@ def describe_data(fed: Federated, cache: Path) -> dict[str, Any]:
     else:
         n_train = fed.num_source_train or len(fed.y)
         entry["samples"] = {"train": n_train, "test": len(fed.y) - n_train}
+        if fed.y_central is not None:  # the official test part, held out from the clients
+            entry["samples"]["central_test"] = len(fed.y_central)
     entry["partition"] = fed.usage()
     entry["line"] = data_line(entry)
     return entry
@@ -633,9 +683,14 @@ def _check_server_shares(cfg: DictConfig) -> int:
 def validate_data_config(cfg: DictConfig) -> None:
     """Check the data keys (dataset, partition, split.server_shares) without loading data."""
     m = _check_server_shares(cfg)
+    central = central_test_of(cfg)
     info = dataset_info(cfg.dataset)
     n = int(cfg.num_clients)
     name = str(cfg.partition.name)
+    if central and is_graph(info):
+        raise UserError(f"split.central_test applies to sample datasets, not to graph dataset "
+                        f"'{info.name}' (its global node split already has a test part); "
+                        "set split.central_test=false")
     if is_graph(info) and (m or label_ratio_of(cfg) < 1.0):
         raise UserError(f"split.server_shares and split.label_ratio apply to feature "
                         f"datasets, not to graph dataset '{info.name}'; leave them at 0 and 1")

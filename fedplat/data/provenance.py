@@ -142,6 +142,8 @@ def data_line(entry: Mapping[str, Any]) -> str:
         size = f"{graph['nodes']:,} nodes, {graph['edges']:,} edges"
     else:
         size = f"{samples.get('train', 0):,} train + {samples.get('test', 0):,} test"
+        if "central_test" in samples:  # split.central_test: the test part held out
+            size += f" (+ {samples['central_test']:,} central test)"
     line = (f"{entry.get('dataset')} {entry.get('origin')} ({', '.join(what)}), {size}, "
             f"{entry.get('num_classes')} classes")
     usage = entry.get("partition") or {}

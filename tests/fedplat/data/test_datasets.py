@@ -10,7 +10,7 @@ from fedplat.errors import UserError
 def test_every_dataset_module_is_registered_under_its_name():
     assert sorted(DATASETS) == ["basic_motions", "cifar10", "citeseer", "computers", "cora",
                                 "digits", "fashion_mnist", "mnist", "mnist1d", "photo",
-                                "pubmed", "sbm", "synthetic", "wisdm"]
+                                "pubmed", "sbm", "shakespeare", "synthetic", "wisdm"]
     assert all(spec.name == name for name, spec in DATASETS.items())
     assert get_spec("digits") is DATASETS["digits"]
 

@@ -54,3 +54,16 @@ def test_hyperfl_cnn_picks_the_cifar_network_for_colour_32x32_only():
     assert fmnist(torch.randn(2, 1, 28, 28)).shape == (2, 62)
     with pytest.raises(ValueError, match="HyperFL's CNN needs inputs"):
         HyperFLCNN((1, 10, 10), 10)
+
+
+def test_char_lstm_is_leafs_model_and_takes_integer_sequences():
+    from fedplat.models.nets import CharLSTM
+    from fedplat.training.batched import supports_batching
+
+    model = CharLSTM(80)
+    assert _params(model) == 819_920  # embedding 8, 2 x LSTM(256), linear to 80
+    x = torch.randint(0, 80, (3, 80), dtype=torch.uint8)
+    out = model(x)
+    assert out.shape == (3, 80) and torch.equal(out, model(x.long()))
+    assert model.lstm.num_layers == 2 and model.embedding.embedding_dim == 8
+    assert not supports_batching(model)  # vmap has no batching rule for aten::lstm
