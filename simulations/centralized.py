@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 from fedplat.app import client_app, make_server_app
 from fedplat.config.compose import import_object
 from fedplat.config.settings import Settings
-from fedplat.data import FederatedDataset, load_federated, sources
-from fedplat.data.federated import data_key, describe_data
+from fedplat.data import FederatedDataset, sources
+from fedplat.data.federated import data_key, describe_data, timed_load
 from fedplat.data.shared import shared_for_workers
 from fedplat.errors import UserError
 from fedplat.recording import checkpoint
@@ -68,9 +68,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     workers then open this copy memory-mapped instead of building their own
     (`fedplat.data.shared`).
     """
-    fed = load_federated(cfg)
+    fed, started = timed_load(cfg)  # startup_s counts the data loading
     resumed = checkpoint.latest(run_dir) if cfg.get("resume") else None
-    recorder = RunRecorder(run_dir, cfg, resume_round=resumed[0] if resumed else None)
+    recorder = RunRecorder(run_dir, cfg, resume_round=resumed[0] if resumed else None,
+                           started=started)
     entry = describe_data(fed, sources.cache_dir(cfg.get("cache_dir") or None))
     recorder.log_data(entry)
     log.info("data  %s", entry["line"])

