@@ -118,6 +118,13 @@ CASES: list[Case] = [
     # -- fedplat: files and directories --------------------------------------------------------
     c("fedplat", "dataset=mnist dataset.root={tmp}/no-such-folder", "MNIST not found"),
     c("fedplat", "dataset=mnist dataset.root={corrupt_mnist}", "corrupt data file"),
+    c("fedplat", "dataset=cifar10 dataset.root={tmp}/no-such-folder",
+      "holds the six batches (data_batch_1,"),
+    c("fedplat", "dataset=imagefolder", "dataset=imagefolder needs dataset.root=DIR"),
+    c("fedplat", "dataset=imagefolder dataset.root={tmp}/no-such-folder",
+      "is not a folder (searched: ["),
+    c("fedplat", "dataset=npz dataset.path={tmp}/no-such.npz", "npz file not found"),
+    c("fedplat", "dataset.max_samples=-5", "dataset.max_samples=-5 must be an integer >= 0"),
     c("fedplat", "resume={tmp}/no-such-run", "no run directory there (no config.yaml)"),
     c("fedplat", "resume={no_checkpoint}", "but no checkpoint was completed"),
     c("fedplat", "resume={a_file}", "no run directory there (no config.yaml)"),
