@@ -46,6 +46,7 @@ from fedplat.data.partitioners import (
     get_partitioner,
     partition_params,
 )
+from fedplat.data.partitioners.flower import impl_of, with_impl
 from fedplat.data.provenance import DataSource, combined_sha256, data_line, file_records
 from fedplat.data.shared import opened
 from fedplat.data.splits import label_split
@@ -519,7 +520,7 @@ def build_federated(cfg: DictConfig) -> Federated:
     y = raw.y_train if len(raw.y_test) == 0 else np.concatenate([raw.y_train, raw.y_test])
     n, m = int(cfg.num_clients), server_shares_of(cfg)
     name = str(cfg.partition.name)
-    spec = get_partitioner(name, raw.info)
+    spec = with_impl(get_partitioner(name, raw.info), partition_config(cfg))
     check_share_count(raw.info, spec, name, n, m)
     params = partition_params(spec, partition_config(cfg))
     spec.validate(params, n + m, raw.info.num_classes, len(y))
@@ -671,5 +672,6 @@ def validate_data_config(cfg: DictConfig) -> None:
             load_federated(cfg)
         return
     check_share_count(info, spec, name, n, m)
+    impl_of(partition_config(cfg))
     params = partition_params(spec, partition_config(cfg))
     spec.validate(params, n + m, info.num_classes, info.num_samples)
