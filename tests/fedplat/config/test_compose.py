@@ -75,6 +75,7 @@ def test_every_group_has_options():
 
 #: What each committed experiment runs: strategy, dataset, partition, model.
 EXPERIMENTS = {
+    "cifar10_fedavg": ("fedavg", "cifar10", "dirichlet", "cnn"),
     "disaster_a0": ("decavg", "mnist", "iid", "mlp"),
     "disaster_a1": ("decavg", "mnist", "iid", "mlp"),
     "disaster_a2": ("decavg", "mnist", "iid", "mlp"),
