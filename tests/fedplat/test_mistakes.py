@@ -63,7 +63,7 @@ CASES: list[Case] = [
     c("fedplat", "client=fast", "unknown client 'fast' (choose from: default, graph)"),
     c("fedplat", "simulation=gpu", "unknown simulation 'gpu' (choose from: default)"),
     c("fedplat", "scenario=p2p", "unknown scenario 'p2p' (choose from: centralized, disaster)"),
-    c("fedplat", "experiment=nosuch", "unknown experiment 'nosuch' (choose from: disaster_a0,"),
+    c("fedplat", "experiment=nosuch", "unknown experiment 'nosuch' (choose from: cifar10_fedavg,"),
     c("fedplat", "-m strategy=fedavg,fedavgg", "unknown strategy 'fedavgg'"),
     # -- fedplat: mistyped keys ----------------------------------------------------------------
     c("fedplat", "num_clientz=3", "unknown config key num_clientz=3; did you mean num_clients=3"),
