@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 from fedplat.app import client_app, make_server_app
 from fedplat.config.compose import import_object
 from fedplat.config.settings import Settings
-from fedplat.data import FederatedDataset, load_federated, sources
-from fedplat.data.federated import central_test_of, data_key, describe_data
+from fedplat.data import FederatedDataset, sources
+from fedplat.data.federated import central_test_of, data_key, describe_data, timed_load
 from fedplat.data.shared import shared_for_workers
 from fedplat.errors import UserError
 from fedplat.progress import step
@@ -76,9 +76,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """
     with step(f"loading and partitioning {cfg.dataset.name} ({cfg.partition.name}, "
               f"{cfg.num_clients} clients)", "data loaded and partitioned"):
-        fed = load_federated(cfg)
+        fed, started = timed_load(cfg)  # startup_s counts the data loading
     resumed = checkpoint.latest(run_dir) if cfg.get("resume") else None
-    recorder = RunRecorder(run_dir, cfg, resume_round=resumed[0] if resumed else None)
+    recorder = RunRecorder(run_dir, cfg, resume_round=resumed[0] if resumed else None,
+                           started=started)
     entry = describe_data(fed, sources.cache_dir(cfg.get("cache_dir") or None))
     recorder.log_data(entry)
     log.info("data  %s", entry["line"])

@@ -20,6 +20,8 @@ FAULTS = 6
 SCENARIO = 7
 CAPTURE = 8
 LABELS = 9
+#: `dataset.max_samples`'s subset (keyed by the cap, not the run seed).
+SUBSET = 10
 
 
 def derive_seed(seed: int, *ids: int) -> int:

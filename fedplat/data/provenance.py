@@ -125,7 +125,7 @@ def data_line(entry: Mapping[str, Any]) -> str:
     """The console's one line about the data, from summary.json's `data` entry.
 
     `mnist from /x/mnist (idx, 4 files, sha256 1a2b3c4d5e6f), 60,000 train + 10,000 test,
-    10 classes`; graphs give nodes and edges instead of samples.
+    10 classes, 1x28x28 features`; graphs give nodes and edges instead of samples.
     """
     files = entry.get("files") or []
     what = [str(entry.get("kind", "?"))]
@@ -146,6 +146,10 @@ def data_line(entry: Mapping[str, Any]) -> str:
             size += f" (+ {samples['central_test']:,} central test)"
     line = (f"{entry.get('dataset')} {entry.get('origin')} ({', '.join(what)}), {size}, "
             f"{entry.get('num_classes')} classes")
+    shape = entry.get("feature_shape")
+    if shape:
+        dims = [int(d) for d in shape]
+        line += f", {'x'.join(str(d) for d in dims) if len(dims) > 1 else f'{dims[0]:,}'} features"
     usage = entry.get("partition") or {}
     unused = [f"{part['unassigned']:,} of {part['total']:,} {name}"
               for name, part in usage.items()

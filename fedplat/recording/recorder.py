@@ -285,9 +285,14 @@ def without_timing(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 class RunRecorder:
     """Writes one run's results into its directory as the run goes."""
 
-    def __init__(self, run_dir: Path, cfg: DictConfig, *, resume_round: int | None = None
-                 ) -> None:
-        """Start a run directory; with `resume_round`, keep its rows up to that round."""
+    def __init__(self, run_dir: Path, cfg: DictConfig, *, resume_round: int | None = None,
+                 started: float | None = None) -> None:
+        """Start a run directory; with `resume_round`, keep its rows up to that round.
+
+        `started` (a `time.perf_counter()` value, default now) is when the run began: a runner
+        that loads its data before it can make the recorder passes the time loading began, so
+        `startup_s` and `wall_time_s` count the data loading too.
+        """
         self.run_dir = Path(run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.cfg = cfg
@@ -298,7 +303,7 @@ class RunRecorder:
         self.status = "running"
         self.reason: str | None = None
         self.extra: dict[str, Any] = {}
-        self.t_start = time.perf_counter()
+        self.t_start = time.perf_counter() if started is None else started
         #: A resumed run's wall time continues from its checkpoint round's.
         last_wall = self.rows[-1].get("wall_time_s") if self.rows else None
         self.wall_offset_s = float(last_wall) if isinstance(last_wall, int | float) else 0.0

@@ -28,6 +28,7 @@ from fedplat.data import DatasetInfo, RawDataset, load_raw
 from fedplat.data import sources as data_sources
 from fedplat.data.federated import describe_source
 from fedplat.data.partitioners import SampleData, get_partitioner, partition_params
+from fedplat.data.partitioners.flower import with_impl
 from fedplat.data.provenance import DataSource, data_line
 from fedplat.errors import UserError
 from simulations.disaster.events import Timeline, select_nodes
@@ -129,8 +130,11 @@ def place_data(cfg: DictConfig, relays: frozenset[int], raw: RawDataset | None =
     if len(pool) < len(holders):
         raise UserError(f"{len(holders)} data holders but only {len(pool)} training samples; "
                         "use fewer nodes")
-    spec = get_partitioner(str(cfg.partition.name), raw.info)
-    params = partition_params(spec, OmegaConf.to_container(cfg.partition, resolve=True))
+    part_cfg = OmegaConf.to_container(cfg.partition, resolve=True)
+    assert isinstance(part_cfg, dict)
+    spec = with_impl(get_partitioner(str(cfg.partition.name), raw.info),
+                     {str(k): v for k, v in part_cfg.items()})
+    params = partition_params(spec, part_cfg)
     spec.validate(params, len(holders), raw.info.num_classes, len(pool))
     # No per-share train/val/test cut here (split 0/0): a holder's share is all training data.
     data = SampleData(y_tr[pool], seed, dataset=raw.info.name, partition=spec.name)

@@ -343,12 +343,13 @@ class DisasterRun:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run one P2P experiment into `run_dir`; return its summary (fedplat's summary keys)."""
+    started = time.perf_counter()  # startup_s counts building the graph, schedule and data
     job = DisasterRun(cfg, run_dir)  # graph, schedule and data first: bad input fails here
     log.info("topology %s; %d relays, %d holders x ~%d samples; %d events",
              job.topology.describe(), len(job.relays), len(job.placement.train_idx),
              int(np.median(job.sizes[job.sizes > 0])) if (job.sizes > 0).any() else 0,
              len(describe_events(job.timeline)))
-    recorder = RunRecorder(run_dir, cfg)
+    recorder = RunRecorder(run_dir, cfg, started=started)
     entry = job.placement.describe(job.info, data_sources.cache_dir(cfg.get("cache_dir") or None))
     recorder.log_data(entry)
     log.info("data  %s", entry["line"])

@@ -66,7 +66,7 @@ CASES: list[Case] = [
     c("fedplat", "client=fast", "unknown client 'fast' (choose from: default, graph)"),
     c("fedplat", "simulation=gpu", "unknown simulation 'gpu' (choose from: default)"),
     c("fedplat", "scenario=p2p", "unknown scenario 'p2p' (choose from: centralized, disaster)"),
-    c("fedplat", "experiment=nosuch", "unknown experiment 'nosuch' (choose from: disaster_a0,"),
+    c("fedplat", "experiment=nosuch", "unknown experiment 'nosuch' (choose from: cifar10_fedavg,"),
     c("fedplat", "-m strategy=fedavg,fedavgg", "unknown strategy 'fedavgg'"),
     # -- fedplat: mistyped keys ----------------------------------------------------------------
     c("fedplat", "num_clientz=3", "unknown config key num_clientz=3; did you mean num_clients=3"),
@@ -121,6 +121,13 @@ CASES: list[Case] = [
     # -- fedplat: files and directories --------------------------------------------------------
     c("fedplat", "dataset=mnist dataset.root={tmp}/no-such-folder", "MNIST not found"),
     c("fedplat", "dataset=mnist dataset.root={corrupt_mnist}", "corrupt data file"),
+    c("fedplat", "dataset=cifar10 dataset.root={tmp}/no-such-folder",
+      "holds the six batches (data_batch_1,"),
+    c("fedplat", "dataset=imagefolder", "dataset=imagefolder needs dataset.root=DIR"),
+    c("fedplat", "dataset=imagefolder dataset.root={tmp}/no-such-folder",
+      "is not a folder (searched: ["),
+    c("fedplat", "dataset=npz dataset.path={tmp}/no-such.npz", "npz file not found"),
+    c("fedplat", "dataset.max_samples=-5", "dataset.max_samples=-5 must be an integer >= 0"),
     c("fedplat", "resume={tmp}/no-such-run", "no run directory there (no config.yaml)"),
     c("fedplat", "resume={no_checkpoint}", "but no checkpoint was completed"),
     c("fedplat", "resume={a_file}", "no run directory there (no config.yaml)"),

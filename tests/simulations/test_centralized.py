@@ -101,5 +101,33 @@ def test_run_records_its_data_in_summary_clients_and_console(tmp_path):
     assert usage["clients"]["train"] == sum(clients["num_train"])
     block = format_summary(summary, tmp_path).splitlines()
     assert f"  data          {data['line']}" in block
-    assert data["line"].endswith("4,000 train + 1,000 test, 10 classes; unassigned: 20 of "
-                                 "4,000 train, 10 of 1,000 test")
+    assert data["line"].endswith("4,000 train + 1,000 test, 10 classes, 40 features; "
+                                 "unassigned: 20 of 4,000 train, 10 of 1,000 test")
+
+
+def test_own_npz_data_trains_and_startup_counts_the_data_loading(tmp_path, caplog):
+    """dataset=npz through the partition machinery; the size is logged after loading, and
+    startup_s includes the loading (`timed_load`)."""
+    import logging
+
+    import numpy as np
+
+    from fedplat.data import federated
+
+    rng = np.random.default_rng(0)
+    y = np.arange(600) % 3
+    x = rng.normal(size=(600, 8)).astype(np.float32) + y[:, None]  # learnable by class
+    f = tmp_path / "own.npz"
+    np.savez(f, x_train=x[:500], y_train=y[:500], x_test=x[500:], y_test=y[500:])
+    cfg = make_cfg(*TINY, "num_rounds=1", "dataset=npz", f"dataset.path={f}",
+                   "dataset.max_samples=400", "model=mlp")
+    with caplog.at_level(logging.INFO, logger="fedplat"):
+        summary = run(cfg, tmp_path / "run")
+    data = summary["data"]
+    assert data["samples"]["train"] + data["samples"]["test"] == 400 and data["subset"]
+    assert "3 classes, 8 features" in data["line"] and "SUBSET, asked for" in data["line"]
+    assert f"data  {data['line']}" in caplog.messages
+    built = federated._BUILD_SECONDS[federated.data_key(cfg)]
+    assert summary["startup_s"] >= built > 0
+    assert summary["wall_time_s"] >= summary["startup_s"]
+    assert summary["final"]["accuracy"] > 0.5  # 3 classes: chance is 1/3

@@ -68,7 +68,9 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         y = np.asarray(d["labels"], dtype=np.int64)
     except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError) as exc:
-        raise UserError(f"corrupt CIFAR-10 batch {path}: {exc}; provide a fresh copy") from None
+        raise UserError(f"corrupt CIFAR-10 batch {path}: {exc}; provide a fresh copy of the "
+                        f"six python batches ({', '.join(CIFAR_FILES)}) in {path.parent}, "
+                        "extracted from cifar-10-python.tar.gz") from None
     return x, y
 
 

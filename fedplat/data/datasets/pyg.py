@@ -64,6 +64,11 @@ def _raw_dir(src: PygSource, ds: DictConfig) -> Path | None:
     return None
 
 
+def _searched(src: PygSource, ds: DictConfig) -> str:
+    """The folders looked in for `src`'s raw files, for error lines."""
+    return ", ".join(str(d) for d in sources.candidate_dirs(src.group, ds.get("root") or None))
+
+
 def _require_pyg(what: str) -> None:
     try:
         import torch_geometric  # noqa: F401
@@ -86,10 +91,8 @@ def load_pyg(src: PygSource, ds: DictConfig, cache: Path) -> RawGraph:
                 shutil.copyfile(found / f, target / f)
     elif found is None and (ds.get("root") or not have_cached) and \
             not ds.get("allow_download", False):
-        dirs = ", ".join(str(d) for d in sources.candidate_dirs(src.group,
-                                                                ds.get("root") or None))
-        raise UserError(f"{src.pyg_name} raw files not found in [{dirs}] (as "
-                        f"<dir>/{src.folder}/raw/{src.raw_files[0]}, ...); set "
+        raise UserError(f"{src.pyg_name} raw files not found in [{_searched(src, ds)}] (as "
+                        f"<dir>/{src.folder}/raw/: {', '.join(src.raw_files)}); set "
                         "dataset.root=DIR or dataset.allow_download=true on a machine that "
                         "is online")
     try:
@@ -103,8 +106,10 @@ def load_pyg(src: PygSource, ds: DictConfig, cache: Path) -> RawGraph:
             data = Amazon(str(root), src.pyg_name)[0]
     except (OSError, ValueError, EOFError) as exc:  # offline download, corrupt pickle, ...
         raise UserError(f"could not load {src.pyg_name} ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''}); provide the raw "
-                        f"files in dataset.root or check the network") from None
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}) from {target}; "
+                        f"folders searched: [{_searched(src, ds)}]; provide fresh raw files "
+                        f"({', '.join(src.raw_files)}) in dataset.root or check the "
+                        "network") from None
     read = found if found is not None else target
     files = tuple(str(read / f) for f in src.raw_files if (read / f).is_file())
     origin = DataSource(__name__, "pyg-raw", f"from {read}", files,

