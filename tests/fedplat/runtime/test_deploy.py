@@ -38,12 +38,28 @@ def _status(url):
         return err.code
 
 
-def test_fedavg_and_a_stateful_strategy_on_two_supernodes(tmp_path):
+def test_a_stateful_strategy_on_two_supernodes_and_the_fleet_address_serves_only_fleet(tmp_path):
+    # One `flwr run` (each ClientApp message is a process on a SuperNode: the cost of this
+    # test). FedAvg on a deployment is the TLS test's run below; here the stateful FedPer.
     # the Fleet API on another loopback address than the Control API, to tell them apart
     with LoopbackFederation(tmp_path / "fed", num_nodes=2, fleet_host="127.0.0.2") as fed:
-        out = tmp_path / "fedavg"
-        summary = _check(fed.run("strategy=fedavg num_rounds=2 num_clients=2", out), fed, out)
+        # FedPer keeps each client's personal head in Context.state between rounds: the
+        # deployed run must reproduce the inline simulation exactly, which it only can if
+        # that state persisted on the SuperNodes. Round 1 is not evaluated (eval_every=2):
+        # round 2's training loss and its evaluation both start from the head kept in round 1.
+        args = ("strategy=fedper", "num_rounds=2", "num_clients=2", "eval_every=2")
+        out = tmp_path / "fedper"
+        summary = _check(fed.run(" ".join(args), out), fed, out)
         assert summary["rounds_completed"] == 2 and summary["final"]["accuracy"] > 0
+        _, expected = run_inline(tmp_path / "inline", *args)
+        got = _rows(out)
+        assert [r["round"] for r in got] == [1, 2] and "test_accuracy" in got[1]
+        assert [r.get("test_accuracy") for r in got] == \
+            [r.get("test_accuracy") for r in expected]
+        # losses agree up to float noise from a different torch thread count per process
+        assert [r["train_loss"] for r in got] == pytest.approx(
+            [r["train_loss"] for r in expected], rel=1e-6)
+        assert got[1]["train_loss"] < got[0]["train_loss"]
 
         # What the SuperLink (and its children: SuperExec, ServerApp) listens on, read from
         # the kernel: the Control API's port on 127.0.0.1 only, the Fleet API's on the
@@ -59,28 +75,19 @@ def test_fedavg_and_a_stateful_strategy_on_two_supernodes(tmp_path):
         assert _status(f"{fleet}/v1/runtime/get-nodes") == 404
         assert _status(f"{fleet}/v1/fleet/get-run") == 415
         assert _status(f"{control}/v1/control/list-runs") == 415
-
-        # FedPer keeps each client's personal head in Context.state between rounds: the
-        # deployed run must reproduce the inline simulation exactly, which it only can if
-        # that state persisted on the SuperNodes.
-        out = tmp_path / "fedper"
-        _check(fed.run("strategy=fedper num_rounds=2 num_clients=2", out), fed, out)
-        _, expected = run_inline(tmp_path / "inline", "strategy=fedper", "num_rounds=2",
-                                 "num_clients=2")
-        got = _rows(out)
-        assert [r["test_accuracy"] for r in got] == [r["test_accuracy"] for r in expected]
-        # losses agree up to float noise from a different torch thread count per process
-        assert [r["train_loss"] for r in got] == pytest.approx(
-            [r["train_loss"] for r in expected], rel=1e-6)
-        assert got[1]["train_loss"] < got[0]["train_loss"]
     assert not fed.procs  # everything was shut down
 
 
 def test_tls_with_authenticated_supernodes_and_a_refused_stranger(tmp_path):
     with LoopbackFederation(tmp_path / "fed", num_nodes=2, tls=True, auth=True) as fed:
         out = tmp_path / "tls"
-        summary = _check(fed.run("num_rounds=1 num_clients=2", out), fed, out)
-        assert summary["rounds_completed"] == 1
+        # the default strategy, FedAvg (the other deployment test runs the stateful FedPer).
+        # The clients report their test metrics with the train reply (no evaluate stage): one
+        # ClientApp process less per node; the evaluate stage is the FedPer test's.
+        summary = _check(fed.run("num_rounds=1 num_clients=2 strategy.fraction_evaluate=0 "
+                                 "client.evaluate_after_train=true", out), fed, out)
+        assert summary["strategy"] == "fedavg", summary["strategy"]
+        assert summary["rounds_completed"] == 1 and summary["final"]["accuracy"] > 0
         # key pair 2 exists but was never registered: the SuperLink refuses that node
         stranger = fed.start_node(0, key_index=2)
         code = stranger.wait(timeout=120)
