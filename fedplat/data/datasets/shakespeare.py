@@ -176,7 +176,7 @@ class Settings:
     train_fraction: float
     min_lines: int
     min_samples: int
-    max_samples: int
+    samples_per_role: int
     seed: int
 
 
@@ -193,7 +193,7 @@ def settings(ds: DictConfig) -> Settings:
     if isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f < 1:
         raise UserError(f"dataset.train_fraction={f!r} must be in (0, 1)")
     return Settings(_int(ds, "seq_length", 1, 80), float(f), _int(ds, "min_lines", 1, 3),
-                    _int(ds, "min_samples", 0, 0), _int(ds, "max_samples", 0, 0),
+                    _int(ds, "min_samples", 0, 0), _int(ds, "samples_per_role", 0, 0),
                     _int(ds, "seed", 0, 0))
 
 
@@ -214,7 +214,7 @@ class Users:
     """The roles kept as users and their sample counts."""
 
     roles: tuple[Role, ...]
-    samples: np.ndarray  # samples per role (after max_samples)
+    samples: np.ndarray  # samples per role (after samples_per_role)
     num_train: np.ndarray
     num_test: np.ndarray
 
@@ -224,8 +224,8 @@ def _users(folder: str, s: Settings) -> Users:
     kept, samples, train, test = [], [], [], []
     for role in _roles(folder, s.min_lines, s.seed):
         n = max(0, len(role.codes) - s.seq_length)
-        if s.max_samples:
-            n = min(n, s.max_samples)
+        if s.samples_per_role:
+            n = min(n, s.samples_per_role)
         if n < max(2, s.min_samples):
             continue
         tr, te = split_sizes(n, s.train_fraction, s.seq_length)
@@ -270,7 +270,8 @@ def info(ds: DictConfig) -> DatasetInfo:
     if not u.roles:
         raise UserError(f"no Shakespeare role keeps a test sample: each role needs more than "
                         f"{s.seq_length - 1} samples after its training part; raise "
-                        f"dataset.max_samples (now {s.max_samples}) or lower dataset.min_lines")
+                        f"dataset.samples_per_role (now {s.samples_per_role}) or lower "
+                        f"dataset.min_lines")
     return DatasetInfo("shakespeare", (s.seq_length,), len(VOCAB), "sequence",
                        int(u.num_train.sum() + u.num_test.sum()), num_groups=len(u.roles))
 
@@ -301,7 +302,7 @@ def load(ds: DictConfig, cache: Path) -> GeneratedUsers:
     package = None if ds.get("root") else package_version("shakespeare")
     details = {"seq_length": s.seq_length, "train_fraction": s.train_fraction,
                "min_lines": s.min_lines, "min_samples": s.min_samples,
-               "max_samples": s.max_samples, "seed": s.seed, "roles": len(u.roles),
+               "samples_per_role": s.samples_per_role, "seed": s.seed, "roles": len(u.roles),
                "plays": len({r.play for r in u.roles})}
     origin = DataSource(__name__, "package" if package else "text-files",
                         f"LEAF-style roles of the plays in {folder}", files, package=package,

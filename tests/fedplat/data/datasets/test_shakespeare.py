@@ -82,7 +82,7 @@ def speech(speaker: str, words: int, seed: int) -> str:
 def ds_cfg(root: Path, **over: object) -> object:
     return OmegaConf.create({"name": "shakespeare", "root": str(root), "seq_length": 10,
                              "train_fraction": 0.8, "min_lines": 3, "min_samples": 0,
-                             "max_samples": 0, "seed": 0, **over})
+                             "samples_per_role": 0, "seed": 0, **over})
 
 
 @pytest.fixture
@@ -151,11 +151,11 @@ def test_roles_min_lines_order_and_counts(plays):
     assert sorted(r.speaker for r in reordered.roles) == sorted(r.speaker for r in users.roles)
 
 
-def test_max_samples_caps_each_role(plays):
-    users = shakespeare.users(ds_cfg(plays, max_samples=120))
+def test_samples_per_role_caps_each_role(plays):
+    users = shakespeare.users(ds_cfg(plays, samples_per_role=120))
     assert users.samples.max() <= 120
-    with pytest.raises(UserError, match=r"raise dataset\.max_samples"):
-        get_spec("shakespeare").info(ds_cfg(plays, max_samples=20))
+    with pytest.raises(UserError, match=r"raise dataset\.samples_per_role"):
+        get_spec("shakespeare").info(ds_cfg(plays, samples_per_role=20))
 
 
 def test_clients_are_roles_with_integer_windows(plays):
