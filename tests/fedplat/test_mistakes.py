@@ -60,6 +60,8 @@ CASES: list[Case] = [
     c("fedplat", "dataset=imagenet", "unknown dataset 'imagenet' (choose from: "),
     c("fedplat", "logger=tensorbord", "unknown logger 'tensorbord' (choose from: mlflow, tensorb"),
     c("fedplat", "logger=[tensorboard,mlflo]", "unknown logger 'mlflo'"),
+    c("fedplat", ("logger=mlflow", "logger.mlflow.run_name=[1]"),
+      "logger.mlflow.run_name=[1] must be a "),
     c("fedplat", "model=resnet999",
       "unknown model 'resnet999' (choose from: auto, char_lstm, cnn,"),
     c("fedplat", "partition=random", "unknown partition 'random' (choose from: by_class,"),
