@@ -18,11 +18,16 @@ from pathlib import Path
 from runs import run_once
 
 
-def run(method: str, seed: int, out: Path, extra: list[str]) -> Path:
-    """One fedplat run; its directory (skipped when a completed summary is already there)."""
+def run(method: str, seed: int, out: Path, extra: list[str], checkpoint_every: int = 0) -> Path:
+    """One fedplat run; its directory (skipped when a completed summary is already there).
+
+    With `checkpoint_every`, an unfinished run continues from its last checkpoint when the
+    script is run again, and the final round is checkpointed, so `fedplat evaluate RUN_DIR
+    strategy.mask_absent=none|multiply` scores it under the other evaluation protocols.
+    """
     return run_once(out / f"{method}_seed{seed}",
                     [f"experiment=pefll_fmnist100_{method}", f"seed={seed}", *extra],
-                    out / f"{method}_seed{seed}.log")
+                    out / f"{method}_seed{seed}.log", checkpoint_every)
 
 
 def pct(x: float | None) -> str:
@@ -37,6 +42,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--methods", nargs="+", default=["pefll", "pfedhn"],
                     choices=["pefll", "pfedhn"])
+    ap.add_argument("--checkpoint-every", type=int, default=10,
+                    help="rounds between checkpoints (a rerun continues unfinished runs)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -46,7 +53,7 @@ def main() -> None:
     for method in args.methods:
         for seed in args.seeds:
             t0 = time.time()
-            run_dir = run(method, seed, args.out, args.overrides)
+            run_dir = run(method, seed, args.out, args.overrides, args.checkpoint_every)
             s = json.loads((run_dir / "summary.json").read_text())
             paper = s["strategy_summary"]["paper"]
             best, final = paper["best"], paper["final"]
