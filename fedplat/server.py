@@ -34,7 +34,7 @@ from fedplat.data.federated import central_test_of
 from fedplat.errors import RunAborted
 from fedplat.privacy.capture import MessageCapture
 from fedplat.progress import RoundProgress, check_mode, step
-from fedplat.recording import checkpoint
+from fedplat.recording import checkpoint, rundir
 from fedplat.recording.recorder import RunRecorder
 from fedplat.training.central import CentralTest
 from fedplat.transport import faults, placement
@@ -285,10 +285,11 @@ class Server:
             raise RuntimeError(f"strategy metrics {sorted(clash)} clash with server keys")
         row.update(extra)
         row["round_time_s"] = time.perf_counter() - t0
-        self._record(row)
-        progress.update(row, progress_line(row, num_rounds))
-        if save_every and (server_round % save_every == 0 or server_round == num_rounds):
-            self.save_checkpoint(server_round, strategy)
+        with rundir.sigterm_deferred():  # the row and its checkpoint land together
+            self._record(row)
+            progress.update(row, progress_line(row, num_rounds))
+            if save_every and (server_round % save_every == 0 or server_round == num_rounds):
+                self.save_checkpoint(server_round, strategy)
 
 
 def progress_line(row: Mapping[str, Any], num_rounds: int) -> str:

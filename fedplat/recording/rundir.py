@@ -9,6 +9,9 @@
 * `Interrupted` / `on_sigterm`: SIGTERM becomes an exception like Ctrl-C's KeyboardInterrupt,
   so the run's recorder writes `"status": "interrupted"` and the last round before the
   process exits (the checkpoint stays resumable: it is replaced atomically).
+* `sigterm_deferred`: a SIGTERM that arrives while a round is being committed (its metrics row
+  written, its checkpoint saved) takes effect once the commit is done, so a logged round is
+  never left without the checkpoint that was due after it.
 
 A light module (no torch): the CLI reads it before anything heavy is imported.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import shutil
 import signal
 import threading
@@ -190,14 +194,51 @@ def sigterm_kept_across_ray_init() -> Iterator[None]:
         ray.init = original
 
 
+class _Deferral:
+    """How many `sigterm_deferred` blocks are open, and whether a SIGTERM waits for them."""
+
+    lock = threading.Lock()
+    depth = 0
+    pending = False
+
+
 def on_sigterm() -> Handler:
     """Make SIGTERM raise `Interrupted` in the main thread; return the previous handler.
 
-    The first SIGTERM raises; the handler then goes back to the default, so a second SIGTERM
-    ends the process at once (a run that does not stop in time can still be ended).
+    The first SIGTERM raises (inside a `sigterm_deferred` block: once the block ends); the
+    handler then goes back to the default, so a further SIGTERM ends the process at once (a run
+    that does not stop in time can still be ended). A second SIGTERM while the first one waits
+    for a block does not wait.
     """
     def handler(signum: int, frame: FrameType | None) -> None:
+        with _Deferral.lock:
+            if _Deferral.depth and not _Deferral.pending:
+                _Deferral.pending = True
+                return
+            _Deferral.pending = False
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         raise Interrupted("SIGTERM")
 
     return signal.signal(signal.SIGTERM, handler)
+
+
+@contextlib.contextmanager
+def sigterm_deferred() -> Iterator[None]:
+    """Hold a SIGTERM that `on_sigterm`'s handler receives while the block runs until it ends.
+
+    Why: SIGTERM is how schedulers preempt jobs. Landing between a round's metrics row and the
+    checkpoint due after it, it used to leave a run whose last logged round cannot be resumed
+    (or, in a first round, no checkpoint at all). The held signal is sent again when the
+    outermost block ends, so it is handled where it always is (the main thread), whichever
+    thread ran the block. Without `on_sigterm`'s handler installed this changes nothing.
+    """
+    with _Deferral.lock:
+        _Deferral.depth += 1
+    try:
+        yield
+    finally:
+        with _Deferral.lock:
+            _Deferral.depth -= 1
+            resend = not _Deferral.depth and _Deferral.pending
+        if resend:
+            os.kill(os.getpid(), signal.SIGTERM)

@@ -204,3 +204,73 @@ def test_sigterm_records_the_interruption_and_the_run_resumes_in_its_directory(t
     assert rows[1]["wall_time_s"] > first_wall + 1.0  # continues, with round 2's slow client
     done = json.loads((run / "summary.json").read_text())
     assert done["status"] == "completed" and done["wall_time_s"] > rows[1]["wall_time_s"]
+
+
+@pytest.fixture
+def sigterm_raises():
+    """`on_sigterm`'s handler installed for one test, the previous one restored after."""
+    previous = rundir.on_sigterm()
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_sigterm_during_a_deferred_block_is_raised_when_the_block_ends(sigterm_raises):
+    done = []
+    with pytest.raises(rundir.Interrupted, match="SIGTERM"), rundir.sigterm_deferred():
+        with rundir.sigterm_deferred():  # nested: only the outermost end raises
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("inner")
+        done.append("outer")
+    assert done == ["inner", "outer"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # a further one ends the process
+
+
+def test_a_second_sigterm_does_not_wait_for_the_block(sigterm_raises):
+    done = []
+    with pytest.raises(rundir.Interrupted), rundir.sigterm_deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        done.append("held")
+        os.kill(os.getpid(), signal.SIGTERM)
+        done.append("not reached")
+    assert done == ["held"]
+
+
+def test_a_block_in_another_thread_hands_the_held_sigterm_to_the_main_thread(sigterm_raises):
+    import threading
+
+    def commit() -> None:
+        with rundir.sigterm_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # the main thread must not be interrupted yet
+
+    worker = threading.Thread(target=commit)
+    with pytest.raises(rundir.Interrupted):
+        worker.start()
+        t0 = time.perf_counter()
+        while worker.is_alive():
+            time.sleep(0.01)
+        time.sleep(1.0)  # the resent signal is handled at the main thread's next step
+    assert time.perf_counter() - t0 >= 0.2
+
+
+def test_a_sigterm_while_the_checkpoint_is_written_leaves_that_round_resumable(
+        tmp_path, capsys, monkeypatch):
+    """SIGTERM between round 1's metrics row and its checkpoint (the race a scheduler's
+    preemption can hit): the checkpoint is finished first, then the run stops as interrupted."""
+    run = tmp_path / "run"
+    save_server = checkpoint.save_server
+
+    def preempted(run_dir, server_round, state):
+        if server_round == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return save_server(run_dir, server_round, state)
+
+    monkeypatch.setattr(checkpoint, "save_server", preempted)
+    code, err = _cli([*TINY, "num_rounds=3", f"hydra.run.dir={run}"], capsys)
+    assert code == 143, err
+    assert err.strip().splitlines()[-1].startswith(
+        "fedplat: error: run interrupted: stopped by SIGTERM after round 1; resume=")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] == {"signal": "SIGTERM", "last_round": 1,
+                                      "checkpoint_round": 1}
+    assert checkpoint.latest(run)[0] == 1
