@@ -47,6 +47,13 @@ log = logging.getLogger("fedplat")
 COUNT_KEYS = ("num-examples", "num-val-examples", "num-test-examples")
 
 
+#: Name prefix of the evaluate stage's client metrics in a run that also evaluates right after
+#: local training (`client.evaluate_after_train=true`, e.g. FED-PUB's protocol): `test_accuracy`
+#: stays the after-training accuracy, `before_train_test_accuracy` is the received model's (the
+#: global model for FedAvg, the personalised one for FED-PUB), scored before any local step.
+BEFORE_TRAIN = "before_train_"
+
+
 def aggregate_metrics(per_client: Mapping[int, Mapping[str, float]]) -> dict[str, float]:
     """Pooled (sample-weighted) and `_mean` (unweighted over clients) of every metric.
 
@@ -109,10 +116,11 @@ class Server:
     # -- one stage ------------------------------------------------------------------------------
 
     def run_stage(self, strategy: Strategy, stage: Stage, server_round: int, sampled: list[int],
-                  offline: list[int], row: dict[str, Any]) -> dict[str, Any]:
+                  offline: list[int], row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         """Every exchange of one stage for the sampled clients; the strategy's metrics.
 
         Offline clients (`faults.dropout_prob`) are left out of every exchange of the stage.
+        `prefix` goes before the names of the clients' metrics in `row` (`BEFORE_TRAIN`).
         """
         cids = [c for c in sampled if c not in offline]
         row[f"num_{stage}_clients"] = len(sampled)
@@ -129,14 +137,16 @@ class Server:
         extra: dict[str, Any] = {}
         for exchange in strategy.exchanges(stage, server_round):
             payloads = strategy.configure(stage, exchange, server_round, cids)
-            result = self.run_exchange(strategy, stage, exchange, server_round, payloads, row)
+            result = self.run_exchange(strategy, stage, exchange, server_round, payloads, row,
+                                       prefix)
             extra.update(strategy.aggregate(stage, exchange, server_round, result.replies,
                                             result.failures))
         return extra
 
     def run_exchange(self, strategy: Strategy, stage: Stage, exchange: str, server_round: int,
-                     payloads: Mapping[int, RecordDict], row: dict[str, Any]) -> ExchangeResult:
-        """One exchange; the main exchange's client metrics go into `row`.
+                     payloads: Mapping[int, RecordDict], row: dict[str, Any],
+                     prefix: str = "") -> ExchangeResult:
+        """One exchange; the main exchange's client metrics go into `row` (names `prefix`ed).
 
         Replies of the main exchange pass `strategy.check_reply`; those of an extra exchange
         (whose content is the strategy's own protocol) get the generic non-finite check.
@@ -150,14 +160,15 @@ class Server:
         result = self.transport.exchange(stage, exchange, server_round, payloads, check)
         if exchange == MAIN:
             per_client = {cid: metrics_of(rd) for cid, rd in result.replies.items()}
-            row.update(aggregate_metrics(per_client))
-            row.update(coverage(per_client, int(self.cfg.num_clients)))
+            pooled = {**aggregate_metrics(per_client),
+                      **coverage(per_client, int(self.cfg.num_clients))}
+            row.update({prefix + key: value for key, value in pooled.items()})
             clients = row.setdefault("per_client", {})
             for cid, metrics in per_client.items():
                 entry = clients.setdefault(str(cid), {})
                 for key, value in metrics.items():
                     # counts differ per stage (train vs test samples): keep both
-                    entry[f"{key}_{stage}" if key in COUNT_KEYS else key] = value
+                    entry[f"{key}_{stage}" if key in COUNT_KEYS else prefix + key] = value
         if not result.replies:
             first = next(iter(sorted(result.failures.items())), None)
             why = f"; first failure: client {first[0]}: {first[1]}" if first else \
@@ -273,9 +284,10 @@ class Server:
         eval_cids = strategy.sample_evaluate(server_round)  # empty: fraction_evaluate=0
         if eval_cids and (server_round % every == 0 or server_round == num_rounds):
             reached = [] if cfg.faults.get("evaluate_offline", False) else offline
+            # with evaluate_after_train the train stage already reported test_*: keep both
+            prefix = BEFORE_TRAIN if cfg.client.get("evaluate_after_train", False) else ""
             extra = {**extra, **self.run_stage(strategy, Stage.EVALUATE, server_round,
-                                               eval_cids,
-                                               reached, row)}
+                                               eval_cids, reached, row, prefix)}
         if self.central is not None:  # split.central_test: the global model, every round
             state = strategy.global_model()
             if state is not None:

@@ -72,3 +72,26 @@ def test_evaluate_offline_is_validated():
 
     with pytest.raises(UserError, match=r"faults\.evaluate_offline"):
         make_cfg("faults.evaluate_offline=sometimes")
+
+
+def test_a_run_scored_after_and_before_local_training_keeps_both(tmp_path):
+    """`client.evaluate_after_train` with an evaluate stage: `test_*` is the accuracy after local
+    training, `before_train_test_*` the received model's (what an evaluate-only run reports)."""
+    from tests.helpers import GRAPH_RUN, run_inline
+
+    both = [a for a in GRAPH_RUN if not a.startswith("strategy.fraction_evaluate")]
+    _, rows = run_inline(tmp_path / "both", *both, "strategy.fraction_evaluate=1",
+                         "num_rounds=2")
+    _, before = run_inline(tmp_path / "before", *both, "strategy.fraction_evaluate=1",
+                           "client.evaluate_after_train=false", "num_rounds=2")
+    _, after = run_inline(tmp_path / "after", *GRAPH_RUN, "num_rounds=2")
+    for row, b, a in zip(rows, before, after, strict=True):
+        for key in ("test_accuracy", "test_accuracy_mean", "val_accuracy_mean", "test_loss",
+                    "evaluated_clients"):
+            assert row[f"before_train_{key}"] == b[key], key
+            assert row[key] == a[key], key
+        assert row["before_train_test_accuracy"] != row["test_accuracy"]
+        for cid, entry in row["per_client"].items():
+            assert entry["before_train_test_accuracy"] == b["per_client"][cid]["test_accuracy"]
+            assert entry["test_accuracy"] == a["per_client"][cid]["test_accuracy"]
+            assert entry["num-examples_evaluate"] == entry["num-test-examples_train"]
