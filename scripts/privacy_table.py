@@ -13,8 +13,9 @@ paper's numbers) and a picture: originals, then one row of reconstructions per a
         --iterations 2000 --tv 1e-2 --picture docs/figures/privacy_fmnist.png
 
 (the command behind docs/privacy.md; finished runs and attacks are reused, `--only-existing`
-only tabulates). Also DP-FedAvg rows (HyperFL's DP baseline numbers next to them) and, per
-image, every method's PSNR / SSIM on the same true image.
+only tabulates). `--train-args num_rounds=1 capture.round=1` captures the first round instead;
+`--methods fedavg` attacks FedAvg's uploads only. Also DP-FedAvg rows (HyperFL's DP baseline
+numbers next to them) and, per image, every method's PSNR / SSIM on the same true image.
 """
 
 from __future__ import annotations
@@ -187,6 +188,9 @@ def main() -> None:
                     help="seeds of the DP-FedAvg runs (default: --seeds)")
     ap.add_argument("--recovered-seeds", type=int, nargs="*", default=None,
                     help="seeds of the HyperFL init=recovered attack (default: --seeds)")
+    ap.add_argument("--methods", nargs="+", default=["fedavg", "hyperfl"],
+                    choices=["fedavg", "hyperfl"],
+                    help="the trained methods whose uploads are attacked (DP-FedAvg: --dp-noise)")
     ap.add_argument("--only-existing", action="store_true",
                     help="run nothing: tabulate the per-client results already on disk")
     ap.add_argument("--accuracy-rounds", type=int, default=0,
@@ -198,6 +202,9 @@ def main() -> None:
         ATTACKS.append((f"DP-FedAvg, clip 0.5, noise multiplier {z:g}",
                         f"DP-FedAvg\nz={z:g}", f"dp{z:g}", [], "7.74 / 0.2978 (*)",
                         "7.90 / 0.2716 (*)"))
+    for name in [m for m in ("fedavg", "hyperfl") if m not in args.methods]:
+        del RUNS[name]
+        ATTACKS[:] = [a for a in ATTACKS if a[2] != name]
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     done: dict[str, list[Path]] = {a[0]: [] for a in ATTACKS}
