@@ -42,7 +42,12 @@ from fedplat.config.tree import CONF_DIR
 from fedplat.errors import RunAborted, UserError
 from fedplat.progress import check_mode, stop_all
 from fedplat.recording import rundir
-from fedplat.recording.recorder import devices_line, faults_line, interrupt_open_runs
+from fedplat.recording.recorder import (
+    devices_line,
+    faults_line,
+    forget_earlier_runs,
+    interrupt_open_runs,
+)
 from fedplat.sweep import (
     check_direction,
     check_storage,
@@ -352,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.argv = [sys.argv[0], *args]
     in_main = threading.current_thread() is threading.main_thread()
     previous = rundir.on_sigterm() if in_main else None
+    forget_earlier_runs()
     try:
         _hydra_entry()
     except KeyboardInterrupt as exc:

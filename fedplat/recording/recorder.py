@@ -460,6 +460,17 @@ _OPEN: weakref.WeakSet[RunRecorder] = weakref.WeakSet()
 INTERRUPTED: list[RunRecorder] = []
 
 
+def forget_earlier_runs() -> None:
+    """Start a CLI invocation with no runs of earlier ones in this process.
+
+    Why: `interrupt_open_runs` closes and names every run it knows. A process that calls the
+    CLI more than once (a notebook, a test session, a sweep driver) must not let a signal
+    caught by the latest call close, or name in its last line, the runs of an earlier call.
+    """
+    _OPEN.clear()
+    INTERRUPTED.clear()
+
+
 def interrupt_open_runs(signal_name: str, *, draw: bool = True) -> list[RunRecorder]:
     """Close every unfinished run as interrupted; return (and forget) the interrupted runs.
 

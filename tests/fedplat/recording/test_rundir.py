@@ -17,6 +17,7 @@ from flwr.app import ArrayRecord, RecordDict
 from fedplat.cli import main
 from fedplat.errors import UserError
 from fedplat.recording import checkpoint, rundir
+from tests.helpers import make_cfg
 
 TINY = ["simulation.backend=inline", "num_clients=2", "num_rounds=2", "checkpoint_every=1",
         "simulation.torch_threads=1"]
@@ -256,7 +257,17 @@ def test_a_block_in_another_thread_hands_the_held_sigterm_to_the_main_thread(sig
 def test_a_sigterm_while_the_checkpoint_is_written_leaves_that_round_resumable(
         tmp_path, capsys, monkeypatch):
     """SIGTERM between round 1's metrics row and its checkpoint (the race a scheduler's
-    preemption can hit): the checkpoint is finished first, then the run stops as interrupted."""
+    preemption can hit): the checkpoint is finished first, then the run stops as interrupted.
+
+    Runs of an earlier call in the same process (one interrupted, one left open) are neither
+    named in this call's last line nor closed by its signal.
+    """
+    from fedplat.recording.recorder import RunRecorder
+
+    earlier = RunRecorder(tmp_path / "earlier", make_cfg("num_rounds=3"))
+    earlier.log_round({"round": 1, "wall_time_s": 1.0})
+    earlier.interrupt("SIGINT")
+    still_open = RunRecorder(tmp_path / "open", make_cfg("num_rounds=3"))
     run = tmp_path / "run"
     save_server = checkpoint.save_server
 
@@ -274,3 +285,4 @@ def test_a_sigterm_while_the_checkpoint_is_written_leaves_that_round_resumable(
     assert summary["interrupted"] == {"signal": "SIGTERM", "last_round": 1,
                                       "checkpoint_round": 1}
     assert checkpoint.latest(run)[0] == 1
+    assert not still_open.closed
