@@ -97,13 +97,13 @@ def plot(groups: dict[str, list[Path]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for method, runs in groups.items():
+    for i, (method, runs) in enumerate(groups.items()):
         per_run = [rows_of(r) for r in runs]
         n = min(len(r) for r in per_run)
         x = [per_run[0][i]["round"] for i in range(n)]
         for key, style, what in ((AFTER, "-", "after"), (BEFORE, ":", "before")):
             y = [100 * statistics.mean(r[i][key] for r in per_run) for i in range(n)]
-            ax.plot(x, y, style, label=f"{method} ({what} local training)")
+            ax.plot(x, y, style, color=f"C{i}", label=f"{method} ({what} local training)")
     ax.axvline(PAPER_ROUNDS, color="grey", lw=0.8)
     ax.set_xlabel("round")
     ax.set_ylabel("mean client test accuracy (%)")
