@@ -105,21 +105,28 @@ def attack(run_dir: Path, options: list[str], args: argparse.Namespace) -> Path:
     parts = [run_dir / "attack" / f"{name}_attacker_seed{k}" for k in range(args.restarts)]
     todo = [(k, p) for k, p in enumerate(parts) if not (p / "summary.json").is_file()]
     running: list[tuple[subprocess.Popen[bytes], Any]] = []
-    for k, part in todo:
-        while len(running) >= args.jobs:
-            proc, fh = running.pop(0)
-            proc.wait()
-            fh.close()
-        fh = (run_dir / f"{part.name}.log").open("w")
-        cmd = attack_cmd(run_dir, part, options, args, 1, k)
-        fh.write(" ".join(cmd) + "\n")
-        fh.flush()
-        running.append((subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT), fh))
     failed = []
-    for proc, fh in running:
-        if proc.wait() != 0:
-            failed.append(proc.args)
-        fh.close()
+    try:
+        for k, part in todo:
+            while len(running) >= args.jobs:
+                proc, fh = running.pop(0)
+                if proc.wait() != 0:
+                    failed.append(proc.args)
+                fh.close()
+            fh = (run_dir / f"{part.name}.log").open("w")
+            cmd = attack_cmd(run_dir, part, options, args, 1, k)
+            fh.write(" ".join(cmd) + "\n")
+            fh.flush()
+            running.append((subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT), fh))
+        while running:
+            proc, fh = running.pop(0)
+            if proc.wait() != 0:
+                failed.append(proc.args)
+            fh.close()
+    finally:  # interrupted: no attack keeps running on its own
+        for proc, fh in running:
+            proc.terminate()
+            fh.close()
     if failed:
         raise SystemExit(f"an attack failed: {failed[0]}")
     merge_restarts(parts, out)

@@ -87,3 +87,14 @@ def test_split_restarts_run_one_process_per_seed_and_skip_finished_ones(tmp_path
     merged = json.loads((out / "round_5_client_0.json").read_text())
     assert merged["chosen_restart"] == 1 and merged["psnr"] == 15.0
     assert merged["restart_mismatch"] == [0.1, 0.05, 2.1]
+
+
+def test_a_failed_restart_stops_the_table_with_its_command(tmp_path, monkeypatch):
+    run_dir = tmp_path / "hyperfl_seed0"
+    (run_dir / "attack").mkdir(parents=True)
+    monkeypatch.setattr(pt, "attack_cmd", lambda *a: [sys.executable, "-c", "raise SystemExit(3)"])
+    args = argparse.Namespace(only_existing=False, split_restarts=["hyperfl"], restarts=3,
+                              jobs=2)
+    with pytest.raises(SystemExit, match="an attack failed"):
+        pt.attack(run_dir, [], args)
+    assert not (run_dir / "attack" / "ig_hyperfl" / "summary.json").exists()
