@@ -15,11 +15,13 @@ def _take_label_groups(labels: np.ndarray, num_clients: int, num_classes: int, s
                        block: str) -> list[np.ndarray]:
     """HyperFL's s-similarity split of one dataset part (FedPAC's `*_noniid_s` procedure).
 
-    Samples are taken sequentially from each class's block of the label-sorted order (numpy's
-    default argsort kind, as in the released code); a class whose block is used up wraps around
-    to its start, so clients may share samples.
+    Samples are taken sequentially from each class's block of the label-sorted order; a class
+    whose block is used up wraps around to its start, so clients may share samples. The sort is
+    stable (within a class, samples in index order). The released code uses numpy's default
+    argsort, which is not stable and whose order of tied labels depends on the CPU's sort
+    kernel: the same seed gave different splits on AVX-512 and AVX2 machines.
     """
-    order = np.argsort(labels)
+    order = np.argsort(labels, kind="stable")
     if block == "equal":  # the released code for CIFAR/CINIC/FMNIST: assumes equal class counts
         per = int(len(labels) / num_classes)
         starts = [y * per for y in range(num_classes)]

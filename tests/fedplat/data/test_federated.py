@@ -77,7 +77,7 @@ def _digest(fed) -> str:
     (("partition=pathological", "num_clients=5"), "0b3304ea8fe652ff"),
     (("partition=shards", "num_clients=5"), "1735659207b788c0"),
     (("partition=label_groups", "num_clients=5", "partition.local_size=100",
-      "partition.test_size=30", "partition.block=counts"), "1ec079de8a32a6f4"),
+      "partition.test_size=30", "partition.block=counts"), "b23c0d8a31fcc035"),
     (("partition=iid", "num_clients=4", "split.server_shares=2", "split.label_ratio=0.5"),
      "ab0f63e23a4f7679"),
 ])

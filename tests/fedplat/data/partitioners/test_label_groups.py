@@ -35,8 +35,8 @@ def test_label_groups_composition_matches_hyperfl_fmnist():
 
 def test_label_groups_takes_sequentially_and_wraps_around_like_the_released_code():
     labels = np.array([1, 0, 1, 0, 1, 0, 1, 0])
-    # numpy's default argsort kind is not stable (H14): blocks follow whatever order it gives
-    order = np.argsort(labels)
+    # blocks follow the stable label sort: within a class, samples in index order
+    order = np.argsort(labels, kind="stable")
     c0, c1 = order[:4].tolist(), order[4:].tolist()
     out = _lg(labels, labels, 3, s=50, local_size=4, test_size=4, groups=[[0], [1]])
     clients = [tr.tolist() for tr, _, _ in out]
@@ -44,6 +44,19 @@ def test_label_groups_takes_sequentially_and_wraps_around_like_the_released_code
     assert clients[0] == [c0[0], c1[0], c0[1], c0[2]]
     assert clients[1] == [c0[3], c1[1], c1[2], c1[3]]
     assert clients[2] == clients[0]  # both classes ran out: wrapped to the block starts
+
+
+def test_label_groups_picks_the_same_samples_on_every_cpu():
+    """Within a class, samples are taken in index order (a stable sort).
+
+    numpy's default argsort (the released code's) is not stable, and which tied index comes
+    first depends on the CPU's sort kernel (AVX-512 and AVX2 machines gave different splits of
+    the same seed); a stable sort makes the split a function of the labels alone.
+    """
+    y = _balanced(600, seed=3)
+    parts = _lg(y, y, 10, s=0, local_size=300, test_size=300, groups=[[c] for c in range(10)])
+    for i, (tr, _, _) in enumerate(parts):
+        assert tr.tolist() == np.flatnonzero(y == i)[:300].tolist()
 
 
 def test_label_groups_wraps_on_fmnist_sized_test_parts_and_keeps_labels_right():
@@ -62,7 +75,7 @@ def test_label_groups_cursor_start_and_count_blocks():
     b = _lg(y, y, 2, local_size=50, test_size=50, block="counts")
     assert all(np.array_equal(p[0], q[0]) for p, q in zip(a, b))  # same on balanced data
     shifted = _lg(y, y, 1, local_size=50, test_size=50, cursor0_train=90)
-    order = np.argsort(y)
+    order = np.argsort(y, kind="stable")
     assert shifted[0][0][0] == order[90]  # class 0 starts at its cursor (CIFAR: 2000)
     unbalanced = np.concatenate([np.zeros(30, int), np.ones(70, int)])
     parts = label_groups(unbalanced, unbalanced, 2, np.random.default_rng(0), s=50,
