@@ -19,7 +19,8 @@ def _take_label_groups(labels: np.ndarray, num_clients: int, num_classes: int, s
     whose block is used up wraps around to its start, so clients may share samples. The sort is
     stable (within a class, samples in index order). The released code uses numpy's default
     argsort, which is not stable and whose order of tied labels depends on the CPU's sort
-    kernel: the same seed gave different splits on AVX-512 and AVX2 machines.
+    kernel: a partition digest pinned on one machine did not match on this project's AVX-512
+    machine.
     """
     order = np.argsort(labels, kind="stable")
     if block == "equal":  # the released code for CIFAR/CINIC/FMNIST: assumes equal class counts

@@ -50,8 +50,8 @@ def test_label_groups_picks_the_same_samples_on_every_cpu():
     """Within a class, samples are taken in index order (a stable sort).
 
     numpy's default argsort (the released code's) is not stable, and which tied index comes
-    first depends on the CPU's sort kernel (AVX-512 and AVX2 machines gave different splits of
-    the same seed); a stable sort makes the split a function of the labels alone.
+    first depends on the CPU's sort kernel (a digest pinned on one machine failed on an AVX-512
+    one); a stable sort makes the split a function of the labels alone.
     """
     y = _balanced(600, seed=3)
     parts = _lg(y, y, 10, s=0, local_size=300, test_size=300, groups=[[c] for c in range(10)])
