@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -104,29 +105,10 @@ def attack(run_dir: Path, options: list[str], args: argparse.Namespace) -> Path:
         return out
     parts = [run_dir / "attack" / f"{name}_attacker_seed{k}" for k in range(args.restarts)]
     todo = [(k, p) for k, p in enumerate(parts) if not (p / "summary.json").is_file()]
-    running: list[tuple[subprocess.Popen[bytes], Any]] = []
-    failed = []
-    try:
-        for k, part in todo:
-            while len(running) >= args.jobs:
-                proc, fh = running.pop(0)
-                if proc.wait() != 0:
-                    failed.append(proc.args)
-                fh.close()
-            fh = (run_dir / f"{part.name}.log").open("w")
-            cmd = attack_cmd(run_dir, part, options, args, 1, k)
-            fh.write(" ".join(cmd) + "\n")
-            fh.flush()
-            running.append((subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT), fh))
-        while running:
-            proc, fh = running.pop(0)
-            if proc.wait() != 0:
-                failed.append(proc.args)
-            fh.close()
-    finally:  # interrupted: no attack keeps running on its own
-        for proc, fh in running:
-            proc.terminate()
-            fh.close()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(sh, attack_cmd(run_dir, part, options, args, 1, k),
+                               run_dir / f"{part.name}.log") for k, part in todo]
+    failed = [e for e in (f.exception() for f in futures) if e is not None]
     if failed:
         raise SystemExit(f"an attack failed: {failed[0]}")
     merge_restarts(parts, out)
@@ -139,8 +121,6 @@ def merge_restarts(parts: list[Path], out: Path) -> None:
     Writes its files into `out` with the mismatch of every restart, the chosen one and the
     seconds of all of them (the attack's whole cost), plus a summary.json like fedplat-attack's.
     """
-    import shutil
-
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for stem_json in sorted(parts[0].glob("round_*_client_*.json")):
